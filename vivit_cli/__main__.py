@@ -1,0 +1,5 @@
+"""`python -m vivit_cli` runs the command-line tool."""
+
+from vivit_cli.cli import main
+
+main()
