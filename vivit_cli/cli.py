@@ -77,6 +77,123 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
 
+def _fetch_model(ctx: click.Context, model: str, weights: bool = True) -> Any:
+    """MODEL -> a hub.LocalModel through the Hugging Face cache; its note (offline, cached) on stderr."""
+    from vivit_cli import hub
+
+    quiet = ctx.obj["quiet"]
+    if quiet:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    local = hub.fetch(hub.parse_model(model), weights=weights)
+    if local.note and not quiet:
+        click.echo(f"Note: {local.note}", err=True)
+    return local
+
+
+@cli.command("download")
+@click.argument("model", required=False, default=DEFAULT_MODEL, envvar="VIVIT_MODEL")
+@click.pass_context
+def download_command(ctx: click.Context, model: str) -> None:
+    """Fetch MODEL into the Hugging Face cache for offline use; print its folder.
+
+    MODEL is org/name, org/name@revision or a folder; default: $VIVIT_MODEL, else google/vivit-b-16x2-kinetics400.
+    """
+    local = _fetch_model(ctx, model)
+    click.echo(local.folder)
+    if local.revision and not ctx.obj["quiet"]:
+        click.echo(f"{local.model_id} at {local.revision[:7]} is cached: it also works offline.", err=True)
+
+
+@cli.command("labels")
+@click.argument("model", required=False, default=DEFAULT_MODEL, envvar="VIVIT_MODEL")
+@click.pass_context
+def labels_command(ctx: click.Context, model: str) -> None:
+    """Print MODEL's label names, one per line, in class-id order (fetches config.json only).
+
+    MODEL is org/name, org/name@revision or a folder; default: $VIVIT_MODEL, else google/vivit-b-16x2-kinetics400.
+    """
+    from vivit_cli.checkpoint import read_config
+
+    config, _ = read_config(_fetch_model(ctx, model, weights=False).folder)
+    for name in config.labels:
+        click.echo(name)
+
+
+def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--stride, --clips, --crops and --top-k, shared by the commands that classify videos."""
+    f = click.option("--top-k", "-k", type=click.IntRange(1), default=5, show_default=True,
+                     help="How many labels to report per video.")(f)
+    f = click.option("--crops", type=click.Choice(["1", "3"]), default="1", show_default=True,
+                     help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).")(f)
+    f = click.option("--clips", type=click.IntRange(1), default=1, show_default=True,
+                     help="Clips spread evenly over the video; their scores are averaged.")(f)
+    f = click.option("--stride", type=click.IntRange(1), default=2, show_default=True, envvar="VIVIT_STRIDE",
+                     help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]")(f)
+    return f
+
+
+def _load_classifier(ctx: click.Context, model: str, device: str, dtype: str) -> Any:
+    """Load the model the way every command does, with the Hub's note (offline, cached) on stderr."""
+    from vivit_cli.pipeline import load_model
+
+    if ctx.obj["quiet"]:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    classifier = load_model(model, device=device, dtype=dtype)
+    if classifier.source.note and not ctx.obj["quiet"]:
+        click.echo(f"Note: {classifier.source.note}", err=True)
+    return classifier
+
+
+@cli.command("classify")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=str))
+@model_options
+@view_options
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout: one object per video, per line.")
+@click.pass_context
+def classify_command(ctx: click.Context, videos: tuple[str, ...], model: str, device: str, dtype: str,
+                     stride: int, clips: int, crops: str, top_k: int, as_json: bool) -> None:
+    """Classify each VIDEO and show its top labels.
+
+    Exit codes: 0 all classified, 4 a video failed (each one is named on stderr, the rest still run),
+    3 model or checkpoint problem, 2 bad usage or device, 130 interrupted.
+    """
+    import json
+
+    from rich.console import Console
+
+    from vivit_cli.errors import VideoError
+    from vivit_cli.pipeline import Views
+    from vivit_cli.writers import error_record, print_results_table, result_record
+
+    views = Views(stride=stride, clips=clips, crops=int(crops))
+    classifier = _load_classifier(ctx, model, device, dtype)
+    console = Console()
+    failed = 0
+    for path in videos:
+        try:
+            result = classifier.classify(path, views, top_k)
+        except VideoError as e:
+            failed += 1
+            click.secho(f"Error: {e}", fg="red", err=True)
+            if as_json:
+                click.echo(json.dumps(error_record(path, str(e), *_model_ids(classifier))))
+            continue
+        if as_json:
+            click.echo(json.dumps(result_record(result), ensure_ascii=False))
+        else:
+            print_results_table(console, result)
+    if failed:
+        ctx.exit(VideoError.exit_code)
+
+
+def _model_ids(classifier: Any) -> tuple[str, str | None]:
+    return classifier.info.model_id, classifier.info.revision
+
+
 def main() -> None:
     cli(prog_name="vivit")
 
