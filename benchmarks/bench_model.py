@@ -27,12 +27,12 @@ MAX_LOGIT_DIFF = 1e-3  # fp32, full-size model, random weights
 
 def kernel_floor(cfg, batch: int, device: torch.device, dtype: torch.dtype, repeats: int, sync) -> dict[str, float]:
     """Seconds spent by one forward's linear layers and attention kernels alone, for the full token sequence."""
-    D, I, L, H = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.num_attention_heads
+    D, inner, L, H = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.num_attention_heads
     N = 1 + (cfg.num_frames // cfg.tubelet_size[0]) * (cfg.image_size // cfg.tubelet_size[1]) ** 2
     x = torch.randn(batch, N, D, device=device, dtype=dtype)
-    h = torch.randn(batch, N, I, device=device, dtype=dtype)
+    h = torch.randn(batch, N, inner, device=device, dtype=dtype)
     w = {n: torch.randn(o, i, device=device, dtype=dtype) * 0.02 for n, (o, i) in
-         {"qkv": (3 * D, D), "proj": (D, D), "fc1": (I, D), "fc2": (D, I)}.items()}
+         {"qkv": (3 * D, D), "proj": (D, D), "fc1": (inner, D), "fc2": (D, inner)}.items()}
     b = {n: torch.zeros(t.shape[0], device=device, dtype=dtype) for n, t in w.items()}
     q = torch.randn(batch, H, N, D // H, device=device, dtype=dtype)
 
@@ -78,7 +78,7 @@ def main() -> None:
         with torch.inference_mode():
             for name, model in [("ours", ours), *((f"transformers {k}", m) for k, m in theirs.items())]:
                 logits[name] = model(x).logits  # warm-up, and the logits to compare
-                times[name] = best_time(lambda m=model: m(x), args.repeats, sync)
+                times[name] = best_time(lambda m=model, x=x: m(x), args.repeats, sync)
         for name in logits:
             diff = (logits[name] - logits["ours"]).abs().max().item()
             if diff > MAX_LOGIT_DIFF:

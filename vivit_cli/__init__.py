@@ -23,7 +23,10 @@ _LAZY = {
     "VivitError": "vivit_cli.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "DEFAULT_MODEL", "Classifier", "PreprocessConfig", "Prediction", "VideoResult", "VivitConfig", "VivitError",
+    "VivitForVideoClassification", "VivitModel", "__version__", "load_model", "save_pretrained",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from vivit_cli.checkpoint import save_pretrained

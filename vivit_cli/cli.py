@@ -98,7 +98,7 @@ def _fetch_model(ctx: click.Context, model: str, weights: bool = True) -> Any:
 def download_command(ctx: click.Context, model: str) -> None:
     """Fetch MODEL into the Hugging Face cache for offline use; print its folder.
 
-    MODEL is org/name, org/name@revision or a folder; default: $VIVIT_MODEL, else google/vivit-b-16x2-kinetics400.
+    MODEL: org/name, org/name@revision or a folder [default: $VIVIT_MODEL, else the Kinetics-400 ViViT-B].
     """
     local = _fetch_model(ctx, model)
     click.echo(local.folder)
@@ -112,11 +112,12 @@ def download_command(ctx: click.Context, model: str) -> None:
 def labels_command(ctx: click.Context, model: str) -> None:
     """Print MODEL's label names, one per line, in class-id order (fetches config.json only).
 
-    MODEL is org/name, org/name@revision or a folder; default: $VIVIT_MODEL, else google/vivit-b-16x2-kinetics400.
+    MODEL: org/name, org/name@revision or a folder [default: $VIVIT_MODEL, else the Kinetics-400 ViViT-B].
     """
-    from vivit_cli.checkpoint import read_config
+    local = _fetch_model(ctx, model, weights=False)
+    from vivit_cli.checkpoint import read_config  # after the fetch: torch loads only when there is a config
 
-    config, _ = read_config(_fetch_model(ctx, model, weights=False).folder)
+    config, _ = read_config(local.folder)
     for name in config.labels:
         click.echo(name)
 
@@ -177,6 +178,8 @@ def classify_command(ctx: click.Context, videos: tuple[str, ...], model: str, de
         try:
             result = classifier.classify(path, views, top_k)
         except VideoError as e:
+            if ctx.obj["debug"]:
+                raise
             failed += 1
             click.secho(f"Error: {e}", fg="red", err=True)
             if as_json:
