@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -197,6 +198,66 @@ def _model_ids(classifier: Any) -> tuple[str, str | None]:
     return classifier.info.model_id, classifier.info.revision
 
 
+@cli.command("batch")
+@click.argument("sources", nargs=-1, required=True)
+@model_options
+@view_options
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
+              help="Output file: .csv, .json or .jsonl. [default: JSONL on stdout]")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), help="Output format, if not the suffix's.")
+@click.option("--recursive", "-r", is_flag=True, help="Look in the subfolders of folder sources.")
+@click.option("--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried).")
+@click.option("--workers", "-j", type=click.IntRange(1), help="Decode processes. [default: from the cores and device]")
+@click.option("--batch-size", "-b", type=click.IntRange(1), default=8, show_default=True,
+              help="Views (clips x crops) per forward pass.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=120, show_default=True,
+              help="Seconds one file may take to decode; then its worker is stopped and the file gets an error row.")
+@click.pass_context
+def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, device: str, dtype: str, stride: int,
+                  clips: int, crops: str, top_k: int, out: str | None, fmt: str | None, recursive: bool,
+                  resume: bool, workers: int | None, batch_size: int, timeout: float) -> None:
+    """Classify every video in SOURCES into one CSV, JSON or JSONL file: a row per video, ok or error.
+
+    A SOURCE is a folder, a glob, a file or @list.txt (one file per line). Rows are written as videos finish.
+    Exit codes: 0 all classified, 4 some videos failed (see their rows), 3 model or checkpoint problem,
+    2 bad usage or device, 130 interrupted (finish with --resume).
+    """
+    from tqdm import tqdm
+
+    from vivit_cli import batch
+    from vivit_cli.errors import VideoError
+    from vivit_cli.pipeline import Views, resolve_device
+
+    job = batch.plan(sources, recursive, out, fmt, resume)  # usage errors before anything is loaded
+    views = Views(stride=stride, clips=clips, crops=int(crops))
+    tally, quiet = batch.Tally(skipped=job.skipped), ctx.obj["quiet"]
+    if not job.todo:
+        if not quiet:
+            click.echo(tally.summary(job.out), err=True)
+        return
+    interrupted = False
+    # The workers start, and import torch, while the model loads.
+    with batch.DecodePool(workers or batch.default_workers(resolve_device(device).type), timeout) as pool:
+        classifier = _load_classifier(ctx, model, device, dtype)
+        bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+        try:
+            with batch.open_output(job, sys.stdout) as writer:
+                batch.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally,
+                          on_row=lambda _: bar.update())
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            bar.close()
+            if not quiet:
+                click.echo(tally.summary(job.out, interrupted), err=True)
+    if tally.failed:
+        ctx.exit(VideoError.exit_code)
+
+
 def main() -> None:
+    # OpenCV and FFmpeg print their own warnings for damaged files; ours say it in one line instead.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     cli(prog_name="vivit")
 
