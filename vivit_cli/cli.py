@@ -13,6 +13,7 @@ import click
 
 from vivit_cli import DEFAULT_MODEL, __version__
 from vivit_cli.errors import VivitError
+from vivit_cli.timeline import DEFAULT_BATCH_SIZE, DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 
@@ -82,15 +83,23 @@ def _fetch_model(ctx: click.Context, model: str, weights: bool = True) -> Any:
     """MODEL -> a hub.LocalModel through the Hugging Face cache; its note (offline, cached) on stderr."""
     from vivit_cli import hub
 
-    quiet = ctx.obj["quiet"]
-    if quiet:
+    _quiet_hub(ctx)
+    local = hub.fetch(hub.parse_model(model), weights=weights)
+    _note(ctx, local.note)
+    return local
+
+
+def _quiet_hub(ctx: click.Context) -> None:
+    """With --quiet, huggingface_hub's progress bars stay off too."""
+    if ctx.obj["quiet"]:
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
-    local = hub.fetch(hub.parse_model(model), weights=weights)
-    if local.note and not quiet:
-        click.echo(f"Note: {local.note}", err=True)
-    return local
+
+
+def _note(ctx: click.Context, note: str | None) -> None:
+    if note and not ctx.obj["quiet"]:
+        click.echo(f"Note: {note}", err=True)
 
 
 @cli.command("download")
@@ -140,13 +149,9 @@ def _load_classifier(ctx: click.Context, model: str, device: str, dtype: str) ->
     """Load the model the way every command does, with the Hub's note (offline, cached) on stderr."""
     from vivit_cli.pipeline import load_model
 
-    if ctx.obj["quiet"]:
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
+    _quiet_hub(ctx)
     classifier = load_model(model, device=device, dtype=dtype)
-    if classifier.source.note and not ctx.obj["quiet"]:
-        click.echo(f"Note: {classifier.source.note}", err=True)
+    _note(ctx, classifier.source.note)
     return classifier
 
 
@@ -204,7 +209,8 @@ def _model_ids(classifier: Any) -> tuple[str, str | None]:
 @view_options
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
               help="Output file: .csv, .json or .jsonl. [default: JSONL on stdout]")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), help="Output format, if not the suffix's.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]),
+              help="Output format, when not the --out suffix's.")
 @click.option("--recursive", "-r", is_flag=True, help="Look in the subfolders of folder sources.")
 @click.option("--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried).")
 @click.option("--workers", "-j", type=click.IntRange(1), help="Decode processes. [default: from the cores and device]")
@@ -253,6 +259,155 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
                 click.echo(tally.summary(job.out, interrupted), err=True)
     if tally.failed:
         ctx.exit(VideoError.exit_code)
+
+
+@cli.command("webcam")
+@click.option("--source", "-s", default="0", show_default=True,
+              help="A camera index, a video file, or a stream URL (rtsp://, http://, ...).")
+@model_options
+@click.option("--stride", type=click.IntRange(1), default=2, show_default=True, envvar="VIVIT_STRIDE",
+              help="Frames between the sampled frames of a window. [env: VIVIT_STRIDE]")
+@click.option("--top-k", "-k", type=click.IntRange(1), default=5, show_default=True, help="Labels per prediction.")
+@click.option("--every", type=click.IntRange(1), default=8, show_default=True,
+              help="Frames between predictions (more when the model is slower than the source).")
+@click.option("--smooth", type=click.IntRange(1), default=1, show_default=True,
+              help="Average the probabilities of the last K predictions.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Leave out labels whose (smoothed) score is below this, on screen and in the log.")
+@click.option("--show", is_flag=True, help="Open a window with the frames and the labels; q or Esc quits.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
+              help="Log one row per prediction: a .csv or .jsonl file, or - for JSONL on stdout.")
+@click.option("--max-predictions", "-n", type=click.IntRange(1), help="Stop after N predictions.")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after S seconds.")
+@click.option("--fast", is_flag=True, help="Read a file as fast as the model goes, scoring every window.")
+@click.option("--reconnect", type=click.IntRange(0), default=5, show_default=True,
+              help="Attempts to reopen a stream or camera that stops, with growing pauses.")
+@click.option("--open-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds a stream may take to answer.")
+@click.option("--read-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds without a frame before a stream counts as dropped.")
+@click.pass_context
+def webcam_command(ctx: click.Context, source: str, model: str, device: str, dtype: str, stride: int, top_k: int,
+                   every: int, smooth: int, threshold: float, show: bool, out: str | None,
+                   max_predictions: int | None, duration: float | None, fast: bool, reconnect: int,
+                   open_timeout: float, read_timeout: float) -> None:
+    """Label what a camera, a file or a stream shows, live.
+
+    Exit codes: 0 stopped by a limit, q or the end of a file; 5 no camera, a stream that does not answer or
+    stops for good; 4 an unreadable file; 3 model problem; 2 bad usage, device or no display; 130 Ctrl-C.
+    """
+    import contextlib
+
+    from rich.console import Console
+
+    from vivit_cli import capture, webcam, webcam_view
+
+    src = capture.parse_source(source)  # usage errors before the model loads
+    settings = webcam.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)
+    capture_settings = capture.CaptureSettings(open_timeout, read_timeout, reconnect)
+    if out:
+        webcam_view.log_format(out)
+    live_model = webcam.ClassifierModel(_load_classifier(ctx, model, device, dtype))
+    console = Console(stderr=True)
+    mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(webcam_view.LogWriter(out, src.name)) if out else None
+        window = webcam_view.Window() if show else None
+        if window:
+            stack.callback(window.close)
+        view = stack.enter_context(webcam_view.TerminalView(console, mode, src.name))
+
+        def on_prediction(p: webcam.LivePrediction) -> None:
+            if log:
+                log.write(p)
+            view.prediction(p)
+
+        def on_tick(status: webcam.LiveStatus) -> bool:
+            view.tick(status)
+            return window.show(status) if window else True
+
+        summary = webcam.run_live(src, live_model, settings, capture_settings, on_prediction, on_tick)
+    if not ctx.obj["quiet"]:
+        click.echo(f"{summary.predictions} predictions from {summary.frames_read} frames "
+                   f"({summary.frames_skipped} skipped while the model was busy); stopped: {summary.reason}.",
+                   err=True)
+
+
+@cli.command("timeline")
+@click.argument("video_path", metavar="VIDEO", type=click.Path(path_type=str))
+@model_options
+@view_options
+@click.option("--every", type=click.FloatRange(0, min_open=True), default=DEFAULT_EVERY_S, show_default=True,
+              help="Seconds between window starts; each window is one clip (num_frames frames, --stride apart).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=DEFAULT_THRESHOLD, show_default=True,
+              help="Top-1 score a window needs to join a segment; weaker windows leave a gap.")
+@click.option("--batch-size", "-b", type=click.IntRange(1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Windows per forward pass (each is --crops views).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
+              help="Segment and window rows: a .csv, .json or .jsonl file, or - for JSONL on stdout.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=str), help="Draw the timeline into a .png.")
+@click.option("--overlay", type=click.Path(dir_okay=False, path_type=str),
+              help="Write the video with each frame's labels drawn on it (.mp4; H.264 with PyAV installed).")
+@click.pass_context
+def timeline_command(ctx: click.Context, video_path: str, model: str, device: str, dtype: str, stride: int,
+                     clips: int, crops: str, top_k: int, every: float, threshold: float, batch_size: int,
+                     out: str | None, plot: str | None, overlay: str | None) -> None:
+    """Label VIDEO over time: a window every --every seconds, merged into segments of one label.
+
+    Prints the segments (or, with --out -, JSONL rows); exit codes as for classify.
+    """
+    from rich.console import Console
+    from tqdm import tqdm
+
+    from vivit_cli import timeline, timeline_writers
+    from vivit_cli.pipeline import Views
+
+    if clips != 1:
+        raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")
+    views = Views(stride=stride, clips=1, crops=int(crops))
+    if out:  # bad names fail now, not after the scan
+        timeline_writers.output_format(out)
+    if plot:
+        from vivit_cli.plot import check_plot_path
+
+        check_plot_path(plot)
+    if overlay:
+        from vivit_cli.overlay import check_overlay_path
+
+        check_overlay_path(overlay)
+    classifier = _load_classifier(ctx, model, device, dtype)
+    quiet = ctx.obj["quiet"]
+    with tqdm(unit="frame", desc="windows", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        result = timeline.scan(classifier, video_path, views, every, top_k, batch_size, threshold,
+                               progress=_tqdm_progress(bar))
+    if out:
+        timeline_writers.write_timeline(result, out)
+    timeline_writers.print_segments_table(Console(stderr=out == "-"), result)
+    if plot:
+        from vivit_cli.plot import save_plot
+
+        save_plot(result, plot)
+        if not quiet:
+            click.echo(f"Wrote {plot}", err=True)
+    if overlay:
+        from vivit_cli.overlay import write_overlay
+
+        with tqdm(unit="frame", desc="overlay", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+            written = write_overlay(result, overlay, progress=_tqdm_progress(bar))
+        if not quiet:
+            if written.note:
+                click.echo(f"Note: {written.note}", err=True)
+            click.echo(f"Wrote {overlay} ({written.codec}, {written.frames} frames)", err=True)
+
+
+def _tqdm_progress(bar: Any) -> Callable[[int, int], None]:
+    """A (done, total) callback that moves a tqdm bar."""
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
 
 
 def main() -> None:
