@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoints import make_hf, write_hf
 from click.testing import CliRunner
+from videos import FORMATS, decode_index, write_video
 
-from tests.checkpoints import make_hf, write_hf
-from tests.videos import FORMATS, decode_index, write_video
 from vivit_cli import video
 from vivit_cli.cli import cli
 from vivit_cli.pipeline import Views, load_model

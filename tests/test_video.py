@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.videos import (
+from videos import (
     FORMATS,
     corner_frame,
     decode_all,

@@ -79,7 +79,10 @@ class VivitConfig:
                 raise bad(f"{name} must be a positive integer, got {v!r}")
         if len(self.tubelet_size) != 3 or any(not isinstance(t, int) or t <= 0 for t in self.tubelet_size):
             raise bad(f"tubelet_size must be three positive integers, got {list(self.tubelet_size)}")
-        if any(not isinstance(s, int) or s <= 0 for s in self.image_hw):
+        size = self.image_size
+        if not (isinstance(size, int) or isinstance(size, (tuple, list)) and len(size) == 2) or any(
+            not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in self.image_hw
+        ):
             raise bad(f"image_size must be a positive integer or [height, width], got {self.image_size!r}")
         if self.hidden_size % self.num_attention_heads:
             raise bad(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "

@@ -14,8 +14,9 @@ from vivit_cli.errors import ConfigError
 
 # PIL's resample codes, as preprocessor_config.json stores them, mapped to torch's modes. torch's bilinear and
 # bicubic with antialias=True follow PIL's filters on downscales (within a grey level); plain bilinear
-# (OpenCV's INTER_LINEAR too) does not antialias and is up to 100 grey levels off.
-RESAMPLE_MODES = {0: "nearest-exact", 2: "bilinear", 3: "bicubic", 4: "area"}
+# (OpenCV's INTER_LINEAR too) does not antialias and is up to 100 grey levels off. PIL's box (4), lanczos (1)
+# and hamming (5) have no torch equivalent (torch's "area" is not box: up to 30 grey levels off), so are refused.
+RESAMPLE_MODES = {0: "nearest-exact", 2: "bilinear", 3: "bicubic"}
 CROPS = ("center", "start", "end")  # where along the long side a crop sits (left/top, right/bottom)
 
 
@@ -38,11 +39,14 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLE_MODES:
-            raise ConfigError(f"preprocessor resample={self.resample} is not supported (use 0, 2, 3 or 4)")
+            raise ConfigError(f"preprocessor resample={self.resample} is not supported (use 0, 2 or 3)")
         if self.offset and not self.do_rescale:
             raise ConfigError("preprocessor offset=true needs do_rescale=true")
         if self.do_resize and self.shortest_edge is None and self.resize_hw is None:
             raise ConfigError("preprocessor size needs shortest_edge or height and width")
+        size = self.resize_hw if self.shortest_edge is None else (self.shortest_edge,)
+        if any(s <= 0 for s in (*(size or ()), *self.crop_hw)):
+            raise ConfigError(f"preprocessor sizes must be positive, got size {size} and crop_size {self.crop_hw}")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PreprocessConfig:
@@ -70,11 +74,15 @@ class PreprocessConfig:
                     kw["shortest_edge"], kw["resize_hw"] = None, (int(size["height"]), int(size["width"]))
                 else:
                     raise ValueError(f"size {dict(size)} has neither shortest_edge nor height and width")
+            elif size is not None:
+                raise ValueError(f"size {size!r} is neither a number nor a mapping")
             crop = raw.get("crop_size")
             if isinstance(crop, int):
                 kw["crop_hw"] = (crop, crop)
             elif isinstance(crop, Mapping):
                 kw["crop_hw"] = (int(crop["height"]), int(crop["width"]))
+            elif crop is not None:
+                raise ValueError(f"crop_size {crop!r} is neither a number nor a mapping")
         except (TypeError, ValueError, KeyError) as e:
             raise ConfigError(f"invalid preprocessor_config.json: {e}") from None
         return cls(**kw)
