@@ -354,44 +354,40 @@ def timeline_command(ctx: click.Context, video_path: str, model: str, device: st
                      out: str | None, plot: str | None, overlay: str | None) -> None:
     """Label VIDEO over time: a window every --every seconds, merged into segments of one label.
 
-    Prints the segments (or, with --out -, JSONL rows); exit codes as for classify.
+    Prints the segments (with --out -, JSONL rows instead). A window is one clip, so --clips must be 1.
+    Exit codes as for classify.
     """
     from rich.console import Console
     from tqdm import tqdm
 
     from vivit_cli import timeline, timeline_writers
+    from vivit_cli.overlay import check_overlay_path, write_overlay
     from vivit_cli.pipeline import Views
+    from vivit_cli.plot import check_plot_path, save_plot
 
     if clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")
     views = Views(stride=stride, clips=1, crops=int(crops))
-    if out:  # bad names fail now, not after the scan
+    # Bad output names fail now, not after the scan.
+    if out:
         timeline_writers.output_format(out)
     if plot:
-        from vivit_cli.plot import check_plot_path
-
         check_plot_path(plot)
     if overlay:
-        from vivit_cli.overlay import check_overlay_path
-
         check_overlay_path(overlay)
     classifier = _load_classifier(ctx, model, device, dtype)
     quiet = ctx.obj["quiet"]
-    with tqdm(unit="frame", desc="windows", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(unit="frame", desc="scoring", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         result = timeline.scan(classifier, video_path, views, every, top_k, batch_size, threshold,
                                progress=_tqdm_progress(bar))
     if out:
-        timeline_writers.write_timeline(result, out)
+        timeline_writers.write_timeline(result, sys.stdout if out == "-" else out)
     timeline_writers.print_segments_table(Console(stderr=out == "-"), result)
     if plot:
-        from vivit_cli.plot import save_plot
-
         save_plot(result, plot)
         if not quiet:
             click.echo(f"Wrote {plot}", err=True)
     if overlay:
-        from vivit_cli.overlay import write_overlay
-
         with tqdm(unit="frame", desc="overlay", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
             written = write_overlay(result, overlay, progress=_tqdm_progress(bar))
         if not quiet:

@@ -39,7 +39,8 @@ def draw_labels(frame: np.ndarray, predictions: Sequence[Prediction], title: str
         if is_prediction:
             score = predictions[i - (1 if title else 0)].score
             bar_w = int((panel_w - 2 * pad) * max(0.0, min(1.0, score)))
-            cv2.rectangle(out, (pad, y + int(line * 0.8)), (pad + bar_w, y + int(line * 0.92)), BAR_COLOUR, -1)
+            if bar_w > 0:  # cv2.rectangle's corners are inclusive: a bar of width 0 would still be 1 px wide
+                cv2.rectangle(out, (pad, y + int(line * 0.8)), (pad + bar_w - 1, y + int(line * 0.92)), BAR_COLOUR, -1)
         cv2.putText(out, text, (pad, y + int(line * 0.68)), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, thickness,
                     cv2.LINE_AA)
         y += line

@@ -43,3 +43,15 @@ class DeviceError(VivitError):
     """A device or dtype the machine cannot provide."""
 
     exit_code = 2
+
+
+class SourceError(VivitError):
+    """A batch source (folder, glob, file or @list) that names no video, or an output that cannot be used."""
+
+    exit_code = 2
+
+
+class CaptureError(VivitError):
+    """A camera or stream that cannot be opened, does not answer in time, or stops sending frames for good."""
+
+    exit_code = 5

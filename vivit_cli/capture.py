@@ -1,0 +1,291 @@
+"""Live sources for `vivit webcam`: a camera, a file or a stream -> a capture thread -> a ring buffer of frames."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import glob
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+
+from vivit_cli.errors import CaptureError, SourceError, VideoError
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+OPEN_TIMEOUT_S = 10.0  # seconds a stream may take to answer before it counts as unreachable
+READ_TIMEOUT_S = 10.0  # seconds without a frame before a stream counts as dropped
+RECONNECT_ATTEMPTS = 5  # reopenings of a dropped stream before giving up
+BACKOFF_S = 0.5  # seconds before the first reopening; doubles with each failed attempt ...
+MAX_BACKOFF_S = 8.0  # ... up to this many seconds
+FPS_WINDOW_FRAMES = 30  # frames the measured capture rate is averaged over
+TIMEOUT_SLACK = 0.9  # an open that failed after this fraction of the open timeout failed by timing out
+
+
+@dataclass(frozen=True)
+class Source:
+    """What --source named: a camera index, a video file or a stream URL."""
+
+    kind: str  # "camera", "file" or "stream"
+    target: int | str  # camera index, file path or URL
+
+    @property
+    def name(self) -> str:
+        """How messages and logs show the source: a URL's password is masked."""
+        if self.kind == "camera":
+            return f"camera {self.target}"
+        if self.kind == "stream":
+            return _redact(str(self.target))
+        return str(self.target)
+
+
+def parse_source(text: str) -> Source:
+    """The user's --source string -> a Source: digits are a camera, scheme:// a stream, else an existing file."""
+    text = text.strip()
+    if not text:
+        raise SourceError(f"empty --source: {_SUPPORTED}")
+    if re.fullmatch(r"[0-9]+", text):
+        return Source("camera", int(text))
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme:
+        if scheme.group(1).lower() not in STREAM_SCHEMES:
+            raise SourceError(f"{_redact(text)}: unsupported URL scheme {scheme.group(1)!r}; streams may use "
+                              f"{', '.join(STREAM_SCHEMES)}")
+        return Source("stream", text)
+    if not os.path.isfile(text):
+        why = "is not a regular file" if os.path.exists(text) else "no such file"
+        raise VideoError(f"{text}: {why}; {_SUPPORTED}")
+    return Source("file", text)
+
+
+_SUPPORTED = "--source takes a camera index (0), a video file or a stream URL (rtsp://, http://, ...)"
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    open_timeout_s: float = OPEN_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S
+    reconnect: int = RECONNECT_ATTEMPTS
+    backoff_s: float = BACKOFF_S
+
+    def __post_init__(self) -> None:
+        if self.open_timeout_s <= 0 or self.read_timeout_s <= 0 or self.reconnect < 0 or self.backoff_s < 0:
+            raise CaptureError("timeouts must be positive and --reconnect at least 0")
+
+
+class Capture(Protocol):
+    """What the capture thread needs of a cv2.VideoCapture (tests pass fakes)."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
+
+
+def open_capture(source: Source, settings: CaptureSettings = CaptureSettings()) -> cv2.VideoCapture:
+    """An opened capture for the source, or a CaptureError that says why; the caller releases it."""
+    started = time.monotonic()
+    with _quiet_opencv():
+        if source.kind == "camera":
+            # CAP_ANY: V4L2, DirectShow/Media Foundation or AVFoundation, whichever this platform has.
+            cap = cv2.VideoCapture(int(source.target))
+        elif source.kind == "file":
+            # An absolute path cannot be mistaken by FFmpeg for a protocol ("pipe:0", "http:x").
+            cap = cv2.VideoCapture(os.path.abspath(str(source.target)), cv2.CAP_FFMPEG)
+        else:
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(1000 * settings.open_timeout_s),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(1000 * settings.read_timeout_s)]
+            cap = cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG, params)
+    try:
+        if not cap.isOpened():
+            error = VideoError if source.kind == "file" else CaptureError
+            raise error(_open_failure(source, settings, time.monotonic() - started))
+        if source.kind == "camera":
+            # A camera's own queue of frames would make labels describe the past; not every backend has one.
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        elif source.kind == "file":
+            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    except BaseException:
+        cap.release()
+        raise
+    return cap
+
+
+def _open_failure(source: Source, settings: CaptureSettings, elapsed_s: float) -> str:
+    if source.kind == "camera":
+        devices = sorted(glob.glob("/dev/video*")) if sys.platform.startswith("linux") else []
+        here = f" (this machine has {', '.join(devices)})" if devices else ""
+        if sys.platform.startswith("linux") and not devices:
+            here = " (this machine has no /dev/video* device)"
+        return f"no camera at index {source.target}, or it is in use by another program{here}"
+    if source.kind == "file":
+        return f"{source.name}: not a video FFmpeg can open"
+    if elapsed_s >= TIMEOUT_SLACK * settings.open_timeout_s:
+        return f"{source.name}: did not answer within {settings.open_timeout_s:g} s (--open-timeout)"
+    return f"{source.name}: cannot be opened (refused, not found, or not a video stream FFmpeg can read)"
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV logs every backend it tries; our error says what failed in one line instead."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+# eq=False: dataclass equality would compare the images element-wise.
+@dataclass(frozen=True, eq=False)
+class Frame:
+    index: int  # frames read since the start, from 0 (a file's own frame index)
+    time_s: float  # a file's timestamp (index / fps); else seconds since capture started
+    image: np.ndarray  # (H, W, 3) uint8 BGR, as OpenCV reads it
+    segment: int = 0  # which (re)opening of the source it came from
+
+
+class RingBuffer:
+    """The newest `capacity` consecutive frames of one segment: what one window needs, and no more."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.peak = 0  # the most frames ever held: never above capacity
+        self.closed = False  # the capture has ended: no more frames will come
+        self._frames: collections.deque[Frame] = collections.deque(maxlen=capacity)
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def push(self, frame: Frame) -> None:
+        """Add the newest frame; a reconnect, a gap or a new frame size starts the buffer afresh."""
+        with self._cond:
+            if self._frames:
+                last = self._frames[-1]
+                if (frame.segment, frame.index, frame.image.shape) != (last.segment, last.index + 1, last.image.shape):
+                    self._frames.clear()  # a window must never span a reconnect
+            self._frames.append(frame)
+            self.peak = max(self.peak, len(self._frames))
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def newest(self) -> Frame | None:
+        with self._cond:
+            return self._frames[-1] if self._frames else None
+
+    def take(self, after: int | None, every: int) -> tuple[Frame, ...] | None:
+        """The full buffer if it ends at least `every` frames after frame `after`, else None."""
+        with self._cond:
+            return self._due(after, every)
+
+    def wait(self, after: int | None, every: int, timeout_s: float) -> tuple[Frame, ...] | None:
+        """Like take, waiting up to timeout_s for such a window (or for the end of the capture)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.closed or self._due(after, every) is not None, timeout_s)
+            return self._due(after, every)
+
+    def _due(self, after: int | None, every: int) -> tuple[Frame, ...] | None:
+        if len(self._frames) < self.capacity:
+            return None
+        if after is not None and self._frames[-1].index - after < every:
+            return None
+        return tuple(self._frames)
+
+
+class Grabber:
+    """Reads a source as fast as it gives frames (a file paced to its frame rate), reopening one that drops."""
+
+    def __init__(self, source: Source, capture: Capture, reopen: Callable[[], Capture], settings: CaptureSettings,
+                 stop: threading.Event, fps: float | None = None, pace: bool = False) -> None:
+        self.source, self.settings, self.stop = source, settings, stop
+        self.fps, self.pace = fps, pace and fps is not None
+        self.frames_read = 0
+        self.error: BaseException | None = None
+        self._cap: Capture | None = capture
+        self._reopen = reopen
+        self._times: collections.deque[float] = collections.deque(maxlen=FPS_WINDOW_FRAMES)
+
+    @property
+    def rate(self) -> float | None:
+        """Frames per second the source delivered lately (None until two frames came)."""
+        times = list(self._times)
+        if len(times) < 2 or times[-1] <= times[0]:
+            return None
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def frames(self) -> Iterator[Frame]:
+        """Good frames until the file ends or `stop` is set; never a failed read or a placeholder."""
+        failures, segment, started = 0, 0, time.monotonic()
+        while not self.stop.is_set():
+            assert self._cap is not None
+            ok, image = self._cap.read()
+            if ok and image is not None and image.size:
+                failures = 0
+                index = self.frames_read
+                if self.pace and (delay := started + index / self.fps - time.monotonic()) > 0:
+                    if self.stop.wait(delay):
+                        return
+                now = time.monotonic()
+                self._times.append(now)
+                self.frames_read += 1
+                time_s = index / self.fps if self.source.kind == "file" and self.fps else now - started
+                yield Frame(index, time_s, image, segment)
+                continue
+            if self.source.kind == "file":
+                return  # the end of a file is the normal end
+            self.release()
+            while self._cap is None:
+                if failures >= self.settings.reconnect:
+                    raise CaptureError(f"{self.source.name}: stopped sending frames; "
+                                       f"{failures} reconnect attempt(s) failed (--reconnect)")
+                delay = min(MAX_BACKOFF_S, self.settings.backoff_s * 2**failures)
+                failures += 1
+                if self.stop.wait(delay):
+                    return
+                with contextlib.suppress(CaptureError):
+                    self._cap = self._reopen()
+            segment += 1
+
+    def run(self, ring: RingBuffer) -> None:
+        """The capture thread: every frame into the ring, which keeps only the newest; errors kept for the caller."""
+        try:
+            for frame in self.frames():
+                ring.push(frame)
+        except BaseException as e:  # handed to the main thread, which raises it
+            self.error = e
+        finally:
+            self.release()
+            ring.close()
+
+    def release(self) -> None:
+        if self._cap is not None:
+            cap, self._cap = self._cap, None
+            cap.release()
+
+
+def file_fps(source: Source) -> float:
+    """A file's checked frame rate (OpenCV's is distrusted), for pacing and timestamps."""
+    from vivit_cli import video
+
+    return video.open_video(str(source.target)).fps

@@ -1,0 +1,208 @@
+"""What `vivit webcam` shows and writes: log rows (CSV / JSONL), the terminal panel and the OpenCV window."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from vivit_cli.errors import DeviceError, SourceError
+from vivit_cli.webcam import LivePrediction, LiveStatus
+from vivit_cli.writers import TOP_SEPARATOR
+
+LOG_FORMATS = ("csv", "jsonl")
+LOG_COLUMNS = ("time", "source", "prediction", "first_frame", "last_frame", "first_s", "last_s", "latency_s",
+               "smoothed_over", "label", "score", "top_labels", "top_scores")
+PANEL_REFRESH_S = 0.25  # seconds between redraws of the terminal panel
+PANEL_WIDTH = 60  # characters: wide enough that the caption stays on one line
+QUIT_KEYS = (ord("q"), 27)  # q and Esc
+WINDOW_NAME = "vivit"
+
+
+def log_format(path: str) -> str:
+    """The log's format from its name: .csv or .jsonl; "-" is JSONL on stdout."""
+    if path == "-":
+        return "jsonl"
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in LOG_FORMATS:
+        raise SourceError(f"--out {path}: use a .csv or .jsonl name (or - for JSONL on stdout)")
+    return suffix
+
+
+def log_record(p: LivePrediction, source: str) -> dict[str, Any]:
+    """The JSONL object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
+    return {
+        "time": datetime.fromtimestamp(p.wall_time).astimezone().isoformat(timespec="milliseconds"),
+        "source": source,
+        "prediction": p.number,
+        "first_frame": p.first_frame,
+        "last_frame": p.last_frame,
+        "first_s": round(p.first_s, 4),
+        "last_s": round(p.last_s, 4),
+        "latency_s": round(p.latency_s, 4),
+        "smoothed_over": p.smoothed_over,
+        "predictions": [{"label": x.label, "score": round(x.score, 6), "index": x.index} for x in p.predictions],
+    }
+
+
+def log_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A JSONL object -> the CSV row: top-1, then the top-k joined with '|'."""
+    preds = record["predictions"]
+    flat = {k: v for k, v in record.items() if k != "predictions"}
+    return {
+        **flat,
+        "label": preds[0]["label"] if preds else "",
+        "score": f"{preds[0]['score']:.6f}" if preds else "",
+        "top_labels": TOP_SEPARATOR.join(x["label"] for x in preds),
+        "top_scores": TOP_SEPARATOR.join(f"{x['score']:.6f}" for x in preds),
+    }
+
+
+class LogWriter:
+    """One row per prediction, flushed as written, so an interrupted run leaves every row whole."""
+
+    def __init__(self, path: str, source: str, stdout: IO[str] | None = None) -> None:
+        self.fmt, self.source = log_format(path), source
+        try:
+            self._owned = path != "-"
+            self.stream = open(path, "w", encoding="utf-8", newline="") if self._owned else (stdout or sys.stdout)
+        except OSError as e:
+            raise SourceError(f"--out {path}: cannot be written ({e.strerror or e})") from e
+        if self.fmt == "csv":
+            self._csv = csv.DictWriter(self.stream, fieldnames=LOG_COLUMNS, lineterminator="\n")
+            self._csv.writeheader()
+            self.stream.flush()
+
+    def write(self, p: LivePrediction) -> None:
+        record = log_record(p, self.source)
+        if self.fmt == "csv":
+            self._csv.writerow(log_row(record))
+        else:
+            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self.stream.close()
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TerminalView:
+    """Progress on stderr: a rich Live panel on a terminal, else a plain line per prediction, or nothing."""
+
+    def __init__(self, console: Any, mode: str, source: str) -> None:
+        self.console, self.mode, self.source = console, mode, source  # mode: "live", "lines" or "off"
+        self._live: Any = None
+        self._status: LiveStatus | None = None
+        self._drawn = 0.0
+
+    def __enter__(self) -> TerminalView:
+        if self.mode == "live":
+            from rich.live import Live
+
+            self._live = Live(console=self.console, auto_refresh=False, transient=False)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def prediction(self, p: LivePrediction) -> None:
+        if self._live is not None:  # drawn now: the run may stop before the next tick
+            last = self._status or LiveStatus(None, None, None, 0, 0)
+            self._status = dataclasses.replace(last, latest=p, frames_skipped=p.frames_skipped)
+            self._live.update(self.panel(self._status), refresh=True)
+        elif self.mode == "lines":
+            labels = ", ".join(f"{x.label} {100 * x.score:.1f}%" for x in p.predictions) or "(none over threshold)"
+            self.console.print(f"#{p.number} frames {p.first_frame}-{p.last_frame} ({p.first_s:.2f}-{p.last_s:.2f} s)"
+                               f"  {labels}  [{1000 * p.latency_s:.0f} ms]", markup=False, highlight=False,
+                               soft_wrap=True)
+
+    def tick(self, status: LiveStatus) -> None:
+        now = time.monotonic()
+        self._status = status
+        if self._live is not None and now - self._drawn >= PANEL_REFRESH_S:
+            self._live.update(self.panel(status), refresh=True)
+            self._drawn = now
+
+    def panel(self, status: LiveStatus) -> Any:
+        """The top-k (smoothed), the capture rate and the model's latency, as a rich table."""
+        from rich.bar import Bar
+        from rich.table import Table
+
+        p = status.latest
+        fps = f"{status.capture_fps:.1f} fps" if status.capture_fps else "- fps"
+        latency = f"{1000 * p.latency_s:.0f} ms" if p else "- ms"
+        table = Table(title=f"{self.source}  [dim]{fps} capture, model {latency}[/dim]", title_justify="left",
+                      caption=_caption(status), caption_justify="left", min_width=PANEL_WIDTH)
+        table.add_column("label")
+        table.add_column("score", justify="right")
+        table.add_column("", width=20)
+        for x in p.predictions if p else ():
+            table.add_row(x.label, f"{100 * x.score:.1f}%", Bar(1.0, 0.0, x.score, width=20))
+        return table
+
+
+def _caption(status: LiveStatus) -> str:
+    p = status.latest
+    if p is None:
+        return f"waiting for a full window ({status.frames_read} frames read)"
+    smoothed = f", mean of {p.smoothed_over}" if p.smoothed_over > 1 else ""
+    skipped = status.frames_skipped
+    return f"#{p.number}: frames {p.first_frame}-{p.last_frame}{smoothed}, {skipped} skipped; Ctrl-C stops"
+
+
+class Window:
+    """The OpenCV window: the newest frame with the latest labels drawn on it; q or Esc closes it."""
+
+    def __init__(self, name: str = WINDOW_NAME) -> None:
+        import cv2
+
+        on_linux = sys.platform.startswith("linux")
+        if on_linux and not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+            # Qt aborts the whole process (not an exception) when it finds no display.
+            raise DeviceError("--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; "
+                              "use --out to log the labels instead")
+        try:
+            cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+        except cv2.error as e:
+            raise DeviceError("--show needs OpenCV with GUI support (opencv-python, not -headless)") from e
+        self.name, self._shown = name, None
+
+    def show(self, status: LiveStatus) -> bool:
+        """Draw what is new; False once the user pressed q or Esc or closed the window."""
+        import cv2
+
+        from vivit_cli.draw import draw_labels
+
+        p = status.latest
+        key = (status.frame.index if status.frame else None, p.number if p else None)
+        if status.frame is not None and key != self._shown:
+            fps = f"{status.capture_fps:.0f} fps" if status.capture_fps else ""
+            title = f"{fps}  {1000 * p.latency_s:.0f} ms" if p else fps
+            cv2.imshow(self.name, draw_labels(status.frame.image, p.predictions if p else (), title or None))
+            self._shown = key
+        if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
+            return False
+        # Closed with the mouse: only meaningful once a frame is up (some backends report -1 before).
+        return self._shown is None or cv2.getWindowProperty(self.name, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self) -> None:
+        import cv2
+
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.name)
+            cv2.waitKey(1)  # lets the GUI loop process the close
