@@ -1,0 +1,311 @@
+"""`vivit timeline`: windows over a video whose colour changes at known times, read by a model that sees colour."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import weakref
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.checkpoints import make_hf, write_hf
+from tests.videos import decode_all, write_video, write_video_ffmpeg
+from vivit_cli import plot, timeline, video
+from vivit_cli.cli import cli
+from vivit_cli.pipeline import Views, load_model
+from vivit_cli.results import Prediction
+from vivit_cli.timeline import Window, merge_segments
+from vivit_cli.timeline_writers import CSV_COLUMNS
+
+COLOURS = {"red": (230, 30, 30), "blue": (30, 30, 230), "green": (30, 200, 30), "white": (235, 235, 235)}
+LABELS = list(COLOURS)
+FPS = 10.0  # frames/s of the test videos
+CHANGE_S = 3.0  # red before, blue after
+# Attention value and output projections, as transformers names them (>= 4.50, and before).
+IDENTITY_WEIGHTS = ("v_proj.weight", "o_proj.weight", "attention.value.weight", "attention.output.dense.weight")
+GAIN = 2.0  # logit scale of the colour head: pure colours score above 0.9
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-layer ViViT whose weights are set so that it labels a clip by its mean colour.
+
+    Patch embedding: token channels 0-2 are a tubelet's mean R, G, B. Attention: zero queries and keys attend
+    uniformly, identity values and output put the mean of the normalised tokens into the CLS token. The MLP is
+    off. The classifier's rows are the normalised colours: each logit is a cosine between clip and colour.
+    """
+    model = make_hf(image_size=32, num_frames=4, num_hidden_layers=1, num_labels=len(LABELS),
+                    id2label=dict(enumerate(LABELS)), label2id=None)
+    hidden = model.config.hidden_size
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for p in params.values():
+            p.zero_()
+        proj = params["vivit.embeddings.patch_embeddings.projection.weight"]  # (D, 3, t, h, w)
+        for c in range(3):
+            proj[c, c] = 1.0 / proj[c, c].numel()
+        for name, p in params.items():
+            if name.endswith(IDENTITY_WEIGHTS):
+                p.copy_(torch.eye(hidden))
+            elif "layernorm" in name and name.endswith("weight"):
+                p.fill_(1.0)
+        protos = torch.zeros(len(LABELS), hidden)
+        protos[:, :3] = torch.tensor(list(COLOURS.values())) / 127.5 - 1
+        protos = torch.layer_norm(protos, (hidden,))
+        params["classifier.weight"].copy_(GAIN * protos / protos.norm(dim=1, keepdim=True))
+    folder = write_hf(model, tmp_path_factory.mktemp("colour-ckpt"))
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}, "do_normalize": False}))
+    return folder
+
+
+def scene(change_frame: int, size: tuple[int, int] = (32, 32)):
+    """A frame function: red up to `change_frame`, blue from it on."""
+
+    def frame_fn(i: int, w: int, h: int) -> np.ndarray:
+        return np.full((h, w, 3), COLOURS["red"] if i < change_frame else COLOURS["blue"], np.uint8)
+
+    return frame_fn
+
+
+def make_video(path: Path, frames: int, change_frame: int = round(CHANGE_S * FPS), size=(32, 32)) -> Path:
+    return write_video(path, frames, size=size, fourcc="MJPG", fps=FPS, frame_fn=scene(change_frame, size))
+
+
+@pytest.fixture(scope="module")
+def two_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 s red then 3 s blue at 10 frames/s."""
+    return make_video(tmp_path_factory.mktemp("v") / "two.avi", 60)
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.mark.parametrize("every,stride,crops", [(0.5, 2, "1"), (1.0, 1, "3"), (0.3, 2, "1")])
+def test_segments_change_at_the_scene_change(checkpoint: Path, two_scenes: Path, tmp_path: Path, every, stride,
+                                              crops) -> None:
+    out = tmp_path / "t.csv"
+    result = run("timeline", str(two_scenes), "-m", str(checkpoint), "--every", str(every), "--stride", str(stride),
+                 "--crops", crops, "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "red" in result.stdout and "blue" in result.stdout  # the table
+    rows = csv_rows(out.read_text())
+    assert tuple(rows[0]) == CSV_COLUMNS
+    segments = [r for r in rows if r["kind"] == "segment"]
+    windows = [r for r in rows if r["kind"] == "window"]
+    assert [s["label"] for s in segments] == ["red", "blue"]
+    assert float(segments[0]["start_s"]) == 0.0 and float(segments[1]["end_s"]) == pytest.approx(6.0, abs=1e-3)
+    assert float(segments[0]["end_s"]) == float(segments[1]["start_s"]) == pytest.approx(CHANGE_S, abs=every)
+    assert all(float(s["score"]) > 0.9 for s in segments)
+    # A window every `every` seconds of timestamps, each `num_frames` frames `stride` apart.
+    starts = [float(w["start_s"]) for w in windows]
+    assert starts == pytest.approx([round(i * every * FPS) / FPS for i in range(len(starts))], abs=1e-3)
+    assert len(windows) == pytest.approx(6.0 / every, abs=1)
+    assert int(windows[1]["last_frame"]) - int(windows[1]["first_frame"]) == 3 * stride
+    assert {w["segment"] for w in windows} == {"0", "1"}
+    assert all(len(w["top_labels"].split("|")) == 4 for w in windows)
+
+
+def test_json_and_jsonl_parse_and_link_windows_to_segments(checkpoint: Path, two_scenes: Path, tmp_path: Path):
+    out = tmp_path / "t.json"
+    assert run("timeline", str(two_scenes), "-m", str(checkpoint), "--every", "0.5", "-o", str(out)).exit_code == 0
+    records = json.loads(out.read_text())
+    result = run("-q", "timeline", str(two_scenes), "-m", str(checkpoint), "--every", "0.5", "-o", "-", "-k", "2")
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # stdout is pure JSONL; the table went to stderr
+    assert "blue" in result.stderr
+    assert [r["kind"] for r in lines] == [r["kind"] for r in records]
+    assert {k for r in records for k in r} == {k for k in CSV_COLUMNS if not k.startswith("top_")} | {"predictions"}
+    for seg in (r for r in records if r["kind"] == "segment"):
+        members = [r for r in records if r["kind"] == "window" and r["segment"] == seg["index"]]
+        assert [m["index"] for m in members] == list(range(seg["first_window"], seg["last_window"] + 1))
+        assert all(m["label"] == seg["label"] for m in members)
+    assert all(len(r["predictions"]) == 2 for r in lines if r["kind"] == "window")
+
+
+def test_plot_has_the_layout_size_and_segment_colours(checkpoint: Path, two_scenes: Path, tmp_path: Path) -> None:
+    png = tmp_path / "t.png"
+    result = run("-q", "timeline", str(two_scenes), "-m", str(checkpoint), "--every", "0.5", "--plot", str(png))
+    assert result.exit_code == 0, result.stderr
+    img = cv2.imread(str(png))
+    one_legend_row = (plot.TITLE_H_PX + plot.STRIP_H_PX + plot.GAP_PX + plot.CHART_H_PX + plot.AXIS_H_PX
+                      + plot.GAP_PX + plot.LEGEND_ROW_H_PX + plot.GAP_PX)
+    assert img.shape == (one_legend_row, plot.WIDTH_PX, 3)
+    # Strip colours: the first label by time (red, 3.1 s) gets the first palette colour, blue the second.
+    y = plot.TITLE_H_PX + plot.STRIP_H_PX - 4
+    assert tuple(img[y, plot.MARGIN_LEFT_PX + 2]) == plot.PALETTE[0]
+    assert tuple(img[y, plot.WIDTH_PX - plot.MARGIN_RIGHT_PX - 2]) == plot.PALETTE[1]
+
+
+@pytest.mark.parametrize("encoder,size", [("h264", (32, 32)), ("mp4v", (32, 32)), ("h264", (33, 25))])
+def test_overlay_keeps_every_frame(checkpoint: Path, tmp_path: Path, monkeypatch, encoder, size) -> None:
+    if encoder == "h264":
+        pytest.importorskip("av")
+    else:
+        monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError: the fallback
+    src = write_video_ffmpeg(tmp_path / "in.mkv", 25, size, fps=FPS, frame_fn=scene(12, size))
+    out = tmp_path / "overlay.mp4"
+    result = run("timeline", str(src), "-m", str(checkpoint), "--overlay", str(out))
+    assert result.exit_code == 0, result.stderr
+    frames = decode_all(out)
+    even = (size[1] + size[1] % 2, size[0] + size[0] % 2)
+    assert len(frames) == 25 and all(f.shape[:2] == even for f in frames)
+    # OpenCV names the codec, not the sample entry: "h264" for H.264, "FMP4" for MPEG-4 Part 2.
+    assert _fourcc(out).lower() in ({"h264", "avc1"} if encoder == "h264" else {"fmp4", "mp4v"})
+    assert ("mp4v" in result.stderr) == (encoder == "mp4v")  # the note
+    assert ("padded" in result.stderr) == (size[0] % 2 == 1)
+    assert not np.array_equal(frames[0], decode_all(src)[0][: even[0], : even[1]])  # the labels are drawn
+
+
+def _fourcc(path: Path) -> str:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    finally:
+        cap.release()
+    return code.to_bytes(4, "little").decode()
+
+
+# (frames, every_s, expected windows' frame indices): 4 frames 2 apart per window, 10 frames/s.
+END_CASES = [
+    (61, 0.5, [(0, 2, 4, 6)] + [(5 * i, 5 * i + 2, 5 * i + 4, 5 * i + 6) for i in range(1, 11)]
+     + [(55, 57, 59, 59)]),  # not a multiple of the step: the first open window holds the last frame it has
+    (20, 0.7, [(0, 2, 4, 6), (7, 9, 11, 13), (14, 16, 18, 18)]),
+    (7, 0.5, [(0, 2, 4, 6)]),  # exactly one window long
+    (5, 0.5, [(0, 2, 4, 4)]),  # shorter than one window: as classify does, the last frame is held
+    (1, 1.0, [(0, 0, 0, 0)]),
+]
+
+
+@pytest.mark.parametrize("frames,every,expected", END_CASES)
+def test_windows_at_the_end_of_the_video(checkpoint: Path, tmp_path: Path, frames, every, expected) -> None:
+    path = make_video(tmp_path / "v.avi", frames)
+    tl = timeline.scan(load_model(str(checkpoint)), path, Views(stride=2), every_s=every, batch_size=3)
+    assert [w.frame_indices for w in tl.windows] == expected
+    assert tl.windows[-1].end_s == pytest.approx(frames / FPS)
+    assert tl.cells[0][0] == 0.0 and tl.cells[-1][1] == pytest.approx(frames / FPS)
+    assert all(a[1] == b[0] for a, b in zip(tl.cells, tl.cells[1:], strict=False))  # cells tile the video
+    assert tl.segments[0].start_s == 0.0 and tl.segments[-1].end_s == pytest.approx(frames / FPS)
+
+
+def test_variable_frame_rate_uses_timestamps(checkpoint: Path, tmp_path: Path) -> None:
+    """10 frames/s for 3 s, then 20 frames/s for 2 s: windows start every 0.5 s of time, not of frames."""
+    # Keep every other frame of a 20 frames/s source for its first 3 s: the file's timestamps say when.
+    path = write_video_ffmpeg(tmp_path / "vfr.mkv", 100, (32, 32), fps=20, frame_fn=scene(60),
+                              codec=("-vf", "select='gte(n,60)+not(mod(n,2))'", "-fps_mode", "vfr", "-c:v", "ffv1"))
+    tl = timeline.scan(load_model(str(checkpoint)), path, Views(stride=2), every_s=0.5)
+    assert [w.start_s for w in tl.windows] == pytest.approx([0.5 * i for i in range(10)], abs=1e-3)
+    assert tl.windows[6].frame_indices == (30 + 0, 30 + 2, 30 + 4, 30 + 6)  # 3.0 s is frame 30
+    assert tl.windows[8].frame_indices[0] == 30 + 20  # 4.0 s: 20 frames later at 20 frames/s
+    assert tl.end_s == pytest.approx(5.0, abs=1e-3)
+    assert [(s.label, s.end_s) for s in tl.segments][0] == ("red", pytest.approx(CHANGE_S, abs=0.5))
+
+
+def test_iter_frames_is_a_sequential_decode(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "v.avi", 12, fourcc="MJPG", fps=FPS)
+    got = list(video.iter_frames(path, wanted=lambda i, t: i % 3 == 0))
+    reference = decode_all(path)
+    assert [i for i, _, _ in got] == list(range(12))
+    assert [t for _, t, _ in got] == pytest.approx([i / FPS for i in range(12)], abs=1e-3)
+    for i, _, rgb in got:
+        if i % 3:
+            assert rgb is None  # decoded, not converted
+        else:
+            np.testing.assert_array_equal(rgb, reference[i])
+
+
+def test_one_sequential_pass_with_bounded_memory(checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    """However long the video, the frames held stay under a clip's span plus a batch of windows."""
+    clf = load_model(str(checkpoint))
+    reads, live, peak = [], [0], [0]
+    iter_frames = video.iter_frames
+
+    def counting_iter_frames(*args, **kwargs):
+        reads.append(args[0])
+        return iter_frames(*args, **kwargs)
+
+    def gone() -> None:
+        live[0] -= 1
+
+    preprocess = timeline._Scanner._preprocess
+
+    def tracked(self, rgb):
+        tensor = preprocess(self, rgb)
+        live[0] += 1
+        peak[0] = max(peak[0], live[0])
+        weakref.finalize(tensor, gone)
+        return tensor
+
+    monkeypatch.setattr(video, "iter_frames", counting_iter_frames)
+    monkeypatch.setattr(video, "read_frames", None)  # the seeking reader must not be used
+    monkeypatch.setattr(timeline._Scanner, "_preprocess", tracked)
+    peaks = []
+    for frames in (100, 400):
+        path = make_video(tmp_path / f"{frames}.avi", frames)
+        tl = timeline.scan(clf, path, Views(stride=2), every_s=0.3, batch_size=4)
+        assert len(tl.windows) == (frames - 7) // 3 + 1  # starts 3 frames apart; the last one ends at the end
+        peaks.append(peak[0])
+    assert reads == [tmp_path / "100.avi", tmp_path / "400.avi"]
+    span_frames, batch_frames = 7, 4 * 4
+    assert peaks[0] == peaks[1] <= span_frames + batch_frames
+
+
+def test_batch_size_does_not_change_scores(checkpoint: Path, tmp_path: Path) -> None:
+    clf = load_model(str(checkpoint))
+    path = make_video(tmp_path / "v.avi", 33, change_frame=15)
+    one, many = (timeline.scan(clf, path, every_s=0.4, batch_size=b) for b in (1, 5))
+    np.testing.assert_allclose(one.probs, many.probs, atol=1e-6)  # batched matmuls round differently
+    assert [(w.start_s, w.end_s, w.frame_indices, [p.label for p in w.predictions]) for w in one.windows] == [
+        (w.start_s, w.end_s, w.frame_indices, [p.label for p in w.predictions]) for w in many.windows]
+
+
+def window(i: int, label: str, score: float) -> Window:
+    index = LABELS.index(label)
+    return Window(i, float(i), i + 2.0, (i,), (Prediction(label, score, index),))
+
+
+# (top-1 label and score per window, threshold, expected segments as (label, first window, last window))
+MERGE_CASES = [
+    ([("red", 0.9), ("red", 0.8), ("blue", 0.9)], 0.3, [("red", 0, 1), ("blue", 2, 2)]),
+    ([("red", 0.9), ("red", 0.2), ("red", 0.9)], 0.3, [("red", 0, 0), ("red", 2, 2)]),  # a weak window splits
+    ([("red", 0.2), ("blue", 0.1)], 0.3, []),
+    ([("red", 0.3), ("red", 0.3)], 0.3, [("red", 0, 1)]),  # the threshold itself is enough
+    ([("red", 0.5), ("blue", 0.5), ("red", 0.5)], 0.0, [("red", 0, 0), ("blue", 1, 1), ("red", 2, 2)]),
+]
+
+
+@pytest.mark.parametrize("tops,threshold,expected", MERGE_CASES)
+def test_merge_segments(tops, threshold, expected) -> None:
+    windows = [window(i, label, score) for i, (label, score) in enumerate(tops)]
+    spans = timeline.cells(windows, 0.0, len(windows) + 1.0)
+    segments = merge_segments(windows, spans, threshold)
+    assert [(s.label, s.first_window, s.last_window) for s in segments] == expected
+    for s in segments:
+        assert (s.start_s, s.end_s) == (spans[s.first_window][0], spans[s.last_window][1])
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--clips", "2"], "--every"),
+        (["--out", "t.txt"], ".csv, .json or .jsonl"),
+        (["--plot", "t"], ".png"),
+        (["--overlay", "t.avi"], ".mp4"),
+    ],
+)
+def test_bad_options_fail_before_the_model_loads(two_scenes: Path, tmp_path: Path, args, message) -> None:
+    result = run("timeline", str(two_scenes), "-m", str(tmp_path / "no-such-model"), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stdout == ""

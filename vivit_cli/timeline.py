@@ -1,0 +1,300 @@
+"""A long video -> windows every few seconds, scored in batches from one sequential read -> labelled segments.
+
+Torch, NumPy and OpenCV are imported inside `scan` so that the CLI can read this module's defaults cheaply.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vivit_cli.errors import VideoError, VivitError
+from vivit_cli.results import ModelInfo, Prediction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vivit_cli.pipeline import Classifier, Views
+
+DEFAULT_EVERY_S = 1.0  # seconds between window starts
+# Top-1 probability a window needs to join a segment: with 400 classes a guess scores 0.0025, so 0.3 keeps
+# windows where one label clearly leads and leaves mixed stretches as gaps rather than as flickering labels.
+DEFAULT_THRESHOLD = 0.3
+DEFAULT_BATCH_SIZE = 8  # windows per forward pass (each is --crops views)
+STEP_TOLERANCE = 1e-9  # of a step: 0.3 / 0.1 is 2.9999999999999996 in floating point, yet three steps
+
+
+@dataclass(frozen=True)
+class Window:
+    """One clip of the timeline: the frames it sampled, the time they cover and its top-k."""
+
+    index: int
+    start_s: float  # timestamp of its first frame
+    end_s: float  # timestamp of the frame after its last one (the video's end for the last window)
+    frame_indices: tuple[int, ...]  # a held last frame repeats at the end of the video
+    predictions: tuple[Prediction, ...]  # best first, crops averaged
+
+    @property
+    def centre_s(self) -> float:
+        return (self.start_s + self.end_s) / 2
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Adjacent windows whose top-1 label is the same and at least the threshold."""
+
+    index: int
+    label: str
+    score: float  # mean top-1 probability of its windows
+    start_s: float
+    end_s: float
+    first_window: int
+    last_window: int
+
+    @property
+    def num_windows(self) -> int:
+        return self.last_window - self.first_window + 1
+
+
+# eq=False: `probs` is an array, which dataclass equality cannot compare.
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    source: str
+    model: ModelInfo
+    labels: tuple[str, ...]
+    windows: tuple[Window, ...]
+    segments: tuple[Segment, ...]
+    cells: tuple[tuple[float, float], ...]  # the stretch of time each window speaks for; they tile the video
+    probs: Any  # (W, L) float32 numpy: every window's class probabilities, for the plot
+    start_s: float  # first frame's timestamp
+    end_s: float  # end of the last frame
+    frame_count: int
+    fps: float
+    every_s: float
+    threshold: float
+
+    def window_at(self, t: float) -> Window | None:
+        """The window whose cell holds time `t` (the nearest window centre), or None without windows."""
+        if not self.windows:
+            return None
+        return self.windows[max(0, bisect.bisect_right(self._cell_starts, t) - 1)]
+
+    @cached_property
+    def _cell_starts(self) -> list[float]:
+        return [a for a, _ in self.cells]
+
+
+def clock(t: float, decimals: int = 1) -> str:
+    """Seconds as m:ss.s (h:mm:ss.s past an hour), with `decimals` digits after the seconds."""
+    t = round(max(t, 0.0), decimals)
+    h, rest = divmod(t, 3600)
+    m, s = divmod(rest, 60)
+    sec = f"{s:0{3 + decimals}.{decimals}f}" if decimals else f"{int(s):02d}"
+    return f"{int(h)}:{int(m):02d}:{sec}" if h else f"{int(m)}:{sec}"
+
+
+def cells(windows: Sequence[Window], start_s: float, end_s: float) -> tuple[tuple[float, float], ...]:
+    """Split [start_s, end_s] between windows at the midpoints of their centres."""
+    # Windows overlap whenever the step is shorter than a clip: the midpoint is where the nearer window
+    # takes over, so a change of scene lands between the last window before it and the first after it.
+    bounds = [start_s] + [(a.centre_s + b.centre_s) / 2 for a, b in zip(windows, windows[1:], strict=False)]
+    bounds.append(max(end_s, windows[-1].end_s) if windows else end_s)
+    return tuple(zip(bounds, bounds[1:], strict=False))
+
+
+def merge_segments(
+    windows: Sequence[Window], spans: Sequence[tuple[float, float]], threshold: float
+) -> tuple[Segment, ...]:
+    """Runs of adjacent windows with the same top-1 label scoring at least `threshold`, over their cells."""
+    segments: list[Segment] = []
+    run: list[Window] = []
+
+    def close() -> None:
+        if run:
+            score = sum(w.predictions[0].score for w in run) / len(run)
+            segments.append(Segment(len(segments), run[0].predictions[0].label, score,
+                                    spans[run[0].index][0], spans[run[-1].index][1], run[0].index, run[-1].index))
+            run.clear()
+
+    for w in windows:
+        top = w.predictions[0]
+        if top.score < threshold:
+            close()
+            continue
+        if run and run[-1].predictions[0].index != top.index:
+            close()
+        run.append(w)
+    close()
+    return tuple(segments)
+
+
+@dataclass
+class _Open:
+    """A window still collecting frames: the indices it wants and the frames it has."""
+
+    start: int
+    last: int  # index of its last frame
+    start_s: float
+    frames: list[Any] = field(default_factory=list)  # (crops, C, S, S) tensors, shared with other windows
+    indices: list[int] = field(default_factory=list)
+    end_s: float | None = None
+
+
+class _Scanner:
+    """Opens a window every `every_s` seconds, fills it from the frames going by, scores full batches."""
+
+    def __init__(self, classifier: Classifier, views: Views, every_s: float, batch_size: int, k: int) -> None:
+        self.classifier, self.views, self.every_s, self.batch_size, self.k = classifier, views, every_s, batch_size, k
+        self.span = (classifier.config.num_frames - 1) * views.stride + 1  # frames, first to last inclusive
+        self.open: list[_Open] = []
+        self.done: list[_Open] = []  # complete, waiting for their batch
+        self.windows: list[Window] = []
+        self.probs: list[Any] = []
+        self.t0: float | None = None
+        self.covered_to = -1  # the last frame a finished window sampled
+        self.next_start_s = 0.0
+
+    def wants(self, index: int, t: float) -> bool:
+        """Whether frame `index` opens a window or is sampled by an open one."""
+        return self._opens(t) or any(self._samples(w, index) for w in self.open)
+
+    def add(self, index: int, t: float, rgb: Any) -> None:
+        for w in self.open:  # the frame after a window's last frame tells when that window ends
+            if w.last == index - 1:
+                w.end_s = t
+        self._finish([w for w in self.open if w.end_s is not None])
+        if self._opens(t):
+            if self.t0 is None:
+                self.t0 = t
+            self.open.append(_Open(index, index + self.span - 1, t))
+            # One window per frame however long the gap before it (variable frame rate): the next window
+            # opens at the first frame at or after the next multiple of the step.
+            steps = int((t - self.t0) / self.every_s + STEP_TOLERANCE) + 1
+            self.next_start_s = self.t0 + steps * self.every_s
+        if rgb is not None and any(self._samples(w, index) for w in self.open):
+            tensor = self._preprocess(rgb)
+            for w in self.open:
+                if self._samples(w, index):
+                    w.frames.append(tensor)
+                    w.indices.append(index)
+
+    def finish(self, last: int, end_s: float) -> None:
+        """At frame `last`, the video's last: close the windows that end there; if none does, the first one
+        still open holds its last frame to cover the tail (later ones would be mostly held frames)."""
+        ending = [w for w in self.open if w.last == last]
+        for w in ending:
+            w.end_s = end_s
+        self._finish(ending)
+        if self.open and self.covered_to < last:
+            w = self.open[0]
+            missing = self.classifier.config.num_frames - len(w.frames)
+            w.frames += [w.frames[-1]] * missing
+            w.indices += [w.indices[-1]] * missing
+            w.end_s = end_s
+            self._finish([w])
+        self.open.clear()
+        self._score()
+
+    def _opens(self, t: float) -> bool:
+        return self.t0 is None or t >= self.next_start_s - STEP_TOLERANCE * self.every_s
+
+    def _samples(self, w: _Open, index: int) -> bool:
+        return w.start <= index <= w.last and (index - w.start) % self.views.stride == 0
+
+    def _preprocess(self, rgb: Any) -> Any:
+        import torch
+
+        from vivit_cli.pipeline import CROP_NAMES
+
+        crops = [self.classifier.preprocess(rgb[None], crop=where) for where in CROP_NAMES[self.views.crops]]
+        return torch.cat(crops)  # (crops, C, S, S)
+
+    def _finish(self, complete: list[_Open]) -> None:
+        for w in complete:
+            self.covered_to = max(self.covered_to, w.indices[-1])
+            self.open.remove(w)
+            self.done.append(w)
+            if len(self.done) == self.batch_size:
+                self._score()
+
+    def _score(self) -> None:
+        import torch
+
+        if not self.done:
+            return
+        x = torch.stack([torch.stack(w.frames, dim=1) for w in self.done])  # (B, crops, T, C, S, S)
+        b, c = x.shape[:2]
+        probs = self.classifier.scores(x.flatten(0, 1)).reshape(b, c, -1).mean(axis=1)  # (B, L)
+        for w, p in zip(self.done, probs, strict=True):
+            self.windows.append(Window(len(self.windows), w.start_s, w.end_s, tuple(w.indices),
+                                       self.classifier.top_k(p, self.k)))
+            self.probs.append(p)
+        self.done.clear()
+
+
+def scan(
+    classifier: Classifier,
+    path: str | Path,
+    views: Views | None = None,
+    every_s: float = DEFAULT_EVERY_S,
+    k: int = 5,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    threshold: float = DEFAULT_THRESHOLD,
+    progress: Callable[[int, int], None] | None = None,
+) -> Timeline:
+    """Read `path` once, front to back, scoring a window every `every_s` seconds.
+
+    `progress(frames read, frames in the video)` is called after every frame.
+
+    Memory stays bounded whatever the length: frames are kept (preprocessed) only while an open window or
+    a window waiting for its batch samples them, at most a clip's span plus `batch_size` windows' frames.
+    """
+    import numpy as np
+
+    from vivit_cli import video
+    from vivit_cli.pipeline import Views
+
+    views = views or Views()
+    if views.clips != 1:
+        raise VivitError(f"a timeline window is one clip: clips must be 1, got {views.clips}")
+    if not every_s > 0 or batch_size < 1:
+        raise VivitError(f"every_s must be positive and batch_size at least 1 (got {every_s}, {batch_size})")
+    info = video.open_video(path)
+    scanner = _Scanner(classifier, views, every_s, batch_size, k)
+    frames = video.iter_frames(path, info, scanner.wants)
+    first_s = last_s = None
+    period_s = 1.0 / info.fps  # until two frames give the real one
+    count = 0
+    with contextlib.closing(frames):
+        for index, t, rgb in frames:
+            first_s = t if first_s is None else first_s
+            period_s = t - last_s if last_s is not None else period_s
+            last_s = t
+            scanner.add(index, t, rgb)
+            count += 1
+            if progress:
+                progress(count, info.frame_count)
+    if first_s is None or last_s is None:
+        raise VideoError(f"{path}: contains no decodable video frames")
+    end_s = last_s + period_s  # the last frame lasts as long as the one before it (variable frame rate)
+    scanner.finish(count - 1, end_s)
+    windows = tuple(scanner.windows)
+    spans = cells(windows, first_s, end_s)
+    return Timeline(
+        source=str(path),
+        model=classifier.info,
+        labels=tuple(classifier.labels),
+        windows=windows,
+        segments=merge_segments(windows, spans, threshold),
+        cells=spans,
+        probs=np.stack(scanner.probs).astype(np.float32),
+        start_s=first_s,
+        end_s=end_s,
+        frame_count=count,
+        fps=info.fps,
+        every_s=every_s,
+        threshold=threshold,
+    )
