@@ -82,8 +82,8 @@ def write_ours(folder: Path, labels: list[str] | None = None, seed: int = 0, **o
 
     settings = {**TINY, "image_size": 32, **overrides}
     settings["tubelet_size"] = tuple(settings["tubelet_size"])
-    names = labels or [f"label {i}" for i in range(settings.pop("num_labels"))]
-    settings.pop("num_labels", None)
+    num_labels = settings.pop("num_labels")
+    names = labels or [f"label {i}" for i in range(num_labels)]
     config = VivitConfig(**settings, id2label=dict(enumerate(names)))
     size = config.image_hw[0]
     return save_pretrained(randomize(VivitForVideoClassification(config), seed), folder,

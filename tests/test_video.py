@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from videos import (
     FORMATS,
     corner_frame,
@@ -21,6 +20,7 @@ from videos import (
     write_video,
     write_video_ffmpeg,
 )
+
 from vivit_cli import video
 from vivit_cli.errors import VideoError
 from vivit_cli.video import (

@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
 from checkpoints import make_hf, write_hf
+from click.testing import CliRunner
 from videos import decode_index, index_frame, write_video
+
 from vivit_cli import capture, webcam
 from vivit_cli.capture import CaptureSettings, Frame, RingBuffer, Source
 from vivit_cli.cli import cli

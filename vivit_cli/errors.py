@@ -55,3 +55,9 @@ class CaptureError(VivitError):
     """A camera or stream that cannot be opened, does not answer in time, or stops sending frames for good."""
 
     exit_code = 5
+
+
+class ClusterError(VivitError):
+    """`--ray` without the ray extra, or a Ray cluster that cannot be reached or cannot run the job."""
+
+    exit_code = 2

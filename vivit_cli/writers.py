@@ -44,7 +44,12 @@ def error_record(path: str, message: str, model: str | None = None, revision: st
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A JSON record -> the CSV row: top-1, then the top-k joined with '|', views as 'clips x crops'."""
+    """A JSON record -> the CSV row: top-1, then the top-k joined with '|', views as 'clips x crops'.
+
+    A row read back from a CSV file (no "predictions") is already flat and comes back as it is.
+    """
+    if "predictions" not in record:
+        return {column: record.get(column) or "" for column in CSV_COLUMNS}
     preds = record.get("predictions") or []
     views = record.get("views") or []
     clips = len({v["clip"] for v in views})
@@ -74,12 +79,17 @@ def format_for(path: str | Path | None, explicit: str | None = None) -> str:
     return suffix
 
 
+JSON_EMPTY = "[\n]\n"  # an empty JSON list as RecordWriter writes it
+JSON_CLOSE = "\n]\n"  # what follows the last record of a JSON list
+
+
 @dataclass
 class RecordWriter:
     """Writes records one at a time, flushed, so an interrupted run leaves every finished row readable.
 
-    JSON is written as a list that is closed after each record and reopened by the next, so the file is
-    valid JSON at every moment between records.
+    JSON is one record per line inside a list that is closed after each record and reopened by the next, so a
+    seekable file is valid JSON at every moment between records. On a stream that cannot seek (a pipe) the
+    list is closed by finish(). With `append`, the stream is a file this class wrote (or an empty one).
     """
 
     stream: IO[str]
@@ -88,13 +98,19 @@ class RecordWriter:
     _count: int = 0
 
     def __post_init__(self) -> None:
+        if self.fmt not in FORMATS:
+            raise ValueError(f"unknown format {self.fmt!r}: use one of {', '.join(FORMATS)}")
+        self._seekable = _seekable(self.stream)
+        size = self.stream.seek(0, io.SEEK_END) if self.append and self._seekable else 0
+        fresh = not self.append or size == 0
         if self.fmt == "csv":
             self._csv = csv.DictWriter(self.stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
-            if not self.append:
+            if fresh:
                 self._csv.writeheader()
-        elif self.fmt == "json" and not self.append:
-            self.stream.write("[\n]\n")
-        self._count = 1 if self.append else 0
+        elif self.fmt == "json" and fresh:
+            self.stream.write(JSON_EMPTY if self._seekable else "[\n")
+        # In JSON only "none yet" or "some" matters: it decides whether a comma comes before the next one.
+        self._count = 0 if fresh or size <= len(JSON_EMPTY) else 1
         self.stream.flush()
 
     def write(self, record: dict[str, Any]) -> None:
@@ -103,36 +119,70 @@ class RecordWriter:
         elif self.fmt == "jsonl":
             self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
-            self._reopen_json_list()
-            self.stream.write(("" if self._count == 0 else ",\n") + json.dumps(record, ensure_ascii=False)
-                              + "\n]\n")
+            line = ("" if self._count == 0 else ",\n") + json.dumps(record, ensure_ascii=False)
+            if self._seekable:
+                self._reopen_json_list()
+                line += JSON_CLOSE
+            self.stream.write(line)
         self._count += 1
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """Close a JSON list written to a stream that cannot seek; nothing to do otherwise."""
+        if self.fmt == "json" and not self._seekable:
+            self.stream.write(JSON_CLOSE if self._count else "]\n")
         self.stream.flush()
 
     def _reopen_json_list(self) -> None:
         """Step back over the closing bracket written after the previous record."""
-        self.stream.seek(0, io.SEEK_END)
-        end = self.stream.tell()
-        self.stream.seek(end - len("]\n"))
+        end = self.stream.seek(0, io.SEEK_END)
+        self.stream.seek(end - len(JSON_CLOSE if self._count else JSON_EMPTY.removeprefix("[\n")))
         self.stream.truncate()
 
 
+def _seekable(stream: IO[str]) -> bool:
+    try:
+        return stream.seekable()
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def read_records(path: str | Path, fmt: str) -> Iterator[dict[str, Any]]:
-    """Records already in an output file (for --resume); a torn last line is skipped."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Complete records in an output file (for --resume); a record torn by an interrupted write is skipped."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
     if fmt == "csv":
-        yield from csv.DictReader(io.StringIO(text))
-    elif fmt == "jsonl":
-        for line in text.splitlines():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
-    else:
+        yield from _csv_records(text)
+        return
+    if fmt == "json":
         try:
-            yield from json.loads(text or "[]")
+            data = json.loads(text or "[]")
         except json.JSONDecodeError:
+            data = None  # torn mid-write: RecordWriter puts each record on a line of its own
+        if isinstance(data, list):
+            yield from (r for r in data if isinstance(r, dict))
             return
+    for line in text.splitlines():
+        line = line.strip().rstrip(",") if fmt == "json" else line
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+def _csv_records(text: str) -> Iterator[dict[str, Any]]:
+    # RecordWriter ends every row with a newline: text after the last one is a torn row.
+    reader = csv.reader(io.StringIO(text[: text.rfind("\n") + 1]))
+    header = next(reader, None)
+    if header is None:
+        return
+    try:
+        for row in reader:
+            if len(row) == len(header):
+                yield dict(zip(header, row, strict=True))
+    except csv.Error:
+        return
 
 
 def print_results_table(console: Any, result: VideoResult, title_extra: str = "") -> None:

@@ -1,0 +1,316 @@
+"""`vivit batch` end to end: sources, bad files, formats, hung and crashing decoders, kills and --resume, memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.checkpoints import write_ours
+from tests.videos import write_video
+from vivit_cli import batch
+from vivit_cli.cli import cli
+from vivit_cli.decode_pool import CRASH_ENV, HANG_ENV, DecodePool
+from vivit_cli.errors import SourceError
+from vivit_cli.pipeline import Views, load_model
+from vivit_cli.writers import CSV_COLUMNS, RecordWriter, read_records
+
+FRAMES = 12  # per test video: enough for a 4-frame clip at stride 2
+SIZE = (40, 32)  # pixels, width x height
+GOOD = ["a.avi", "b.mp4", "c.avi", "sub/d.avi"]  # sub/ is seen only with -r
+BAD = {  # name -> what it holds
+    "empty.mp4": "zero bytes",
+    "text.mp4": "text renamed .mp4",
+    "truncated.mp4": "the first half of an mp4 (its index is at the end)",
+    "folder.mp4": "a directory",
+}
+TORN_CHARS = 10  # cut off the end of an output file: inside its last record in every format
+KILL_WAIT_S = 120.0  # seconds a killed-run test waits for the first rows (worker start-up on a busy machine)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_ours(tmp_path_factory.mktemp("ckpt"), labels=["waving", "running", "eating", "juggling", "archery"])
+
+
+def make_video(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_video(path, FRAMES, size=SIZE, fourcc="mp4v" if path.suffix == ".mp4" else "MJPG")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Good videos, bad files with video names, and files that are not videos at all."""
+    root = tmp_path_factory.mktemp("videos")
+    for name in GOOD:
+        make_video(root / name)
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("not a video\n")
+    data = make_video(tmp_path_factory.mktemp("whole") / "whole.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (root / "folder.mp4").mkdir()
+    (root / "notes.txt").write_text("not a video suffix: never taken from a folder\n")
+    (root / ".hidden.mp4").write_bytes(b"")
+    return root
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def names(rows: list[dict]) -> list[str]:
+    return sorted(Path(r["path"]).name for r in rows)
+
+
+# Sources
+
+
+def test_sources_folder_glob_file_and_list(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(folder)
+    top = ["a.avi", "b.mp4", "c.avi", "empty.mp4", "folder.mp4", "text.mp4", "truncated.mp4"]
+    assert batch.collect_videos(["."]) == [f"./{n}" for n in top]
+    assert batch.collect_videos(["."], recursive=True) == sorted([f"./{n}" for n in top] + ["./sub/d.avi"])
+    assert batch.collect_videos(["*.avi", "a.avi", "./a.avi"]) == ["a.avi", "c.avi"]  # each file once
+    assert batch.collect_videos(["**/*.avi"]) == ["a.avi", "c.avi", "sub/d.avi"]
+    assert batch.collect_videos(["notes.txt"]) == ["notes.txt"]  # named outright: taken, to get a row
+    listing = tmp_path / "list.txt"
+    listing.write_text("# videos to do\nb.mp4\n\n  sub/d.avi  \nmissing.mp4\n")
+    assert batch.collect_videos([f"@{listing}"]) == ["b.mp4", "missing.mp4", "sub/d.avi"]
+
+
+@pytest.mark.parametrize("source, needle", [
+    ("sub/nothing", "no such file, folder or pattern"),
+    ("*.mkv", "matches 0 paths"),
+    ("*.txt", "none of them with a video suffix"),
+    ("empty-dir", "no video files in this folder (-r looks in subfolders)"),
+    ("@nolist.txt", "cannot read the list"),
+    ("@blank.txt", "names no files"),
+])
+def test_a_source_that_names_nothing_is_a_usage_error(folder: Path, tmp_path: Path, checkpoint: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, source: str,
+                                                     needle: str) -> None:
+    (tmp_path / "empty-dir").mkdir()
+    (tmp_path / "blank.txt").write_text("# nothing\n\n")
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError, match="^" + re.escape(source)) as e:
+        batch.collect_videos([source])
+    assert needle in str(e.value)
+    result = invoke("batch", source, "--model", str(checkpoint))
+    assert result.exit_code == 2 and needle in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--resume"], "--resume needs --out"),
+    (["--out", "preds.txt"], "cannot tell the format"),
+])
+def test_bad_output_options_are_usage_errors(folder: Path, checkpoint: Path, args: list[str], needle: str) -> None:
+    result = invoke("batch", str(folder), "--model", str(checkpoint), *args)
+    assert result.exit_code == 2 and needle in result.stderr
+
+
+# Rows, formats and exit codes
+
+
+def parse(path: Path | None, fmt: str, stdout: str = "") -> list[dict]:
+    text = path.read_text(encoding="utf-8") if path else stdout
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert rows and list(rows[0]) == list(CSV_COLUMNS)
+        return rows
+    if fmt == "json":
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_every_file_gets_one_row_in_every_format(folder: Path, checkpoint: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"preds.{fmt}"
+    result = invoke("batch", str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "-k", "3")
+    assert result.exit_code == 4, result.stderr  # some videos failed
+    assert result.stdout == ""
+    assert "4 ok, 4 failed" in result.stderr
+    rows = parse(out, fmt)
+    assert names(rows) == sorted([Path(n).name for n in GOOD] + list(BAD))
+    status = {Path(r["path"]).name: r["status"] for r in rows}
+    assert {n for n, s in status.items() if s == "ok"} == {Path(n).name for n in GOOD}
+    for row in rows:
+        assert row["model"] == str(checkpoint)
+        if row["status"] == "error":
+            assert row["error"].startswith(row["path"])
+            continue
+        labels = row["top_labels"].split("|") if fmt == "csv" else [p["label"] for p in row["predictions"]]
+        assert len(labels) == 3 and set(labels) <= {"waving", "running", "eating", "juggling", "archery"}
+        assert not row["error"] if fmt == "csv" else "error" not in row
+
+
+def test_no_out_is_pure_jsonl_on_stdout_and_all_ok_exits_0(folder: Path, checkpoint: Path) -> None:
+    result = invoke("batch", str(folder / "a.avi"), str(folder / "*.mp4"), "--model", str(checkpoint))
+    assert result.exit_code == 4
+    rows = parse(None, "jsonl", result.stdout)
+    assert names(rows) == ["a.avi", "b.mp4", "empty.mp4", "folder.mp4", "text.mp4", "truncated.mp4"]
+    ok = invoke("-q", "batch", str(folder / "a.avi"), str(folder / "b.mp4"), "--model", str(checkpoint),
+                "--format", "json")
+    assert ok.exit_code == 0 and ok.stderr == ""
+    assert names(json.loads(ok.stdout)) == ["a.avi", "b.mp4"]
+
+
+def test_rows_match_classify_across_split_batches(folder: Path, checkpoint: Path, tmp_path: Path) -> None:
+    """2 clips x 3 crops = 6 views per video in batches of 4: videos are split across forward passes."""
+    out = tmp_path / "preds.jsonl"
+    args = ["--clips", "2", "--crops", "3", "-k", "5"]
+    result = invoke("batch", *(str(folder / n) for n in GOOD), "--model", str(checkpoint), "--out", str(out),
+                    "--batch-size", "4", *args)
+    assert result.exit_code == 0, result.stderr
+    classifier = load_model(checkpoint)
+    for row in parse(out, "jsonl"):
+        expected = classifier.classify(row["path"], Views(clips=2, crops=3), 5)
+        assert [p["label"] for p in row["predictions"]] == [p.label for p in expected.predictions]
+        assert [p["score"] for p in row["predictions"]] == pytest.approx([p.score for p in expected.predictions],
+                                                                           abs=1e-5)
+        assert [(v["clip"], v["crop"]) for v in row["views"]] == [(v.clip, v.crop) for v in expected.views]
+
+
+# Decoders that hang or crash
+
+
+def test_a_hung_and_a_crashed_decoder_cost_one_row_each(folder: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preds.csv"
+    result = invoke("batch", *(str(folder / n) for n in GOOD), "--model", str(checkpoint), "--out", str(out),
+                    "--timeout", "2", "--workers", "2", env={HANG_ENV: "b.mp4", CRASH_ENV: "c.avi"})
+    assert result.exit_code == 4, result.stderr
+    rows = {Path(r["path"]).name: r for r in parse(out, "csv")}
+    assert sorted(rows) == ["a.avi", "b.mp4", "c.avi", "d.avi"]
+    assert "longer than 2 s" in rows["b.mp4"]["error"] and rows["b.mp4"]["status"] == "error"
+    assert "crashed" in rows["c.avi"]["error"] and rows["c.avi"]["status"] == "error"
+    assert rows["a.avi"]["status"] == rows["d.avi"]["status"] == "ok"
+
+
+# Interrupted runs and --resume
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vivit_cli", "batch", *args], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_rows(out: Path, fmt: str, count: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + KILL_WAIT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.exists() and len(list(read_records(out, fmt))) >= count:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no {count} rows in {out} (exit {process.poll()}): {process.stderr.read() if process.stderr else ''}")
+
+
+@pytest.mark.parametrize("sig, fmt", [(signal.SIGKILL, "json"), (signal.SIGINT, "csv")], ids=["SIGKILL", "SIGINT"])
+def test_a_killed_run_resumes_to_every_row_once(folder: Path, checkpoint: Path, tmp_path: Path, sig: int,
+                                                fmt: str) -> None:
+    out = tmp_path / f"preds.{fmt}"
+    # One worker stuck on c.avi: a.avi and b.mp4 are done, and the run is killed while it waits.
+    process = start([str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "-j", "1"],
+                    {HANG_ENV: "c.avi"})
+    wait_for_rows(out, fmt, 2, process)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), stderr
+    before = parse(out, fmt)  # the file is valid as the kill left it
+    assert 2 <= len(before) < 9 and len({r["path"] for r in before}) == len(before)
+    result = invoke("batch", str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "--resume")
+    assert result.exit_code == 4
+    rows = parse(out, fmt)
+    assert Counter(r["path"] for r in rows) == Counter({str(folder / n): 1 for n in GOOD + list(BAD)})
+    assert f"{len([r for r in before if r['status'] == 'ok'])} already done" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_resume_after_a_torn_write_keeps_every_row_once_and_retries_errors(folder: Path, checkpoint: Path,
+                                                                           tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"preds.{fmt}"
+    invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out))
+    first = parse(out, fmt)
+    text = out.read_text(encoding="utf-8")
+    out.write_text(text[:-TORN_CHARS], encoding="utf-8")  # the last record cut short, as a kill mid-write would
+    result = invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out), "--resume")
+    assert result.exit_code == 4, result.stderr
+    rows = parse(out, fmt)
+    assert Counter(r["path"] for r in rows) == Counter(r["path"] for r in first)
+    assert "4 failed" in result.stderr
+    # Nothing left to do but the error rows, which are retried and replaced, never duplicated.
+    again = invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out), "--resume")
+    assert "0 ok, 4 failed" in again.stderr
+    assert Counter(r["path"] for r in parse(out, fmt)) == Counter(r["path"] for r in first)
+
+
+def test_resume_with_everything_done_loads_nothing(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preds.jsonl"
+    out.write_text(json.dumps({"path": str(folder / "a.avi"), "status": "ok"}) + "\n")
+    result = invoke("batch", str(folder / "a.avi"), "--model", "no/such-model", "--out", str(out), "--resume")
+    assert result.exit_code == 0 and "1 already done" in result.stderr
+
+
+# Writers
+
+
+class Unseekable(io.StringIO):
+    def seekable(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("stream_type", [io.StringIO, Unseekable])
+def test_json_is_a_valid_list_after_every_record(stream_type: type) -> None:
+    stream = stream_type()
+    writer = RecordWriter(stream, "json")
+    for i in range(3):
+        writer.write({"path": f"{i}.mp4", "status": "ok"})
+        if stream_type is io.StringIO:
+            assert [r["path"] for r in json.loads(stream.getvalue())] == [f"{j}.mp4" for j in range(i + 1)]
+    writer.finish()
+    assert len(json.loads(stream.getvalue())) == 3
+
+
+# Scale
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("needs /proc/self/status")
+
+
+def test_a_thousand_files_stream_with_flat_memory(checkpoint: Path, tmp_path: Path) -> None:
+    """1,000 hard links to one video, 4 views each: kept in memory they would take 1000 x 196 KB = 190 MiB."""
+    files, source = 1000, make_video(tmp_path / "one.avi")
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(files):
+        os.link(source, folder / f"{i:04d}.avi")
+    classifier = load_model(checkpoint)
+    samples: dict[int, float] = {}
+
+    def on_row(_: dict) -> None:
+        if tally.ok in (100, files):
+            samples[tally.ok] = rss_mib()
+
+    tally = batch.Tally()
+    started = time.monotonic()
+    with DecodePool(2, 60) as pool, (tmp_path / "preds.jsonl").open("w") as stream:
+        batch.run(classifier, batch.collect_videos([str(folder)]), pool, RecordWriter(stream, "jsonl"),
+                  Views(clips=4), top_k=1, batch_size=32, tally=tally, on_row=on_row)
+    elapsed = time.monotonic() - started
+    assert (tally.ok, tally.failed) == (files, 0)
+    assert len(list(read_records(tmp_path / "preds.jsonl", "jsonl"))) == files
+    assert samples[files] - samples[100] < 40, samples  # MiB: flat, not growing with the files done
+    assert elapsed < 90, elapsed

@@ -1,0 +1,313 @@
+"""`vivit batch`: sources -> video paths, --resume, and the loop that feeds decoded files to the model in batches.
+
+Torch, NumPy and OpenCV are imported inside the functions that need them, so the CLI reads the defaults cheaply.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from vivit_cli.decode_pool import DEFAULT_TIMEOUT_S, DONE, DecodePool, DecodeSpec, one_line
+from vivit_cli.errors import SourceError
+from vivit_cli.writers import RecordWriter, error_record, format_for, read_records, result_record
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vivit_cli.pipeline import Classifier, PreparedVideo, Views
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TIMEOUT_S", "DecodePool", "Plan", "Tally", "collect_videos", "plan",
+           "open_output", "run"]
+
+DEFAULT_BATCH_SIZE = 8  # views (clips x crops) per forward pass
+MAX_WORKERS = 8  # decode processes by default, at most
+CPU_CORES_PER_WORKER = 4  # on a CPU the model is the bottleneck: a worker per this many cores keeps it fed
+FLUSH_AFTER_S = 1.0  # seconds without a newly decoded file after which a part-full batch runs anyway
+LIST_PREFIX = "@"  # @list.txt: a file of paths, one per line
+LIST_COMMENT = "#"  # lines of a list starting with this are skipped
+
+
+def path_key(path: str) -> str:
+    """What --resume matches rows on: the absolute, normalised path, so ./a.mp4 and a.mp4 are one file."""
+    return os.path.normcase(os.path.abspath(path))
+
+
+def is_video_name(path: str) -> bool:
+    from vivit_cli.video import VIDEO_SUFFIXES
+
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def collect_videos(sources: Sequence[str], recursive: bool = False) -> list[str]:
+    """Folders, globs, files and @lists -> video paths, sorted, each once; a source that names none is an error."""
+    found: dict[str, str] = {}
+    for source in sources:
+        for path in _expand(source, recursive):
+            found.setdefault(path_key(path), path)
+    return sorted(found.values())
+
+
+def _expand(source: str, recursive: bool) -> list[str]:
+    if source.startswith(LIST_PREFIX) and not os.path.lexists(source):
+        return _read_list(source[len(LIST_PREFIX):])
+    if os.path.isdir(source):
+        paths = _walk(source, recursive)
+        if not paths:
+            where = "this folder or its subfolders" if recursive else "this folder (-r looks in subfolders)"
+            raise SourceError(f"{source}: no video files in {where}; video suffixes: {_suffixes()}")
+        return paths
+    if os.path.lexists(source):  # a file named outright is taken whatever it is, so it gets a row
+        return [source]
+    if glob.has_magic(source):
+        matches = sorted(glob.glob(source, recursive=True))
+        videos = [p for p in matches if is_video_name(p)]
+        if not videos:
+            raise SourceError(f"{source}: the pattern matches {len(matches)} paths, none of them with a video "
+                              f"suffix ({_suffixes()})")
+        return videos
+    raise SourceError(f"{source}: no such file, folder or pattern")
+
+
+def _walk(folder: str, recursive: bool) -> list[str]:
+    """Entries with a video suffix, files or not (a folder named x.mp4 gets an error row); hidden ones skipped."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out += [os.path.join(root, n) for n in sorted(files + dirs) if not n.startswith(".") and is_video_name(n)]
+        if not recursive:
+            break
+    return out
+
+
+def _read_list(list_path: str) -> list[str]:
+    """@list.txt: every line that is not blank or a comment is taken as a file, so a missing one gets a row."""
+    try:
+        text = Path(list_path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"{LIST_PREFIX}{list_path}: cannot read the list ({getattr(e, 'strerror', None) or e})"
+                          ) from None
+    paths = [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith(LIST_COMMENT)]
+    if not paths:
+        raise SourceError(f"{LIST_PREFIX}{list_path}: the list names no files")
+    return paths
+
+
+def _suffixes() -> str:
+    from vivit_cli.video import VIDEO_SUFFIXES
+
+    return " ".join(sorted(VIDEO_SUFFIXES))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a batch run will do: the files still to classify, and where their rows go."""
+
+    todo: tuple[str, ...]
+    out: str | None  # None: stdout
+    fmt: str
+    skipped: int  # files that already have an ok row in `out` (--resume)
+    resume: bool
+
+
+def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | None, resume: bool) -> Plan:
+    """Check the options and list the files, before any model is loaded; --resume reads `out` but leaves it as is."""
+    out = None if out == "-" else out
+    if resume and out is None:
+        raise SourceError("--resume needs --out: rows written to stdout cannot be read back")
+    try:
+        fmt = format_for(out, fmt)
+    except ValueError as e:
+        raise SourceError(str(e)) from None
+    if out is not None and os.path.isdir(out):
+        raise SourceError(f"--out {out} is a folder: give a file name ending in .csv, .json or .jsonl")
+    paths = collect_videos(sources, recursive)
+    done: set[str] = set()
+    if resume and out is not None and os.path.isfile(out):
+        done = {path_key(str(r.get("path"))) for r in read_records(out, fmt) if r.get("status") == "ok"}
+    todo = tuple(p for p in paths if path_key(p) not in done)
+    return Plan(todo, out, fmt, len(paths) - len(todo), resume)
+
+
+@contextmanager
+def open_output(job: Plan, stdout: IO[str]) -> Iterator[RecordWriter]:
+    """A writer for job.out (or `stdout`); on --resume the file keeps its finished rows and loses a torn last one.
+
+    Error rows of the files about to be retried are dropped first, so every file has one row in the end.
+    The rewrite goes through a temporary file and a rename: an interrupt leaves the old file or the new one.
+    """
+    if job.out is None:
+        writer = RecordWriter(stdout, job.fmt)
+        try:
+            yield writer
+        finally:
+            writer.finish()
+        return
+    append = job.resume and os.path.isfile(job.out)
+    if append:
+        _rewrite_kept(job)
+    with open(job.out, "a" if append else "w", encoding="utf-8", newline="") as stream:
+        writer = RecordWriter(stream, job.fmt, append=append)
+        try:
+            yield writer
+        finally:
+            writer.finish()
+
+
+def _rewrite_kept(job: Plan) -> None:
+    assert job.out is not None
+    retry = {path_key(p) for p in job.todo}
+    seen: set[str] = set()
+    tmp = Path(job.out).with_name(f".{Path(job.out).name}.resume-tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as stream:
+        writer = RecordWriter(stream, job.fmt)
+        for record in read_records(job.out, job.fmt):
+            key = path_key(str(record.get("path")))
+            if key in retry or key in seen:
+                continue
+            seen.add(key)
+            writer.write(record)
+        writer.finish()
+    os.replace(tmp, job.out)
+
+
+def default_workers(device_type: str, cores: int | None = None) -> int:
+    """Decode processes: on a CPU the model is far slower than decoding, so few; on a GPU, most of the cores."""
+    cores = cores or _cores()
+    if device_type == "cpu":
+        return max(1, min(MAX_WORKERS, cores // CPU_CORES_PER_WORKER))
+    return max(1, min(MAX_WORKERS, cores - 1))
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Tally:
+    """Counts kept as rows are written; the CLI reads them for its summary, after an interrupt too."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # already done in the output (--resume)
+    started_s: float = field(default_factory=time.monotonic)
+
+    def summary(self, out: str | None, interrupted: bool = False) -> str:
+        """One line for stderr: what was done, how fast, and where it went."""
+        elapsed = time.monotonic() - self.started_s
+        done = self.ok + self.failed
+        line = (f"{'Interrupted' if interrupted else 'Done'}: {self.ok} ok, {self.failed} failed"
+                + (f", {self.skipped} already done" if self.skipped else "")
+                + f"; {done} videos in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.2f} videos/s)")
+        if out is not None:
+            line += f" -> {out}"
+        if interrupted and out is not None:
+            line += "; run again with --resume to finish"
+        return line
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A decoded video whose views are going through the model, possibly over several batches."""
+
+    prepared: PreparedVideo  # pixel_values: numpy (V, T, C, S, S)
+    next_view: int = 0
+    probs: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def views_left(self) -> int:
+        return len(self.prepared.pixel_values) - self.next_view
+
+
+def run(
+    classifier: Classifier,
+    paths: Sequence[str],
+    pool: DecodePool,
+    writer: RecordWriter,
+    views: Views,
+    top_k: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    tally: Tally | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> Tally:
+    """Decode `paths` in the pool, classify `batch_size` views per forward pass, and write each file's row (ok or
+    error) as soon as it is known: rows come in completion order, not in the order of `paths`."""
+    import numpy as np
+
+    tally = tally or Tally()
+    tally.started_s = time.monotonic()
+    per_video = views.clips * views.crops
+    # Enough decoded ahead for the next batch while this one runs, plus two per worker: memory stays flat.
+    pool.submit(paths, DecodeSpec(classifier.config.num_frames, classifier.preprocess, views),
+                max_pending=math.ceil(batch_size / per_video) + 2 * pool.workers)
+    model, revision = classifier.info.model_id, classifier.info.revision
+
+    def emit(record: dict[str, Any]) -> None:
+        writer.write(record)
+        if record["status"] == "ok":
+            tally.ok += 1
+        else:
+            tally.failed += 1
+        if on_row is not None:
+            on_row(record)
+
+    ready: deque[_Pending] = deque()
+    ready_views, finished = 0, False
+    while not finished or ready_views:
+        if not finished and ready_views < batch_size:
+            item = pool.get(FLUSH_AFTER_S if ready_views else None)
+            if item == DONE:
+                finished = True
+            elif item is not None:
+                assert not isinstance(item, str)
+                if item.prepared is None:
+                    emit(error_record(item.path, one_line(item.error or "unknown error"), model, revision))
+                else:
+                    ready.append(_Pending(item.prepared))
+                    ready_views += len(item.prepared.pixel_values)
+                continue
+            # None: decoding has stalled (a slow or hung file); run what is ready rather than wait
+        if ready_views:
+            for pending in _forward(classifier, ready, batch_size):
+                probs = np.concatenate(pending.probs)  # (V, L)
+                emit(result_record(classifier.result(pending.prepared, probs, top_k)))
+            ready_views = sum(p.views_left for p in ready)
+    return tally
+
+
+def _forward(classifier: Classifier, ready: deque[_Pending], batch_size: int) -> list[_Pending]:
+    """One forward pass over up to batch_size views from the front of `ready`; returns the videos it completed."""
+    import torch
+
+    shape = ready[0].prepared.pixel_values.shape[1:]
+    parts: list[tuple[_Pending, int, int]] = []
+    taken = 0
+    # Views of one shape only: without a centre crop, frame sizes differ between videos.
+    while ready and taken < batch_size and ready[0].prepared.pixel_values.shape[1:] == shape:
+        pending = ready[0]
+        take = min(batch_size - taken, pending.views_left)
+        parts.append((pending, pending.next_view, pending.next_view + take))
+        pending.next_view += take
+        taken += take
+        if pending.views_left == 0:
+            ready.popleft()
+    x = torch.cat([torch.from_numpy(p.prepared.pixel_values[a:b]) for p, a, b in parts])  # (B, T, C, S, S)
+    probs = classifier.scores(x)  # (B, L)
+    done, offset = [], 0
+    for pending, a, b in parts:
+        pending.probs.append(probs[offset : offset + b - a])
+        offset += b - a
+        if b == len(pending.prepared.pixel_values):
+            done.append(pending)
+    return done

@@ -1,0 +1,315 @@
+"""Decode worker processes for `vivit batch`: a file that hangs or crashes its decoder costs that file only."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import select
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+from vivit_cli.errors import VivitError
+
+if TYPE_CHECKING:
+    from vivit_cli.pipeline import PreparedVideo, Views
+    from vivit_cli.preprocess import PreprocessConfig
+
+DEFAULT_TIMEOUT_S = 120.0  # seconds one file may take to decode
+WORKER_DEPTH = 2  # files queued per worker, so it starts the next one the moment it sends a result
+POLL_S = 0.2  # seconds between the manager's checks of deadlines and of the stop flag
+EXIT_GRACE_S = 2.0  # seconds an idle worker gets to exit when told to, before it is killed
+HANG_S = 3600.0  # seconds a test hang sleeps at a time
+READY = "ready"  # a worker's first message: imports done, the clock of its first file may start
+HANG_ENV = "VIVIT_TEST_HANG_ON"  # tests: a worker given a path containing this never answers
+CRASH_ENV = "VIVIT_TEST_CRASH_ON"  # tests: a worker given a path containing this dies at once
+CRASH_EXIT = 70  # exit status of the test crash
+FFMPEG_QUIET = "-8"  # AV_LOG_QUIET
+DONE = "all files answered"  # what DecodePool.get returns once every submitted file has its answer
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """What a worker needs to turn a path into model inputs; sent with every file, so it must stay small."""
+
+    num_frames: int
+    preprocess: PreprocessConfig
+    views: Views
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A worker's answer for one file: the prepared video (pixel_values as numpy), or why there is none."""
+
+    path: str
+    prepared: PreparedVideo | None
+    error: str | None = None
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: Any  # multiprocessing's BaseProcess
+    conn: Connection
+    tasks: deque[tuple[int, str]] = field(default_factory=deque)  # sent, not answered; the head is in work
+    ready: bool = False
+    started_s: float = 0.0  # monotonic time the head task started (when it was sent, or the last answer came)
+    dead: bool = False
+
+
+def one_line(message: str) -> str:
+    """An error message fit for one CSV cell and one log line (OpenCV's span several)."""
+    return " ".join(message.split())
+
+
+def _context() -> Any:
+    """forkserver where there is one: workers fork from a server that imported torch and OpenCV but never ran
+    them, so starts and restarts are fast and no thread pool is copied; spawn elsewhere."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["vivit_cli.pipeline", "vivit_cli.video"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+class DecodePool:
+    """`workers` processes turn paths into PreparedVideos, each file within `timeout_s`, a bounded number ahead.
+
+    A thread of the parent feeds them and collects their answers, so decoding goes on while the model runs;
+    a worker that dies is replaced, one that overruns the timeout is killed and replaced, and its file
+    answers with an error. Use as a context manager: the workers start (and import torch) on entry.
+    """
+
+    def __init__(self, workers: int, timeout_s: float) -> None:
+        if workers < 1 or not timeout_s > 0:
+            raise VivitError(f"need at least one worker and a positive timeout (got {workers}, {timeout_s})")
+        self.workers, self.timeout_s = workers, timeout_s
+        # Read now, in the parent: forkserver children inherit the server's environment, not ours.
+        self._hooks = (os.environ.get(HANG_ENV) or None, os.environ.get(CRASH_ENV) or None)
+        self._ctx = _context()
+        self._slots: list[_Worker] = []
+        self._out: queue.Queue[Any] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._manage, name="vivit-decode-manager", daemon=True)
+        self._tasks: Iterator[tuple[int, str]] | None = None
+        self._spec: DecodeSpec | None = None
+        self._max_pending = 0
+        self._retry: deque[tuple[int, str]] = deque()  # sent to a worker that died before starting them
+        self._in_flight = 0  # sent to a worker and not answered
+        self._exhausted = False
+
+    def __enter__(self) -> DecodePool:
+        self._thread.start()  # the thread starts the workers: the caller goes on to load the model meanwhile
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.close(kill=exc_type is not None)
+
+    def submit(self, paths: Iterable[str], spec: DecodeSpec, max_pending: int) -> None:
+        """Decode `paths`, keeping at most `max_pending` files sent out or answered but not yet taken by get."""
+        self._spec, self._max_pending = spec, max(max_pending, 1)
+        self._tasks = enumerate(paths)
+
+    def get(self, timeout_s: float | None = None) -> Decoded | str | None:
+        """The next answer in completion order; None if none came within timeout_s; DONE after the last one."""
+        try:
+            item = self._out.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers: told to exit (killed if they do not), or killed at once when `kill`."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for w in self._slots:
+            if not kill:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + (0.0 if kill else EXIT_GRACE_S)
+        for w in self._slots:
+            _stop_process(w, max(0.0, deadline - time.monotonic()))
+        self._slots = []
+
+    # Everything below runs in the manager thread.
+
+    def _manage(self) -> None:
+        try:
+            self._slots = [self._start_worker() for _ in range(self.workers)]
+            while not self._stop.is_set():
+                self._dispatch()
+                if self._exhausted and not self._retry and self._in_flight == 0:
+                    self._out.put(DONE)
+                    return
+                self._poll()
+        except BaseException as e:  # handed to the caller's thread, which raises it from get()
+            self._out.put(e)
+
+    def _dispatch(self) -> None:
+        while self._tasks is not None and self._in_flight + self._out.qsize() < self._max_pending:
+            free = [w for w in self._slots if w.ready and not w.dead and len(w.tasks) < WORKER_DEPTH]
+            if not free:
+                return
+            task = self._retry.popleft() if self._retry else next(self._tasks, None)
+            if task is None:
+                self._exhausted = True
+                return
+            w = min(free, key=lambda w: len(w.tasks))
+            if not w.tasks:
+                w.started_s = time.monotonic()
+            w.tasks.append(task)
+            self._in_flight += 1
+            try:
+                w.conn.send((task[0], task[1], self._spec))
+            except OSError:  # it died idle: the file never reached it, so it goes to another worker
+                w.tasks.pop()
+                self._in_flight -= 1
+                self._retry.appendleft(task)
+                w.dead = True
+                return
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        waits = [POLL_S] + [w.started_s + self.timeout_s - now for w in self._slots if w.tasks]
+        handles = [h for w in self._slots for h in (w.conn, w.process.sentinel)]
+        ready = set(wait(handles, timeout=max(0.0, min(waits))))
+        for w in list(self._slots):
+            if w.conn in ready:
+                self._receive(w)
+            if w.dead or w.process.sentinel in ready:
+                self._receive(w)  # answers it sent before dying are still in the pipe
+                self._replace(w, None)
+            elif w.tasks and time.monotonic() > w.started_s + self.timeout_s:
+                self._replace(w, f"decoding took longer than {self.timeout_s:g} s (--timeout); its worker "
+                              "was stopped")
+
+    def _receive(self, w: _Worker) -> None:
+        try:
+            while not w.dead and w.conn.poll():
+                message = w.conn.recv()
+                if isinstance(message, str) and message == READY:
+                    w.ready, w.started_s = True, time.monotonic()
+                    continue
+                index, prepared, error = message
+                head = w.tasks.popleft()
+                assert head[0] == index, "a worker answers its files in order"
+                self._in_flight -= 1
+                w.started_s = time.monotonic()
+                self._out.put(Decoded(head[1], prepared, error))
+        except (EOFError, OSError):
+            w.dead = True
+
+    def _replace(self, w: _Worker, timeout_error: str | None) -> None:
+        """Stop a dead or hung worker, answer for the file it was on, requeue the rest, start another."""
+        _stop_process(w, 0.0 if timeout_error else EXIT_GRACE_S)
+        if not w.ready:
+            raise VivitError(f"a decode worker failed to start ({_describe_exit(w.process.exitcode)})")
+        self._slots.remove(w)
+        if w.tasks:
+            _, path = w.tasks.popleft()
+            self._in_flight -= 1
+            error = timeout_error or (f"the decoder crashed ({_describe_exit(w.process.exitcode)}); its worker "
+                                      "was replaced")
+            self._out.put(Decoded(path, None, f"{path}: {error}"))
+        self._in_flight -= len(w.tasks)
+        self._retry.extendleft(reversed(w.tasks))
+        self._slots.append(self._start_worker())
+
+    def _start_worker(self) -> _Worker:
+        parent_end, child_end = self._ctx.Pipe()
+        process = self._ctx.Process(target=_worker_main, args=(child_end, *self._hooks), daemon=True,
+                                    name="vivit-decode")
+        process.start()
+        child_end.close()
+        return _Worker(process, parent_end)
+
+
+def _stop_process(w: _Worker, grace_s: float) -> None:
+    w.process.join(grace_s)
+    if w.process.is_alive():
+        w.process.kill()
+        w.process.join()
+    w.conn.close()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit status {code}"
+
+
+# Everything below runs in the worker processes.
+
+
+def _worker_main(conn: Connection, hang_on: str | None, crash_on: str | None) -> None:
+    """(index, path, spec) in, (index, prepared or None, error or None) out, until None or the batch is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
+    _exit_without(conn)
+    import cv2
+    import torch
+
+    from vivit_cli.pipeline import prepare_video
+
+    # One core per worker: the model's threads and the other workers have the rest.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    # A bad file's error goes into its row; FFmpeg's and OpenCV's own lines would only break up the progress
+    # bar. Set OPENCV_FFMPEG_LOGLEVEL or OPENCV_LOG_LEVEL to see them.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)  # read when the first video opens
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    conn.send(READY)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, path, spec = task
+        if hang_on and hang_on in path:
+            while True:  # the test stand-in for a decoder stuck in native code
+                time.sleep(HANG_S)
+        if crash_on and crash_on in path:
+            os._exit(CRASH_EXIT)
+        try:
+            prepared = prepare_video(path, spec.num_frames, spec.preprocess, spec.views)
+            # numpy, not a tensor: a tensor would travel through shared memory, one file descriptor per file
+            answer = (index, replace(prepared, pixel_values=prepared.pixel_values.numpy()), None)
+        except VivitError as e:
+            answer = (index, None, one_line(str(e)))
+        except Exception as e:  # a damaged file can make OpenCV or numpy raise anything: it costs that file only
+            answer = (index, None, one_line(f"{path}: {type(e).__name__}: {e}"))
+        try:
+            conn.send(answer)
+        except OSError:
+            return
+
+
+def _exit_without(conn: Connection) -> None:
+    """Exit the moment the batch's end of `conn` closes, even while stuck in a decoder, so a killed batch leaves no
+    worker behind: OpenCV lets go of the GIL in its calls, so this thread still runs. (The batch is not always
+    the parent: under forkserver the server is, and the server lives as long as its children do.)"""
+    if not hasattr(select, "poll"):  # Windows: a worker notices when it next reads a task
+        return
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(conn.fileno(), 0)  # no events asked for: poll wakes only for a hang-up or an error
+        poller.poll()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="vivit-batch-watch", daemon=True).start()
