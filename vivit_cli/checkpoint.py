@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vivit_cli.errors import CheckpointError, ConfigError
-from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
+from vivit_cli.config import CONFIG_FILE, VivitConfig, read_config, read_json
+from vivit_cli.errors import CheckpointError
+from vivit_cli.model import VivitForVideoClassification, VivitModel
 from vivit_cli.preprocess import PreprocessConfig
 
-CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -108,27 +108,6 @@ def from_hf_state_dict(theirs: Mapping[str, Tensor], model: nn.Module) -> dict[s
             (name,) = to_hf_state_dict({key: torch.empty(0)}).keys()
             ours[key] = theirs[name]
     return ours
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path.name} not found in {path.parent}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    return data
-
-
-def read_config(folder: Path) -> tuple[VivitConfig, dict[str, Any]]:
-    """config.json -> (config, raw dict); refuses other model types."""
-    raw = read_json(folder / CONFIG_FILE)
-    model_type = raw.get("model_type")
-    if model_type is not None and model_type != "vivit":
-        raise CheckpointError(f"{folder} holds a {model_type!r} model, not ViViT (model_type 'vivit')")
-    return VivitConfig.from_dict(raw), raw
 
 
 def read_preprocess(folder: Path) -> PreprocessConfig:
