@@ -1,0 +1,123 @@
+"""Parquet output for `vivit batch --ray`: the JSON records as typed columns. pyarrow is imported lazily."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from vivit_cli.errors import SourceError
+
+FORMAT = "parquet"
+SUFFIX = ".parquet"
+ROW_GROUP_ROWS = 4096  # records held in memory before they go to the file as one row group
+READ_BATCH_ROWS = 65536  # records read back at a time (--resume), so a huge file is never all in memory
+# The record's keys, in this order; label and score repeat the first prediction so queries need no unnesting.
+COLUMNS = ("path", "status", "label", "score", "predictions", "views", "duration_s", "num_frames", "fps", "model",
+           "revision", "error")
+
+
+def is_parquet(out: str | None, fmt: str | None) -> bool:
+    """Whether the rows go to a Parquet file: --format parquet, or an --out name ending in .parquet."""
+    if fmt is not None:
+        return fmt == FORMAT
+    return out is not None and Path(out).suffix.lower() == SUFFIX
+
+
+def schema() -> Any:
+    import pyarrow as pa
+
+    prediction = pa.struct([("label", pa.string()), ("score", pa.float64()), ("index", pa.int64())])
+    view = pa.struct([("clip", pa.int64()), ("crop", pa.string()), ("frame_indices", pa.list_(pa.int64())),
+                      ("timestamps_s", pa.list_(pa.float64()))])
+    types = {"score": pa.float64(), "predictions": pa.list_(prediction), "views": pa.list_(view),
+             "duration_s": pa.float64(), "num_frames": pa.int64(), "fps": pa.float64()}
+    return pa.schema([(name, types.get(name, pa.string())) for name in COLUMNS])
+
+
+def to_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A JSON record -> a row of `schema()`: the top-1 label and score as columns of their own."""
+    preds = record.get("predictions") or []
+    row = {name: record.get(name) for name in COLUMNS}
+    row.update(label=preds[0]["label"] if preds else None, score=preds[0]["score"] if preds else None,
+               predictions=preds, views=record.get("views") or [])
+    return row
+
+
+class ParquetWriter:
+    """Writes records to `path` through a temporary file that takes its name when finish() closes it.
+
+    A Parquet file is readable only once closed, so the rows stay in the hidden temporary file until then; the
+    CLI calls finish() on Ctrl-C and on errors too. A killed process leaves the old `path` as it was.
+    """
+
+    def __init__(self, path: str) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self._tmp = Path(path).with_name(f".{Path(path).name}.partial")
+        self._rows: list[dict[str, Any]] = []
+        try:
+            self._file = pq.ParquetWriter(self._tmp, schema())
+        except OSError as e:
+            raise SourceError(f"cannot write {path}: {e}") from None
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._rows.append(to_row(record))
+        if len(self._rows) >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def finish(self) -> None:
+        """Write the last rows, close the file and give it its name."""
+        self._flush()
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def abandon(self) -> None:
+        """Close and delete the temporary file: `path` keeps what it held."""
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._rows:
+            self._file.write_table(pa.Table.from_pylist(self._rows, schema=schema()))
+            self._rows = []
+
+
+def read_parquet_records(path: str | Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of a Parquet file this module wrote, a batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        for part in pq.ParquetFile(path).iter_batches(READ_BATCH_ROWS, columns=columns):
+            yield from part.to_pylist()
+    except (OSError, pa.ArrowException) as e:
+        raise SourceError(f"cannot read {path} for --resume: {e}") from None
+
+
+@contextmanager
+def open_parquet(out: str, retry: set[str] | None, key: Callable[[str], str]) -> Iterator[ParquetWriter]:
+    """A writer for `out`. On --resume (`retry`: the keys of the files about to be redone) the old rows of the
+    other files come first, each file once; `key` maps a path to the key --resume matches on.
+    """
+    writer = ParquetWriter(out)
+    if retry is not None and os.path.isfile(out):
+        try:
+            seen: set[str] = set()
+            for record in read_parquet_records(out):
+                k = key(str(record.get("path")))
+                if k not in retry and k not in seen:
+                    seen.add(k)
+                    writer.write(record)
+        except BaseException:
+            writer.abandon()  # the old file stays as it is
+            raise
+    try:
+        yield writer
+    finally:
+        writer.finish()

@@ -1,0 +1,309 @@
+"""`vivit batch --ray`: the same job on Ray Data. Decoding runs as CPU tasks, the model in a pool of actors that
+each load the checkpoint once; the rows stream back to this process, which writes each file's row once."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, redirect_stdout
+from dataclasses import dataclass
+from typing import IO, Any
+
+from vivit_cli import batch, hub, parquet_writer
+from vivit_cli.decode_pool import CRASH_ENV, HANG_ENV, DecodeSpec, one_line
+from vivit_cli.errors import ClusterError, SourceError, VivitError
+from vivit_cli.pipeline import Views
+from vivit_cli.preprocess import PreprocessConfig
+from vivit_cli.ray_workers import DIE_ONCE_ENV, DecodeJob, Ledger, ModelWorker, decode_row
+from vivit_cli.results import ModelInfo
+from vivit_cli.writers import RecordWriter, error_record
+
+EXTRA = 'pip install "vivit-cli[ray]"'
+LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, else a local one
+MAX_DECODE_BLOCKS = 10_000  # one file per decode task up to this many files, so a crash costs one file's work
+MAX_MESSAGE_CHARS = 300  # of a Ray failure, in our one-line error
+GPU_WORKER_CPUS = 1  # CPUs a model worker on a GPU reserves (for its feeding); one on a CPU device reserves none
+# Set on the driver, these reach the workers too: which Hugging Face cache and Hub to use, and the test hooks.
+FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "VIVIT_DEVICE", DIE_ONCE_ENV,
+                 CRASH_ENV, HANG_ENV)
+
+
+def require_ray() -> Any:
+    """The ray module, or our one-line error that names the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the [data] part of the extra)
+    except ImportError:
+        raise ClusterError(f"--ray needs Ray, which is not installed: {EXTRA}") from None
+    return ray
+
+
+def split_address(address: str, sources: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """`--ray videos/` takes the folder as its address: an existing path or @list is a source, never an address."""
+    if address != LOCAL and (os.path.exists(address) or address.startswith(batch.LIST_PREFIX)):
+        return LOCAL, (address, *sources)
+    return address, tuple(sources)
+
+
+@dataclass(frozen=True)
+class ClusterModel:
+    """The model as the driver resolved it once: what the workers load, and what the rows say."""
+
+    load_ref: str  # org/name@<commit>, or the folder's absolute path: every worker loads the same weights
+    info: ModelInfo  # the model string as a local run reports it
+    num_frames: int
+    preprocess: PreprocessConfig
+    note: str | None  # hub's note (offline, from the cache) for stderr
+
+
+def resolve_model(model: str) -> ClusterModel:
+    """Fetch the model here (a Hub name becomes a commit) and read what the decode tasks need."""
+    from vivit_cli.checkpoint import read_config, read_preprocess
+
+    local = hub.fetch(hub.parse_model(model))
+    config, _ = read_config(local.folder)
+    if local.revision is None:
+        load_ref = os.path.abspath(local.folder)
+    else:
+        load_ref = f"{local.model_id}@{local.revision}"
+    return ClusterModel(load_ref, ModelInfo(local.model_id, local.revision), config.num_frames,
+                        read_preprocess(local.folder), local.note)
+
+
+def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | None, resume: bool) -> batch.Plan:
+    """batch.plan, plus Parquet files (whose finished rows --resume reads with pyarrow)."""
+    if not parquet_writer.is_parquet(out, fmt):
+        return batch.plan(sources, recursive, out, fmt, resume)
+    assert out is not None
+    if os.path.isdir(out):
+        raise SourceError(f"--out {out} is a folder: give a file name ending in {parquet_writer.SUFFIX}")
+    paths = batch.collect_videos(sources, recursive)
+    done: set[str] = set()
+    if resume and os.path.isfile(out):
+        records = parquet_writer.read_parquet_records(out, columns=["path", "status"])
+        done = {batch.path_key(str(r["path"])) for r in records if r["status"] == "ok"}
+    todo = tuple(p for p in paths if batch.path_key(p) not in done)
+    return batch.Plan(todo, out, parquet_writer.FORMAT, len(paths) - len(todo), resume)
+
+
+class LazyWriter:
+    """A writer that opens the output when the first row comes: a job that fails before (workers that cannot load
+    the model, an unreachable cluster) leaves an existing --out as it was, as a local run does."""
+
+    def __init__(self, open_writer: Callable[[], RecordWriter | parquet_writer.ParquetWriter]) -> None:
+        self._open: Callable[[], RecordWriter | parquet_writer.ParquetWriter] | None = open_writer
+        self._writer: RecordWriter | parquet_writer.ParquetWriter | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._writer is None:
+            assert self._open is not None
+            self._writer, self._open = self._open(), None
+        self._writer.write(record)
+
+
+@contextmanager
+def open_output(job: batch.Plan, stdout: IO[str]) -> Iterator[LazyWriter]:
+    """batch.open_output, plus Parquet files, opened with the first row."""
+    with ExitStack() as stack:
+        yield LazyWriter(lambda: stack.enter_context(_open_output(job, stdout)))
+
+
+@contextmanager
+def _open_output(job: batch.Plan, stdout: IO[str]) -> Iterator[RecordWriter | parquet_writer.ParquetWriter]:
+    if job.fmt != parquet_writer.FORMAT:
+        with batch.open_output(job, stdout) as writer:
+            yield writer
+        return
+    assert job.out is not None
+    retry = {batch.path_key(p) for p in job.todo} if job.resume else None
+    with parquet_writer.open_parquet(job.out, retry, batch.path_key) as writer:
+        yield writer
+
+
+@contextmanager
+def connect(address: str, quiet: bool = False) -> Iterator[None]:
+    """Join the cluster at `address` (LOCAL: the one ray.init() finds, else a new local one); leave it after.
+
+    Ray prints its own messages (a worker died, a task is retried) on stdout: while connected, stdout is stderr,
+    so a caller that writes rows to stdout takes the stream before. A Ray already initialised in this process (a
+    test, a notebook) is used as it is.
+    """
+    ray = require_ray()
+    with redirect_stdout(sys.stderr):
+        if ray.is_initialized():
+            yield
+            return
+        try:
+            ray.init(address=address or None, include_dashboard=False, log_to_driver=not quiet,
+                     logging_level=logging.ERROR if quiet else logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+            where = f"at {address}" if address else "(ray.init() found none and could not start one)"
+            raise ClusterError(f"cannot reach a Ray cluster {where}: {one_line(str(e))}") from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The model workers: how many, and what each reserves and uses."""
+
+    workers: int
+    gpus_per_worker: float
+    device: str
+    cpus_per_worker: float
+    threads: int | None  # torch threads per worker on a CPU device
+    decoders: int | None  # decode tasks at once; None: as many as the cluster's CPUs allow
+
+
+def size_pool(device: str, workers: int | None, gpus_per_worker: float | None) -> Pool:
+    """Defaults from the cluster: a worker per GPU when there are GPUs (and the device is not cpu), else one per
+    node using its cores, with decoding held to the share of the cores a local run gives it."""
+    import ray
+
+    # Nodes that can run tasks: a head started with --num-cpus 0 (a common setup) is left out.
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
+    if not nodes:
+        raise ClusterError("the Ray cluster has no node with CPUs to decode on")
+    gpus = sum(n.get("GPU", 0) for n in nodes)
+    if gpus_per_worker is None:
+        gpus_per_worker = 1.0 if gpus and device != "cpu" else 0.0
+    if gpus_per_worker > max(n.get("GPU", 0) for n in nodes):
+        raise ClusterError(f"--gpus-per-worker {gpus_per_worker:g}: no node of the cluster has that many GPUs "
+                           f"(it has {gpus:g} in all)")
+    if gpus_per_worker:
+        workers = workers or max(1, int(gpus // gpus_per_worker))
+        return Pool(workers, gpus_per_worker, "cuda" if device == "auto" else device, GPU_WORKER_CPUS, None, None)
+    if device.startswith("cuda"):
+        raise ClusterError(f"--device {device} under --ray needs --gpus-per-worker above 0")
+    workers = workers or len(nodes)
+    cores = int(min(n["CPU"] for n in nodes))
+    threads = max(1, cores // math.ceil(workers / len(nodes)))
+    decoders = sum(batch.default_workers("cpu", int(n["CPU"])) for n in nodes)
+    # The model's cores are its threads, not reserved in Ray: on a small node they would leave none to decoding
+    # (2 cores: one decode task and the model on both, as a local run has them).
+    return Pool(workers, 0.0, "cpu" if device == "auto" else device, 0.0, threads, decoders)
+
+
+def run(
+    paths: Sequence[str],
+    model: ClusterModel,
+    pool: Pool,
+    writer: LazyWriter | RecordWriter | parquet_writer.ParquetWriter,
+    views: Views,
+    top_k: int,
+    dtype: str = "auto",
+    batch_size: int = batch.DEFAULT_BATCH_SIZE,
+    timeout_s: float = batch.DEFAULT_TIMEOUT_S,
+    tally: batch.Tally | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> batch.Tally:
+    """Classify `paths` on the connected cluster and write one row per file, in completion order."""
+    import json
+
+    import ray
+
+    tally = tally or batch.Tally()
+    written: set[str] = set()
+
+    def emit(record: dict[str, Any]) -> None:
+        key = batch.path_key(str(record["path"]))
+        if key in written:  # a retried task can send its rows again
+            return
+        written.add(key)
+        writer.write(record)
+        if record["status"] == "ok":
+            tally.ok += 1
+        else:
+            tally.failed += 1
+        if on_row is not None:
+            on_row(record)
+
+    ledger = ray.remote(num_cpus=0)(Ledger).remote()
+    try:
+        spec = DecodeSpec(model.num_frames, model.preprocess, views)
+        dataset = _dataset(paths, DecodeJob(spec, timeout_s, ledger), model, pool, views, top_k, dtype, batch_size)
+        for row in _rows(dataset):
+            emit(json.loads(row["record"]))
+    finally:
+        ray.kill(ledger)
+    for path in paths:  # never expected: every file has a row whatever happened to its tasks
+        if batch.path_key(path) not in written:
+            emit(error_record(path, f"{path}: no answer from the Ray cluster", model.info.model_id,
+                              model.info.revision))
+    return tally
+
+
+def _dataset(paths: Sequence[str], job: DecodeJob, model: ClusterModel, pool: Pool, views: Views, top_k: int,
+             dtype: str, batch_size: int) -> Any:
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the CLI shows its own bar, counted in videos as a local run's
+    context.print_on_execution_start = False
+    context.raise_original_map_exception = True  # a worker's VivitError reaches us as itself, not as Ray's wrapper
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    runtime_env = {"env_vars": env} if env else None
+    # Ray sets OMP_NUM_THREADS=1 in a worker that reserves under one CPU, and torch.set_num_threads cannot undo it
+    # for OpenMP: a CPU model would run on one core (twice as slow on 2 cores, measured).
+    model_env = {**env, "OMP_NUM_THREADS": str(pool.threads)} if pool.threads else env
+    items = [{"path": p, "where": os.path.abspath(p)} for p in paths]
+    per_video = views.clips * views.crops
+    return (
+        ray.data.from_items(items, override_num_blocks=min(len(items), MAX_DECODE_BLOCKS))
+        .map(decode_row, fn_kwargs={"job": job}, num_cpus=1, runtime_env=runtime_env,
+             compute=ray.data.TaskPoolStrategy(size=pool.decoders))
+        .map_batches(
+            ModelWorker,
+            fn_constructor_kwargs=dict(load_ref=model.load_ref, info=model.info, device=pool.device, dtype=dtype,
+                                       top_k=top_k, batch_size=batch_size, threads=pool.threads),
+            batch_size=max(1, batch_size // per_video),  # videos per call: --batch-size counts views
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=pool.workers),
+            num_cpus=pool.cpus_per_worker,
+            num_gpus=pool.gpus_per_worker or None,
+            runtime_env={"env_vars": model_env} if model_env else None,
+        )
+    )
+
+
+def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
+    """The dataset's rows; a failure of the job becomes our error (the workers' own, when it was one of ours)."""
+    rows = iter(dataset.iter_rows())
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except Exception as e:  # Ray wraps what a task raised (as a subclass of it, too), and adds its own failures
+            ours = _our_error(e)
+            if ours is not None:
+                raise ours from e
+            raise ClusterError(f"the Ray job failed: {_root_line(str(e))} (--debug shows Ray's traceback)") from e
+        yield row
+
+
+def _our_error(e: BaseException | None) -> VivitError | None:
+    """The VivitError a worker raised, found inside Ray's wrappers, with the lines Ray added to it cut off."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        # Ray's RayTaskError(VivitError) is a VivitError too, with a traceback for a message: skip to its cause.
+        if isinstance(e, VivitError) and type(e).__module__.startswith("vivit_cli"):
+            return type(e)(str(e).splitlines()[0] if str(e) else "")
+        e = getattr(e, "cause", None) or e.__cause__ or e.__context__
+    return None
+
+
+def _root_line(message: str) -> str:
+    """The line of Ray's long message that names the error at the bottom of it ('ImportError: ...')."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b.*: ", line)]
+    return one_line((named or lines or ["(no message)"])[-1])[:MAX_MESSAGE_CHARS]
