@@ -34,7 +34,7 @@ def kernel_floor(cfg, batch: int, device: torch.device, dtype: torch.dtype, repe
     w = {n: torch.randn(o, i, device=device, dtype=dtype) * 0.02 for n, (o, i) in
          {"qkv": (3 * D, D), "proj": (D, D), "fc1": (inner, D), "fc2": (D, inner)}.items()}
     b = {n: torch.zeros(t.shape[0], device=device, dtype=dtype) for n, t in w.items()}
-    q = torch.randn(batch, H, N, D // H, device=device, dtype=dtype)
+    q, k, v = torch.randn(3, batch, H, N, D // H, device=device, dtype=dtype)  # distinct: no shared cache lines
 
     def linears() -> None:
         for n in ("qkv", "proj", "fc1"):
@@ -43,7 +43,7 @@ def kernel_floor(cfg, batch: int, device: torch.device, dtype: torch.dtype, repe
 
     with torch.inference_mode():
         lin = best_time(linears, repeats, sync) * L
-        att = best_time(lambda: F.scaled_dot_product_attention(q, q, q), repeats, sync) * L
+        att = best_time(lambda: F.scaled_dot_product_attention(q, k, v), repeats, sync) * L
     return {"linear": lin, "attention": att, "floor": lin + att}
 
 
