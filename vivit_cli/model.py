@@ -228,7 +228,8 @@ class VivitModel(nn.Module):
                 ACTIVATIONS[config.pooler_act](),
             )
         self.gradient_checkpointing = False
-        init_weights(self, config.initializer_range)
+        if not self.norm.weight.is_meta:  # on the meta device a checkpoint's weights replace these anyway
+            init_weights(self, config.initializer_range)
         self.prune_heads(config.pruned_heads)
 
     def prune_heads(self, heads_to_prune: Mapping[int, Iterable[int]]) -> None:
@@ -285,7 +286,8 @@ class VivitForVideoClassification(nn.Module):
         self.config = config
         self.vivit = VivitModel(config, add_pooling_layer=False)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels else nn.Identity()
-        init_weights(self.classifier, config.initializer_range)
+        if not self.vivit.norm.weight.is_meta:
+            init_weights(self.classifier, config.initializer_range)
 
     def prune_heads(self, heads_to_prune: Mapping[int, Iterable[int]]) -> None:
         self.vivit.prune_heads(heads_to_prune)
