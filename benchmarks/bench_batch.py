@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_description, gpu_description, make_checkpoint  # noqa: E402
+from common import cpu_description, gpu_description, make_checkpoint, make_video  # noqa: E402
 
 from vivit_cli import batch  # noqa: E402
 from vivit_cli.decode_pool import DecodePool  # noqa: E402
@@ -38,31 +38,6 @@ TARGET = 1.1  # batch loop / model only, on a CPU
 SIZE, FPS, SECONDS = (320, 240), 30, 4  # each video: 120 frames, enough for a 32-frame clip at stride 2
 TINY = dict(image_size=32, num_frames=4, tubelet_size=(2, 8, 8), hidden_size=24, num_hidden_layers=2,
             num_attention_heads=3, intermediate_size=32)
-
-
-def make_video(path: Path) -> str:
-    """A moving test pattern; returns the codec it was written with."""
-    try:
-        import imageio_ffmpeg
-
-        subprocess.run(
-            [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-             f"testsrc2=size={SIZE[0]}x{SIZE[1]}:rate={FPS}:duration={SECONDS}", "-c:v", "libx264",
-             "-pix_fmt", "yuv420p", str(path)],
-            check=True,
-        )  # fmt: skip
-        return "H.264"
-    except (ImportError, subprocess.CalledProcessError, FileNotFoundError):
-        import cv2
-        import numpy as np
-
-        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
-        for i in range(SECONDS * FPS):
-            frame = np.full((SIZE[1], SIZE[0], 3), (i * 3) % 256, np.uint8)
-            cv2.circle(frame, (i * 5 % SIZE[0], SIZE[1] // 2), 40, (0, 0, 255), -1)
-            w.write(frame)
-        w.release()
-        return "MPEG-4 part 2 (mp4v)"
 
 
 def make_tiny_checkpoint(folder: Path) -> Path:
@@ -94,7 +69,7 @@ def main() -> None:
         root = Path(tmp)
         videos = root / "videos"
         videos.mkdir()
-        codec = make_video(videos / "v000.mp4")
+        codec = make_video(videos / "v000.mp4", SIZE, FPS, SECONDS)
         for i in range(1, args.videos):
             shutil.copyfile(videos / "v000.mp4", videos / f"v{i:03d}.mp4")
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")

@@ -11,7 +11,6 @@ loading the checkpoint; "warm call" is one more call on the loaded model. Ratios
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,36 +19,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_time, cpu_description, make_checkpoint  # noqa: E402
+from common import best_time, cpu_description, make_checkpoint, make_video  # noqa: E402
 
 from vivit_cli.pipeline import Views, load_model  # noqa: E402
 
 SIZE, FPS = (640, 272), 30  # a 2.35:1 film frame, as in the measurement quoted in the issue
-
-
-def make_video(path: Path, seconds: int) -> str:
-    """A moving test pattern; returns the codec it was written with."""
-    try:
-        import imageio_ffmpeg
-
-        subprocess.run(
-            [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-             f"testsrc2=size={SIZE[0]}x{SIZE[1]}:rate={FPS}:duration={seconds}", "-c:v", "libx264",
-             "-pix_fmt", "yuv420p", str(path)],
-            check=True,
-        )  # fmt: skip
-        return "H.264"
-    except (ImportError, subprocess.CalledProcessError, FileNotFoundError):
-        import cv2
-        import numpy as np
-
-        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
-        for i in range(seconds * FPS):
-            frame = np.full((SIZE[1], SIZE[0], 3), (i * 3) % 256, np.uint8)
-            cv2.circle(frame, (i * 5 % SIZE[0], SIZE[1] // 2), 40, (0, 0, 255), -1)
-            w.write(frame)
-        w.release()
-        return "mp4v"
 
 
 def main() -> None:
@@ -65,7 +39,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_checkpoint(Path(tmp) / "vivit-b")
         clip = Path(tmp) / "clip.mp4"
-        codec = make_video(clip, args.seconds)
+        codec = make_video(clip, SIZE, FPS, args.seconds)
         print(f"video: {args.seconds} s, {SIZE[0]}x{SIZE[1]} {codec} at {FPS} fps; model: ViViT-B, random weights\n")
 
         t = time.perf_counter()

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import SIZE, make_tiny_checkpoint, make_video  # noqa: E402
-from common import best_time, cpu_description, gpu_description, make_checkpoint  # noqa: E402
+from bench_batch import FPS, SECONDS, SIZE, make_tiny_checkpoint  # noqa: E402
+from common import best_time, cpu_description, gpu_description, make_checkpoint, make_video  # noqa: E402
 
 from vivit_cli.pipeline import Views, load_model, prepare_video  # noqa: E402
 from vivit_cli.writers import read_records  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> None:
         root = Path(tmp)
         videos = root / "videos"
         videos.mkdir()
-        codec = make_video(videos / "v000.mp4")
+        codec = make_video(videos / "v000.mp4", SIZE, FPS, SECONDS)
         for i in range(1, args.videos):
             shutil.copyfile(videos / "v000.mp4", videos / f"v{i:03d}.mp4")
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")
