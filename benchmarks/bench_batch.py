@@ -40,6 +40,15 @@ TINY = dict(image_size=32, num_frames=4, tubelet_size=(2, 8, 8), hidden_size=24,
             num_attention_heads=3, intermediate_size=32)
 
 
+def make_video_folder(folder: Path, count: int) -> tuple[Path, str]:
+    """`count` copies of one made video (decoding costs the same for each); returns the folder and codec."""
+    folder.mkdir()
+    codec = make_video(folder / "v000.mp4", SIZE, FPS, SECONDS)
+    for i in range(1, count):
+        shutil.copyfile(folder / "v000.mp4", folder / f"v{i:03d}.mp4")
+    return folder, codec
+
+
 def make_tiny_checkpoint(folder: Path) -> Path:
     from vivit_cli.checkpoint import save_pretrained
     from vivit_cli.model import VivitConfig, VivitForVideoClassification
@@ -67,11 +76,7 @@ def main() -> None:
     views = Views(clips=args.clips)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        videos = root / "videos"
-        videos.mkdir()
-        codec = make_video(videos / "v000.mp4", SIZE, FPS, SECONDS)
-        for i in range(1, args.videos):
-            shutil.copyfile(videos / "v000.mp4", videos / f"v{i:03d}.mp4")
+        videos, codec = make_video_folder(root / "videos", args.videos)
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")
         classifier = load_model(folder, device="cpu")
         workers = args.workers or batch.default_workers(classifier.device.type)

@@ -203,6 +203,17 @@ class Tally:
     skipped: int = 0  # already done in the output (--resume)
     started_s: float = field(default_factory=time.monotonic)
 
+    def write(self, writer: RecordWriter, record: dict[str, Any],
+              on_row: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Write one row, count it, and hand it to `on_row`: the one way rows leave a run, local or on Ray."""
+        writer.write(record)
+        if record["status"] == "ok":
+            self.ok += 1
+        else:
+            self.failed += 1
+        if on_row is not None:
+            on_row(record)
+
     def summary(self, out: str | None, interrupted: bool = False) -> str:
         """One line for stderr: what was done, how fast, and where it went."""
         elapsed = time.monotonic() - self.started_s
@@ -254,13 +265,7 @@ def run(
     model, revision = classifier.info.model_id, classifier.info.revision
 
     def emit(record: dict[str, Any]) -> None:
-        writer.write(record)
-        if record["status"] == "ok":
-            tally.ok += 1
-        else:
-            tally.failed += 1
-        if on_row is not None:
-            on_row(record)
+        tally.write(writer, record, on_row)
 
     ready: deque[_Pending] = deque()
     ready_views, finished = 0, False

@@ -216,13 +216,7 @@ def run(
         if key in written:  # a retried task can send its rows again
             return
         written.add(key)
-        writer.write(record)
-        if record["status"] == "ok":
-            tally.ok += 1
-        else:
-            tally.failed += 1
-        if on_row is not None:
-            on_row(record)
+        tally.write(writer, record, on_row)
 
     ledger = ray.remote(num_cpus=0)(Ledger).remote()
     try:
