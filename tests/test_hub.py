@@ -7,6 +7,8 @@ reads from the environment once, at import) points it at the stand-in server and
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,6 +133,20 @@ def test_an_existing_folder_wins_over_a_repo_id(tmp_path: Path, monkeypatch: pyt
 
 def test_a_folder_is_used_as_it_is(tmp_path: Path) -> None:
     assert fetch(parse_model(str(tmp_path))) == LocalModel(tmp_path, str(tmp_path), None, None)
+
+
+def test_a_folder_never_imports_huggingface_hub(tmp_path: Path) -> None:
+    """huggingface_hub and httpx2 cost ~0.4 s of start-up: `vivit classify --model FOLDER` must not pay it."""
+    from checkpoints import write_ours
+
+    folder = write_ours(tmp_path / "ckpt")
+    code = (
+        "import sys; from vivit_cli.pipeline import load_model; "
+        f"load_model({str(folder)!r}, device='cpu'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('huggingface_hub', 'httpx2')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "[]\n", out.stdout
 
 
 # --- downloads and the cache ----------------------------------------------------------------------

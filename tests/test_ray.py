@@ -213,3 +213,41 @@ def test_parquet_round_trips_a_record(tmp_path: Path) -> None:
     (back,) = read_parquet_records(tmp_path / "p.parquet")
     assert back == {**record, "label": "a", "score": 0.75, "error": None}
     assert json.loads(json.dumps(back)) == back
+
+
+def test_a_model_worker_on_a_cpu_uses_its_threads(local_ray) -> None:
+    """Ray gives a worker that reserves no CPU OMP_NUM_THREADS=1: the model would run on one core."""
+    from vivit_cli.ray_workers import use_threads
+
+    @local_ray.remote(num_cpus=0)
+    def threads_after(threads: int) -> tuple[str, str]:
+        import os
+
+        import torch
+
+        before = os.environ.get("OMP_NUM_THREADS", "")
+        use_threads(threads)
+        return before, torch.__config__.parallel_info()
+
+    omp_env, info = local_ray.get(threads_after.remote(RAY_CPUS))
+    assert omp_env == "1"  # what Ray set: the case this guards against
+    assert f"at::get_num_threads() : {RAY_CPUS}" in info
+    assert f"omp_get_max_threads() : {RAY_CPUS}" in info
+
+
+def test_the_driver_imports_no_torch(folder: Path, checkpoint: Path) -> None:
+    """The driver plans the job and reads the checkpoint's settings; only the workers need torch (seconds of
+    start-up saved on every run)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from vivit_cli import ray_runner\n"
+        "from vivit_cli.video import Views\n"
+        f"job = ray_runner.plan([{str(folder)!r}], False, None, None, False)\n"
+        f"model = ray_runner.resolve_model({str(checkpoint)!r})\n"
+        "assert job.todo and model.num_frames and Views(clips=2, crops=3)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

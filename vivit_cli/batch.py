@@ -23,7 +23,8 @@ from vivit_cli.writers import RecordWriter, error_record, format_for, read_recor
 if TYPE_CHECKING:
     import numpy as np
 
-    from vivit_cli.pipeline import Classifier, PreparedVideo, Views
+    from vivit_cli.pipeline import Classifier, PreparedVideo
+    from vivit_cli.video import Views
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TIMEOUT_S", "DecodePool", "Plan", "Tally", "collect_videos", "plan",
            "open_output", "run"]

@@ -13,12 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vivit_cli.config import CONFIG_FILE, VivitConfig, read_config, read_json
+from vivit_cli.config import CONFIG_FILE, PREPROCESSOR_FILE, VivitConfig, read_config, read_json, read_preprocess
 from vivit_cli.errors import CheckpointError
 from vivit_cli.model import VivitForVideoClassification, VivitModel
 from vivit_cli.preprocess import PreprocessConfig
 
-PREPROCESSOR_FILE = "preprocessor_config.json"
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_FILE = "pytorch_model.bin"
@@ -108,11 +107,6 @@ def from_hf_state_dict(theirs: Mapping[str, Tensor], model: nn.Module) -> dict[s
             (name,) = to_hf_state_dict({key: torch.empty(0)}).keys()
             ours[key] = theirs[name]
     return ours
-
-
-def read_preprocess(folder: Path) -> PreprocessConfig:
-    path = folder / PREPROCESSOR_FILE
-    return PreprocessConfig.from_dict(read_json(path)) if path.is_file() else PreprocessConfig()
 
 
 def read_weights(folder: Path) -> dict[str, Tensor]:

@@ -83,15 +83,17 @@ def _fetch_model(ctx: click.Context, model: str, weights: bool = True) -> Any:
     """MODEL -> a hub.LocalModel through the Hugging Face cache; its note (offline, cached) on stderr."""
     from vivit_cli import hub
 
-    _quiet_hub(ctx)
+    _quiet_hub(ctx, model)
     local = hub.fetch(hub.parse_model(model), weights=weights)
     _note(ctx, local.note)
     return local
 
 
-def _quiet_hub(ctx: click.Context) -> None:
-    """With --quiet, huggingface_hub's progress bars stay off too."""
-    if ctx.obj["quiet"]:
+def _quiet_hub(ctx: click.Context, model: str) -> None:
+    """With --quiet, huggingface_hub's progress bars stay off too (a local folder never imports it)."""
+    from vivit_cli import hub
+
+    if ctx.obj["quiet"] and hub.parse_model(model).folder is None:
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
@@ -149,7 +151,7 @@ def _load_classifier(ctx: click.Context, model: str, device: str, dtype: str) ->
     """Load the model the way every command does, with the Hub's note (offline, cached) on stderr."""
     from vivit_cli.pipeline import load_model
 
-    _quiet_hub(ctx)
+    _quiet_hub(ctx, model)
     classifier = load_model(model, device=device, dtype=dtype)
     _note(ctx, classifier.source.note)
     return classifier
@@ -173,7 +175,7 @@ def classify_command(ctx: click.Context, videos: tuple[str, ...], model: str, de
     from rich.console import Console
 
     from vivit_cli.errors import VideoError
-    from vivit_cli.pipeline import Views
+    from vivit_cli.video import Views
     from vivit_cli.writers import error_record, print_results_table, result_record
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
@@ -239,12 +241,14 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
     from tqdm import tqdm
 
     from vivit_cli.errors import VideoError
-    from vivit_cli.pipeline import Views, resolve_device
+    from vivit_cli.video import Views
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
-    if ray_address is not None:  # the same job on Ray Data: vivit_cli/ray_runner.py
+    if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/ray_runner.py
         _batch_on_ray(ctx, views)
         return
+    from vivit_cli.pipeline import resolve_device
+
     job = batch.plan(sources, recursive, out, fmt, resume)  # usage errors before anything is loaded
     tally, quiet = batch.Tally(skipped=job.skipped), ctx.obj["quiet"]
     if not job.todo:
@@ -287,7 +291,7 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
         if not quiet:
             click.echo(tally.summary(job.out), err=True)
         return
-    _quiet_hub(ctx)
+    _quiet_hub(ctx, p["model"])
     model = ray_runner.resolve_model(p["model"])  # once, here: every worker loads the same commit
     _note(ctx, model.note)
     interrupted, stdout = False, sys.stdout  # taken before Ray's messages move to stderr
@@ -410,8 +414,8 @@ def timeline_command(ctx: click.Context, video_path: str, model: str, device: st
 
     from vivit_cli import timeline, timeline_writers
     from vivit_cli.overlay import check_overlay_path, write_overlay
-    from vivit_cli.pipeline import Views
     from vivit_cli.plot import check_plot_path, save_plot
+    from vivit_cli.video import Views
 
     if clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")

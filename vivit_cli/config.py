@@ -1,4 +1,5 @@
-"""ViViT's hyper-parameters as a checkpoint's config.json holds them: checked, torch-free."""
+"""ViViT's hyper-parameters as a checkpoint's config.json holds them, and its preprocessor_config.json: checked,
+torch-free."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from vivit_cli.errors import CheckpointError, ConfigError
+from vivit_cli.preprocess import PreprocessConfig
 
 CONFIG_FILE = "config.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
 
 # hidden_act / pooler_act names a checkpoint may use (model.py maps each to a module)
 ACTIVATION_NAMES = ("gelu", "gelu_python", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish",
@@ -164,3 +167,9 @@ def read_config(folder: Path) -> tuple[VivitConfig, dict[str, Any]]:
     if model_type is not None and model_type != "vivit":
         raise CheckpointError(f"{folder} holds a {model_type!r} model, not ViViT (model_type 'vivit')")
     return VivitConfig.from_dict(raw), raw
+
+
+def read_preprocess(folder: Path) -> PreprocessConfig:
+    """preprocessor_config.json; transformers' defaults when the checkpoint has none."""
+    path = folder / PREPROCESSOR_FILE
+    return PreprocessConfig.from_dict(read_json(path)) if path.is_file() else PreprocessConfig()

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from vivit_cli.errors import VivitError
 
 if TYPE_CHECKING:
-    from vivit_cli.pipeline import PreparedVideo, Views
+    from vivit_cli.pipeline import PreparedVideo
     from vivit_cli.preprocess import PreprocessConfig
+    from vivit_cli.video import Views
 
 DEFAULT_TIMEOUT_S = 120.0  # seconds one file may take to decode
 WORKER_DEPTH = 2  # files queued per worker, so it starts the next one the moment it sends a result

@@ -1,4 +1,8 @@
-"""The user's model string -> a local checkpoint folder, through the Hugging Face cache transformers uses."""
+"""The user's model string -> a local checkpoint folder, through the Hugging Face cache transformers uses.
+
+huggingface_hub (and httpx2 under it) costs about 0.4 s to import, so only the functions that talk to the Hub
+or read its cache import it: a local folder never pays for it.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,14 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx2
-from huggingface_hub import HfApi, constants, get_token, hf_hub_download, try_to_load_from_cache
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    RemoteEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.file_download import repo_folder_name
-
+from vivit_cli.config import CONFIG_FILE, PREPROCESSOR_FILE
 from vivit_cli.errors import CheckpointError, HubAuthError, ModelNotFoundError, VivitError
 
-CONFIG_FILE = "config.json"
-PREPROCESSOR_FILE = "preprocessor_config.json"
+if TYPE_CHECKING:  # pragma: no cover
+    from huggingface_hub.errors import HfHubHTTPError
+
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_FILE = "pytorch_model.bin"
@@ -34,8 +29,6 @@ LOGIN = "set HF_TOKEN or run `hf auth login`"
 # The Hub's own rules for a repo id (huggingface_hub's validate_repo_id), plus a required org.
 _REPO = re.compile(r"(?P<repo>\w(?:[\w.-]*\w)?/(?P<name>\w(?:[\w.-]*\w)?))(?:@(?P<revision>[\w./+-]+))?", re.ASCII)
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-# The Hub could not be asked at all: fall back to the cache. OfflineModeIsEnabled is a ConnectionError.
-_UNREACHABLE = (httpx2.TransportError, ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -90,6 +83,9 @@ def fetch(ref: ModelRef, *, token: str | None = None, weights: bool = True) -> L
     """
     if ref.folder is not None:
         return LocalModel(ref.folder, str(ref.folder), None)
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+
     assert ref.repo_id is not None
     revision = ref.revision or constants.DEFAULT_REVISION
     if _COMMIT.fullmatch(revision):
@@ -101,7 +97,7 @@ def fetch(ref: ModelRef, *, token: str | None = None, weights: bool = True) -> L
         return _from_cache(ref, weights, "offline (HF_HUB_OFFLINE is set)")
     try:
         info = HfApi().model_info(ref.repo_id, revision=revision, token=token, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-    except _UNREACHABLE as e:
+    except _unreachable() as e:
         return _from_cache(ref, weights, f"Hub unreachable ({type(e).__name__})")
     except HfHubHTTPError as e:
         if e.response.status_code >= 500:
@@ -137,12 +133,15 @@ def _files_to_fetch(ref: ModelRef, names: set[str], weights: bool) -> list[str]:
 
 def _download(ref: ModelRef, sha: str, name: str, token: str | None) -> Path:
     """One file of one commit into the cache (progress bar on stderr) -> its path in the snapshot folder."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError
+
     assert ref.repo_id is not None
     try:
         return Path(hf_hub_download(ref.repo_id, name, revision=sha, token=token))
     except RemoteEntryNotFoundError:
         raise ModelNotFoundError(f"{ref} lists {name}, but the Hub does not serve it") from None
-    except (LocalEntryNotFoundError, *_UNREACHABLE) as e:
+    except (LocalEntryNotFoundError, *_unreachable()) as e:
         raise ModelNotFoundError(
             f"lost the Hub while downloading {name} of {ref} ({type(e).__name__}): try again"
         ) from None
@@ -150,6 +149,13 @@ def _download(ref: ModelRef, sha: str, name: str, token: str | None) -> Path:
         raise _hub_error(e, ref, token) from None
     except OSError as e:  # after the Hub's errors, which are OSErrors too: here, the disk (full, read-only)
         raise VivitError(f"cannot write {name} of {ref} into {constants.HF_HUB_CACHE}: {e.strerror or e}") from None
+
+
+def _unreachable() -> tuple[type[Exception], ...]:
+    """The Hub could not be asked at all: fall back to the cache. OfflineModeIsEnabled is a ConnectionError."""
+    import httpx2
+
+    return (httpx2.TransportError, ConnectionError, TimeoutError)
 
 
 def _shards(index: Path) -> list[str]:
@@ -170,6 +176,8 @@ def _has_weights(folder: Path) -> bool:
 
 def _cached_folder(repo_id: str, revision: str, weights: bool) -> Path | None:
     """The cached snapshot folder of a branch, tag or commit, if it holds what we need; no request."""
+    from huggingface_hub import try_to_load_from_cache
+
     config = try_to_load_from_cache(repo_id, CONFIG_FILE, revision=revision)
     if not isinstance(config, str):
         return None
@@ -179,6 +187,8 @@ def _cached_folder(repo_id: str, revision: str, weights: bool) -> Path | None:
 
 def _from_cache(ref: ModelRef, weights: bool, reason: str) -> LocalModel:
     """The Hub cannot be asked: use the cached copy and say so, or explain how to get the model."""
+    from huggingface_hub import constants
+
     assert ref.repo_id is not None
     folder = _cached_folder(ref.repo_id, ref.revision or constants.DEFAULT_REVISION, weights)
     if folder is None:
@@ -194,6 +204,9 @@ def _remember_revision(repo_id: str, revision: str, sha: str) -> None:
 
     hf_hub_download writes no ref when it is given a commit, which is how we pin every file to one commit.
     """
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
     if revision == sha:
         return
     ref_file = Path(constants.HF_HUB_CACHE).expanduser() / repo_folder_name(repo_id=repo_id, repo_type="model")
@@ -211,6 +224,9 @@ def _remember_revision(repo_id: str, revision: str, sha: str) -> None:
 
 def _hub_error(e: HfHubHTTPError, ref: ModelRef, token: str | None) -> VivitError:
     """An answer from the Hub that is not the model -> one line that says what to do."""
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
     status = e.response.status_code
     logged_in = bool(token or get_token())
     if isinstance(e, RevisionNotFoundError):

@@ -16,10 +16,10 @@ from vivit_cli.errors import DeviceError, VivitError
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
 from vivit_cli.preprocess import PreprocessConfig
 from vivit_cli.results import ModelInfo, Prediction, VideoResult, View
+from vivit_cli.video import CROP_NAMES, Views
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-CROP_NAMES = {1: ("center",), 3: ("start", "center", "end")}
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -65,21 +65,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     elif device.type == "cpu" and dtype == torch.float16:
         warnings.warn("float16 on a CPU is slow and less precise; float32 is the CPU default", stacklevel=2)
     return dtype
-
-
-@dataclass(frozen=True)
-class Views:
-    """How a video becomes model inputs: `clips` temporal clips x `crops` spatial crops, `stride` frames apart."""
-
-    stride: int = 2
-    clips: int = 1
-    crops: int = 1
-
-    def __post_init__(self) -> None:
-        if self.stride < 1 or self.clips < 1:
-            raise VivitError(f"stride and clips must be at least 1 (got stride={self.stride}, clips={self.clips})")
-        if self.crops not in CROP_NAMES:
-            raise VivitError(f"crops must be 1 or 3, got {self.crops}")
 
 
 @dataclass(frozen=True)
@@ -168,9 +153,9 @@ class Classifier:
             fps=prepared.fps,
         )
 
-    def classify(self, path: str | Path, views: Views = Views(), k: int = 5) -> VideoResult:
-        """One video, all its views in one batch."""
-        prepared = prepare_video(path, self.config.num_frames, self.preprocess, views)
+    def classify(self, path: str | Path, views: Views | None = None, k: int = 5) -> VideoResult:
+        """One video, all its views (default: one centred clip) in one batch."""
+        prepared = prepare_video(path, self.config.num_frames, self.preprocess, views or Views())
         return self.result(prepared, self.scores(prepared.pixel_values), k)
 
 

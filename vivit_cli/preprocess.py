@@ -1,16 +1,21 @@
-"""Frames -> model input, following a checkpoint's preprocessor_config.json as VivitImageProcessor does."""
+"""Frames -> model input, following a checkpoint's preprocessor_config.json as VivitImageProcessor does.
+
+torch is imported when frames are first preprocessed: reading the settings stays torch-free (the driver of a Ray
+job reads them, and never runs the model).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from vivit_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 # PIL's resample codes, as preprocessor_config.json stores them, mapped to torch's modes. torch's bilinear and
 # bicubic with antialias=True follow PIL's filters on downscales (within a grey level); plain bilinear
@@ -122,6 +127,8 @@ class PreprocessConfig:
 
     def __call__(self, frames: np.ndarray | torch.Tensor, crop: str = "center") -> torch.Tensor:
         """(T, H, W, C) uint8 RGB -> (T, C, S, S) float32; crop: "center", "start" or "end" along the long side."""
+        import torch
+
         if crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
         x = torch.as_tensor(frames)
@@ -143,6 +150,9 @@ class PreprocessConfig:
         return out.mul_(f / std).sub_((o + mean) / std)  # (T, C, S, S)
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         size = self.resized_hw(x.shape[-2], x.shape[-1])
         if size == tuple(x.shape[-2:]):
             return x
@@ -157,6 +167,8 @@ class PreprocessConfig:
 
 def crop_frames(x: torch.Tensor, crop_hw: tuple[int, int], where: str = "center") -> torch.Tensor:
     """Crop (T, C, H, W) to crop_hw; `where` places it along the long side; pads with zeros if too small."""
+    import torch.nn.functional as F
+
     ch, cw = crop_hw
     h, w = x.shape[-2:]
     if h < ch or w < cw:  # as transformers does: zero-pad, centred, up to the crop size

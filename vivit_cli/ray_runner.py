@@ -16,10 +16,10 @@ from typing import IO, Any
 from vivit_cli import batch, hub, parquet_writer
 from vivit_cli.decode_pool import CRASH_ENV, HANG_ENV, DecodeSpec, one_line
 from vivit_cli.errors import ClusterError, SourceError, VivitError
-from vivit_cli.pipeline import Views
 from vivit_cli.preprocess import PreprocessConfig
 from vivit_cli.ray_workers import DIE_ONCE_ENV, DecodeJob, Ledger, ModelWorker, decode_row
 from vivit_cli.results import ModelInfo
+from vivit_cli.video import Views
 from vivit_cli.writers import RecordWriter, error_record
 
 EXTRA = 'pip install "vivit-cli[ray]"'
@@ -62,7 +62,7 @@ class ClusterModel:
 
 def resolve_model(model: str) -> ClusterModel:
     """Fetch the model here (a Hub name becomes a commit) and read what the decode tasks need."""
-    from vivit_cli.checkpoint import read_config, read_preprocess
+    from vivit_cli.config import read_config, read_preprocess
 
     local = hub.fetch(hub.parse_model(model))
     config, _ = read_config(local.folder)
@@ -244,10 +244,9 @@ def _dataset(paths: Sequence[str], job: DecodeJob, model: ClusterModel, pool: Po
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    # The same environment for decode tasks and model workers, so that both can take the workers Ray has already
+    # started (a new runtime_env means a new worker process: seconds of start-up on a small node).
     runtime_env = {"env_vars": env} if env else None
-    # Ray sets OMP_NUM_THREADS=1 in a worker that reserves under one CPU, and torch.set_num_threads cannot undo it
-    # for OpenMP: a CPU model would run on one core (twice as slow on 2 cores, measured).
-    model_env = {**env, "OMP_NUM_THREADS": str(pool.threads)} if pool.threads else env
     items = [{"path": p, "where": os.path.abspath(p)} for p in paths]
     per_video = views.clips * views.crops
     return (
@@ -263,7 +262,7 @@ def _dataset(paths: Sequence[str], job: DecodeJob, model: ClusterModel, pool: Po
             compute=ray.data.ActorPoolStrategy(size=pool.workers),
             num_cpus=pool.cpus_per_worker,
             num_gpus=pool.gpus_per_worker or None,
-            runtime_env={"env_vars": model_env} if model_env else None,
+            runtime_env=runtime_env,
         )
     )
 

@@ -143,12 +143,9 @@ class ModelWorker:
 
     def __init__(self, load_ref: str, info: ModelInfo, device: str, dtype: str, top_k: int, batch_size: int,
                  threads: int | None) -> None:
-        import torch
-
         from vivit_cli.pipeline import load_model
 
-        if threads:  # Ray sets OMP_NUM_THREADS to the actor's one CPU; on a CPU the model should have more
-            torch.set_num_threads(threads)
+        use_threads(threads)
         self.classifier = load_model(load_ref, device=device, dtype=dtype)
         self.info, self.top_k, self.batch_size = info, top_k, batch_size
         self.calls = 0
@@ -170,6 +167,15 @@ class ModelWorker:
                                                model=self.info))
         text = np.array([json.dumps(r, ensure_ascii=False) for r in records], dtype=object)
         return {"path": batch["path"], "record": text}
+
+
+def use_threads(threads: int | None) -> None:
+    """Give torch `threads` threads in a Ray worker. Ray sets OMP_NUM_THREADS to the CPUs a worker reserves (1 for
+    a model worker that reserves none); torch.set_num_threads sets OpenMP's and MKL's thread counts over it."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def score_views(classifier: Classifier, videos: list[np.ndarray], batch_size: int) -> list[np.ndarray]:

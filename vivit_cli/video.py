@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vivit_cli.errors import VideoError
+from vivit_cli.errors import VideoError, VivitError
 
 VideoPath = str | os.PathLike[str]
 
@@ -27,6 +27,7 @@ FPS_AGREEMENT = 0.25  # relative gap between reported and measured rates beyond 
 FPS_PROBE_FRAMES = 8  # frames decoded at open to measure the rate from timestamps
 MAX_PLAUSIBLE_FRAME_COUNT = 100_000_000  # ~38 days at 30 frames/s; larger reports are garbage
 SEEK_MIN_GAP_FRAMES = 48  # gaps up to this many frames are grabbed through rather than seeked across
+CROP_NAMES = {1: ("center",), 3: ("start", "center", "end")}  # crops per view count, along the long side
 SEEK_TOLERANCE_FRAMES = 0.5  # how far (in frame periods) a seek's timestamp may be from where it was aimed
 
 
@@ -59,6 +60,21 @@ class Sampling:
     def span(self) -> int:
         """Frames one clip covers, first to last inclusive."""
         return (self.num_frames - 1) * self.stride + 1
+
+
+@dataclass(frozen=True)
+class Views:
+    """How a video becomes model inputs: `clips` temporal clips x `crops` spatial crops, `stride` frames apart."""
+
+    stride: int = 2
+    clips: int = 1
+    crops: int = 1
+
+    def __post_init__(self) -> None:
+        if self.stride < 1 or self.clips < 1:
+            raise VivitError(f"stride and clips must be at least 1 (got stride={self.stride}, clips={self.clips})")
+        if self.crops not in CROP_NAMES:
+            raise VivitError(f"crops must be 1 or 3, got {self.crops}")
 
 
 # eq=False: dataclass equality would compare the frame arrays element-wise and fail on truth value.
