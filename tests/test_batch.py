@@ -260,6 +260,29 @@ def test_resume_with_everything_done_loads_nothing(folder: Path, tmp_path: Path)
     assert result.exit_code == 0 and "1 already done" in result.stderr
 
 
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_resume_with_another_model_is_refused_and_leaves_the_file(folder: Path, checkpoint: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    out = tmp_path / f"preds.{fmt}"
+    (tmp_path / "a.avi").symlink_to(folder / "a.avi")
+    (tmp_path / "b.mp4").symlink_to(folder / "b.mp4")
+    invoke("batch", str(tmp_path / "a.avi"), "--model", str(checkpoint), "--out", str(out))
+    before = out.read_bytes()
+    other = write_ours(tmp_path / "other", labels=["cooking", "dancing", "reading", "swimming", "typing"])
+    result = invoke("batch", str(tmp_path / "a.avi"), str(tmp_path / "b.mp4"), "--model", str(other),
+                    "--out", str(out), "--resume")
+    assert result.exit_code == 2, result.stderr
+    assert f"holds rows from {checkpoint}, not {other}" in result.stderr
+    assert out.read_bytes() == before
+    # The same folder spelt another way is the same model.
+    monkeypatch.chdir(checkpoint.parent)
+    again = invoke("batch", str(tmp_path / "a.avi"), str(tmp_path / "b.mp4"), "--model", f"./{checkpoint.name}",
+                   "--out", str(out), "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert [r["path"] for r in parse(out, fmt)] == [str(tmp_path / "a.avi"), str(tmp_path / "b.mp4")]
+
+
 # Writers
 
 

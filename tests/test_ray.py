@@ -251,3 +251,21 @@ def test_the_driver_imports_no_torch(folder: Path, checkpoint: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_parquet_resume_with_another_model_is_refused_before_ray_starts(folder: Path, checkpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    from vivit_cli.parquet_writer import ParquetWriter
+
+    out = tmp_path / "preds.parquet"
+    writer = ParquetWriter(str(out))
+    writer.write({"path": str(folder / "a.avi"), "status": "ok", "predictions": [{"label": "x", "score": 1.0,
+                  "index": 0}], "views": [], "model": "org/other", "revision": "0" * 40})
+    writer.finish()
+    before = out.read_bytes()
+    result = invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out), "--resume",
+                    "--ray=ray://127.0.0.1:9")  # refused before any connection is tried
+    assert result.exit_code == 2, result.stderr
+    assert f"holds rows from org/other@000000000000, not {checkpoint}" in result.stderr
+    assert out.read_bytes() == before

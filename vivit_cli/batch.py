@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     import numpy as np
 
     from vivit_cli.pipeline import Classifier, PreparedVideo
+    from vivit_cli.results import ModelInfo
     from vivit_cli.video import Views
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TIMEOUT_S", "DecodePool", "Plan", "Tally", "collect_videos", "plan",
-           "open_output", "run"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TIMEOUT_S", "DecodePool", "Plan", "Tally", "check_model", "collect_videos",
+           "plan", "open_output", "run"]
 
 DEFAULT_BATCH_SIZE = 8  # views (clips x crops) per forward pass
 MAX_WORKERS = 8  # decode processes by default, at most
@@ -117,6 +118,7 @@ class Plan:
     fmt: str
     skipped: int  # files that already have an ok row in `out` (--resume)
     resume: bool
+    models: frozenset[tuple[str, str]] = frozenset()  # (model, revision or "") of those rows
 
 
 def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | None, resume: bool) -> Plan:
@@ -131,11 +133,41 @@ def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | No
     if out is not None and os.path.isdir(out):
         raise SourceError(f"--out {out} is a folder: give a file name ending in .csv, .json or .jsonl")
     paths = collect_videos(sources, recursive)
-    done: set[str] = set()
+    finished: list[dict[str, Any]] = []
     if resume and out is not None and os.path.isfile(out):
-        done = {path_key(str(r.get("path"))) for r in read_records(out, fmt) if r.get("status") == "ok"}
+        finished = [r for r in read_records(out, fmt) if r.get("status") == "ok"]
+    return plan_rest(paths, out, fmt, resume, finished)
+
+
+def plan_rest(paths: Sequence[str], out: str | None, fmt: str, resume: bool,
+              finished: Sequence[dict[str, Any]]) -> Plan:
+    """The Plan for `paths`, of which the `finished` rows (ok rows read back from `out`) need no new row."""
+    done = {path_key(str(r.get("path"))) for r in finished}
     todo = tuple(p for p in paths if path_key(p) not in done)
-    return Plan(todo, out, fmt, len(paths) - len(todo), resume)
+    models = frozenset((str(r.get("model") or ""), str(r.get("revision") or "")) for r in finished)
+    return Plan(todo, out, fmt, len(paths) - len(todo), resume, models)
+
+
+def check_model(job: Plan, info: ModelInfo) -> None:
+    """--resume adds rows to a file only from the model that wrote its finished rows: one file, one model."""
+    ours = (info.model_id, info.revision or "")
+    others = sorted(m for m in job.models if not _same_model(m, ours))
+    if others:
+        model, revision = others[0]
+        them = f"{model}@{revision[:12]}" if revision else model
+        me = f"{ours[0]}@{ours[1][:12]}" if ours[1] else ours[0]
+        raise SourceError(f"--resume: {job.out} holds rows from {them}, not {me}: resume with that --model, or "
+                          "write to another --out")
+
+
+def _same_model(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Same id and revision; a folder is the same folder however its path is spelt."""
+    if a == b:
+        return True
+    try:
+        return a[1] == b[1] == "" and os.path.samefile(a[0], b[0])
+    except OSError:
+        return False
 
 
 @contextmanager

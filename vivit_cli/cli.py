@@ -259,6 +259,7 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
     # The workers start, and import torch, while the model loads.
     with batch.DecodePool(workers or batch.default_workers(resolve_device(device).type), timeout) as pool:
         classifier = _load_classifier(ctx, model, device, dtype)
+        batch.check_model(job, classifier.info)
         bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
         try:
             with batch.open_output(job, sys.stdout) as writer:
@@ -293,6 +294,7 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
         return
     _quiet_hub(ctx, p["model"])
     model = ray_runner.resolve_model(p["model"])  # once, here: every worker loads the same commit
+    batch.check_model(job, model.info)
     _note(ctx, model.note)
     interrupted, stdout = False, sys.stdout  # taken before Ray's messages move to stderr
     with ray_runner.connect(address, quiet):

@@ -82,12 +82,11 @@ def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | No
     if os.path.isdir(out):
         raise SourceError(f"--out {out} is a folder: give a file name ending in {parquet_writer.SUFFIX}")
     paths = batch.collect_videos(sources, recursive)
-    done: set[str] = set()
+    finished: list[dict[str, Any]] = []
     if resume and os.path.isfile(out):
-        records = parquet_writer.read_parquet_records(out, columns=["path", "status"])
-        done = {batch.path_key(str(r["path"])) for r in records if r["status"] == "ok"}
-    todo = tuple(p for p in paths if batch.path_key(p) not in done)
-    return batch.Plan(todo, out, parquet_writer.FORMAT, len(paths) - len(todo), resume)
+        records = parquet_writer.read_parquet_records(out, columns=["path", "status", "model", "revision"])
+        finished = [r for r in records if r["status"] == "ok"]
+    return batch.plan_rest(paths, out, parquet_writer.FORMAT, resume, finished)
 
 
 class LazyWriter:
