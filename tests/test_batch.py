@@ -214,7 +214,8 @@ def wait_for_rows(out: Path, fmt: str, count: int, process: subprocess.Popen) ->
     pytest.fail(f"no {count} rows in {out} (exit {process.poll()}): {process.stderr.read() if process.stderr else ''}")
 
 
-@pytest.mark.parametrize("sig, fmt", [(signal.SIGKILL, "json"), (signal.SIGINT, "csv")], ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("sig, fmt", [(signal.SIGKILL, "json"), (signal.SIGINT, "csv"), (signal.SIGTERM, "jsonl")],
+                         ids=["SIGKILL", "SIGINT", "SIGTERM"])
 def test_a_killed_run_resumes_to_every_row_once(folder: Path, checkpoint: Path, tmp_path: Path, sig: int,
                                                 fmt: str) -> None:
     out = tmp_path / f"preds.{fmt}"
@@ -224,7 +225,9 @@ def test_a_killed_run_resumes_to_every_row_once(folder: Path, checkpoint: Path, 
     wait_for_rows(out, fmt, 2, process)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), stderr
+    assert process.returncode == {signal.SIGKILL: -signal.SIGKILL, signal.SIGINT: 130, signal.SIGTERM: 143}[sig], stderr
+    if sig != signal.SIGKILL:  # stopped as Ctrl-C stops it: the summary says how to finish
+        assert "Interrupted: 2 ok" in stderr and "--resume" in stderr
     before = parse(out, fmt)  # the file is valid as the kill left it
     assert 2 <= len(before) < 9 and len({r["path"] for r in before}) == len(before)
     result = invoke("batch", str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "--resume")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from vivit_cli.errors import VivitError
 from vivit_cli.timeline import DEFAULT_BATCH_SIZE, DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
+EXIT_TERMINATED = 143  # as a shell reports SIGTERM
 
 
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,6 +48,15 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler, a container stopping), handled as Ctrl-C is: the current rows are
+    written, workers stopped and the summary printed, then exit 143."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 class _Group(click.Group):
     """Turns our errors into one line on stderr and an exit code; --debug shows the traceback."""
 
@@ -58,6 +69,9 @@ class _Group(click.Group):
                 raise
             click.secho(f"Error: {e}", fg="red", err=True)
             ctx.exit(e.exit_code)
+        except Terminated:
+            click.echo("Terminated.", err=True)
+            ctx.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
@@ -464,5 +478,6 @@ def main() -> None:
     # OpenCV and FFmpeg print their own warnings for damaged files; ours say it in one line instead.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="vivit")
 
