@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,14 @@ import pytest
 import torch
 from checkpoints import make_hf, write_hf
 from click.testing import CliRunner
-from videos import FORMATS, decode_index, write_video
+from videos import FORMATS, corner_frame, decode_index, write_video
 
 from vivit_cli import video
 from vivit_cli.cli import cli
-from vivit_cli.pipeline import Views, load_model
+from vivit_cli.pipeline import Classifier, Views, load_model
 
 LABELS = ["waving", "running", "eating spaghetti", "juggling", "archery"]
+WAIT_S = 60  # for the decoding thread: only reached when it does not run (the test would hang otherwise)
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +199,76 @@ def test_frames_are_the_sampled_indices(tmp_path: Path) -> None:
     _, clips = video.sample_clips(str(path), video.Sampling(8, 3, 2))
     for c in clips:
         assert [decode_index(f) for f in c.frames] == list(c.frame_indices)
+
+
+# Several videos: the next one decoded in a thread
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
+def test_several_videos_match_each_alone_with_errors_in_order(checkpoint: Path, clip: Path, tmp_path: Path,
+                                                              as_json: bool) -> None:
+    other = write_video(tmp_path / "other.mp4", 30, size=(48, 64), fourcc="mp4v", frame_fn=corner_frame)
+    bad = _bad_files(tmp_path)
+    paths = [str(clip), str(bad["missing"]), str(other), str(bad["text"])]
+    json_flag = ["--json"] if as_json else []
+    together = run("classify", *paths, "--model", str(checkpoint), *json_flag)
+    alone = [run("classify", p, "--model", str(checkpoint), *json_flag) for p in paths]
+    assert together.exit_code == 4 and [r.exit_code for r in alone] == [0, 4, 0, 4]
+    assert together.stdout == "".join(r.stdout for r in alone)
+    assert together.stderr == "".join(r.stderr for r in alone)
+    errors = together.stderr.splitlines()
+    assert len(errors) == 2 and "missing.mp4" in errors[0] and "text.mp4" in errors[1]
+    if as_json:
+        assert [json.loads(line)["status"] for line in together.stdout.splitlines()] == ["ok", "error", "ok", "error"]
+
+
+def test_the_next_video_decodes_in_a_thread_while_the_model_runs(checkpoint: Path, clip: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each wait below only returns once the background thread has decoded that video: done in turn, it hangs."""
+    paths = [str(clip), *(str(write_video(tmp_path / f"v{i}.avi", 20 + i)) for i in range(3))]
+    events: list[tuple[str, str, str]] = []
+    decoded = {p: threading.Event() for p in paths}
+    real_sample, real_classify = video.sample_clips, Classifier.classify_clips
+
+    def log(what: str, path: str = "") -> None:
+        events.append((what, path, threading.current_thread().name))
+
+    def sample_clips(path, sampling):
+        log("decode", path)
+        try:
+            return real_sample(path, sampling)
+        finally:
+            decoded[path].set()
+
+    def classify_clips(self, path, *args, **kwargs):
+        log("model", path)
+        after = paths[paths.index(path) + 1:]
+        assert not after or decoded[after[0]].wait(WAIT_S), "the next video was not decoded while the model ran"
+        return real_classify(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(video, "sample_clips", sample_clips)
+    monkeypatch.setattr(Classifier, "classify_clips", classify_clips)
+    records, result = run_json(checkpoint, *paths)
+    assert result.exit_code == 0, result.stderr
+    assert [r["path"] for r in records] == paths and {r["status"] for r in records} == {"ok"}
+
+    main = threading.current_thread().name
+    decodes = [e for e in events if e[0] == "decode"]
+    assert [path for _, path, _ in decodes] == paths
+    assert {thread for *_, thread in decodes} == {"vivit-decode"}
+    assert {thread for what, _, thread in events if what == "model"} == {main}
+    # One ahead only: video i + 2 starts decoding after the model has taken video i.
+    for i in range(len(paths) - 2):
+        assert events.index(("decode", paths[i + 2], "vivit-decode")) > events.index(("model", paths[i], main))
+    assert not any(t.name == "vivit-decode" for t in threading.enumerate())
+
+
+def test_an_interrupt_during_the_model_stops_the_decoding_thread(checkpoint: Path, clip: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def classify_clips(self, path, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Classifier, "classify_clips", classify_clips)
+    result = CliRunner().invoke(cli, ["classify", str(clip), str(clip), str(clip), "--model", str(checkpoint)])
+    assert (result.exit_code, result.stdout, result.stderr) == (130, "", "Interrupted.\n")
+    assert not any(t.name == "vivit-decode" for t in threading.enumerate())

@@ -189,28 +189,30 @@ def classify_command(ctx: click.Context, videos: tuple[str, ...], model: str, de
     from rich.console import Console
 
     from vivit_cli.errors import VideoError
-    from vivit_cli.video import Views
+    from vivit_cli.video import ClipsAhead, Views
     from vivit_cli.writers import error_record, print_results_table, result_record
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
     classifier = _load_classifier(ctx, model, device, dtype)
     console = Console()
     failed = 0
-    for path in videos:
-        try:
-            result = classifier.classify(path, views, top_k)
-        except VideoError as e:
-            if ctx.obj["debug"]:
-                raise
-            failed += 1
-            click.secho(f"Error: {e}", fg="red", err=True)
+    # The next video decodes in a thread while the model runs on this one.
+    with ClipsAhead(videos, views.sampling(classifier.config.num_frames)) as ahead:
+        for path, clips_of in ahead:
+            try:
+                result = classifier.classify_clips(path, *clips_of(), views, top_k)
+            except VideoError as e:
+                if ctx.obj["debug"]:
+                    raise
+                failed += 1
+                click.secho(f"Error: {e}", fg="red", err=True)
+                if as_json:
+                    click.echo(json.dumps(error_record(path, str(e), *_model_ids(classifier))))
+                continue
             if as_json:
-                click.echo(json.dumps(error_record(path, str(e), *_model_ids(classifier))))
-            continue
-        if as_json:
-            click.echo(json.dumps(result_record(result), ensure_ascii=False))
-        else:
-            print_results_table(console, result)
+                click.echo(json.dumps(result_record(result), ensure_ascii=False))
+            else:
+                print_results_table(console, result)
     if failed:
         ctx.exit(VideoError.exit_code)
 

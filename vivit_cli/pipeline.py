@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vivit_cli import DEFAULT_MODEL, hub
+from vivit_cli import DEFAULT_MODEL, hub, video
 from vivit_cli.checkpoint import load_checkpoint
 from vivit_cli.errors import DeviceError, VivitError
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
 from vivit_cli.preprocess import PreprocessConfig
 from vivit_cli.results import ModelInfo, Prediction, VideoResult, View
-from vivit_cli.video import CROP_NAMES, Views
+from vivit_cli.video import CROP_NAMES, Clip, VideoInfo, Views
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -91,9 +91,14 @@ def crop_label(where: str, height: int, width: int) -> str:
 
 def prepare_video(path: str | Path, num_frames: int, preprocess: PreprocessConfig, views: Views) -> PreparedVideo:
     """Decode the frames all views need once, then preprocess each view: CPU only, no model."""
-    from vivit_cli import video
+    info, clips = video.sample_clips(str(path), views.sampling(num_frames))
+    return preprocess_clips(path, info, clips, preprocess, views)
 
-    info, clips = video.sample_clips(str(path), video.Sampling(num_frames, views.stride, views.clips))
+
+def preprocess_clips(
+    path: str | Path, info: VideoInfo, clips: list[Clip], preprocess: PreprocessConfig, views: Views
+) -> PreparedVideo:
+    """A video's decoded clips (video.sample_clips) -> each clip's crops preprocessed into one batch."""
     tensors, described = [], []
     for clip in clips:
         for where in CROP_NAMES[views.crops]:
@@ -155,7 +160,14 @@ class Classifier:
 
     def classify(self, path: str | Path, views: Views | None = None, k: int = 5) -> VideoResult:
         """One video, all its views (default: one centred clip) in one batch."""
-        prepared = prepare_video(path, self.config.num_frames, self.preprocess, views or Views())
+        views = views or Views()
+        info, clips = video.sample_clips(str(path), views.sampling(self.config.num_frames))
+        return self.classify_clips(path, info, clips, views, k)
+
+    def classify_clips(self, path: str | Path, info: VideoInfo, clips: list[Clip], views: Views, k: int = 5
+                       ) -> VideoResult:
+        """classify() for a video already decoded by video.sample_clips (video.ClipsAhead, in another thread)."""
+        prepared = preprocess_clips(path, info, clips, self.preprocess, views)
         return self.result(prepared, self.scores(prepared.pixel_values), k)
 
 
