@@ -306,6 +306,50 @@ def test_json_is_a_valid_list_after_every_record(stream_type: type) -> None:
     assert len(json.loads(stream.getvalue())) == 3
 
 
+
+def test_parquet_holds_the_rows_of_jsonl_and_resumes_like_it(folder: Path, checkpoint: Path, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(tmp_path / "rows.jsonl"))
+    out = tmp_path / "rows.parquet"
+    result = invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out))
+    assert result.exit_code == 4, result.stderr
+    table = pq.read_table(out)
+    assert table.column_names[:4] == ["path", "status", "label", "score"]
+    text_rows = {r["path"]: r for r in parse(tmp_path / "rows.jsonl", "jsonl")}
+    rows = {r["path"]: r for r in table.to_pylist()}
+    assert rows.keys() == text_rows.keys()
+    for path, row in rows.items():
+        want = text_rows[path]
+        assert (row["status"], row["error"], row["views"]) == (want["status"], want.get("error"), want.get("views", []))
+        assert [p["label"] for p in row["predictions"]] == [p["label"] for p in want.get("predictions", [])]
+        assert [p["score"] for p in row["predictions"]] == pytest.approx(
+            [p["score"] for p in want.get("predictions", [])], abs=1e-6)
+    # --resume redoes only the error rows, each file keeps one row, and the ok rows stay as they were.
+    again = invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out), "--resume")
+    assert again.exit_code == 4 and f"{len(GOOD) - 1} already done" in again.stderr, again.stderr
+    resumed = pq.read_table(out).to_pylist()
+    assert sorted(r["path"] for r in resumed) == sorted(rows)
+    assert {r["path"]: r for r in resumed if r["status"] == "ok"} == {p: r for p, r in rows.items()
+                                                                     if r["status"] == "ok"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "parquet"], "Parquet goes to a file, not to stdout"),
+    (["--out", "-", "--format", "parquet"], "Parquet goes to a file, not to stdout"),
+])
+def test_parquet_needs_a_file(folder: Path, args: list[str], message: str) -> None:
+    result = invoke("batch", str(folder), "--model", "no/such-model", *args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_parquet_without_pyarrow_names_what_to_install(folder: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow raises ImportError
+    result = invoke("batch", str(folder), "--model", "no/such-model", "--out", str(tmp_path / "p.parquet"))
+    assert result.exit_code == 2 and "Parquet output needs pyarrow: pip install pyarrow" in result.stderr
+    assert not (tmp_path / "p.parquet").exists()
+
+
 # Scale
 
 

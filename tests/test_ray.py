@@ -242,9 +242,9 @@ def test_the_driver_imports_no_torch(folder: Path, checkpoint: Path) -> None:
 
     code = (
         "import sys\n"
-        "from vivit_cli import ray_runner\n"
+        "from vivit_cli import batch, ray_runner\n"
         "from vivit_cli.video import Views\n"
-        f"job = ray_runner.plan([{str(folder)!r}], False, None, None, False)\n"
+        f"job = batch.plan([{str(folder)!r}], False, None, None, False)\n"
         f"model = ray_runner.resolve_model({str(checkpoint)!r})\n"
         "assert job.todo and model.num_frames and Views(clips=2, crops=3)\n"
         "print('torch' in sys.modules)\n"

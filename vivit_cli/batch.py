@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from vivit_cli import parquet_writer
 from vivit_cli.decode_pool import DEFAULT_TIMEOUT_S, DONE, DecodePool, DecodeSpec, one_line
 from vivit_cli.errors import SourceError
 from vivit_cli.writers import RecordWriter, error_record, format_for, read_records, result_record
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TIMEOUT_S", "DecodePool", "Plan", "Tally", "check_model", "collect_videos",
            "plan", "open_output", "run"]
+
+Writer = RecordWriter | parquet_writer.ParquetWriter  # where rows go: CSV, JSON or JSONL text, or Parquet
 
 DEFAULT_BATCH_SIZE = 8  # views (clips x crops) per forward pass
 MAX_WORKERS = 8  # decode processes by default, at most
@@ -126,22 +129,26 @@ def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | No
     out = None if out == "-" else out
     if resume and out is None:
         raise SourceError("--resume needs --out: rows written to stdout cannot be read back")
-    try:
-        fmt = format_for(out, fmt)
-    except ValueError as e:
-        raise SourceError(str(e)) from None
+    if parquet_writer.is_parquet(out, fmt):
+        if out is None:
+            raise SourceError(f"Parquet goes to a file, not to stdout: give --out preds{parquet_writer.SUFFIX}")
+        parquet_writer.require_pyarrow()
+        fmt = parquet_writer.FORMAT
+    else:
+        try:
+            fmt = format_for(out, fmt)
+        except ValueError as e:
+            raise SourceError(str(e)) from None
     if out is not None and os.path.isdir(out):
-        raise SourceError(f"--out {out} is a folder: give a file name ending in .csv, .json or .jsonl")
+        raise SourceError(f"--out {out} is a folder: give a file name ending in .csv, .json, .jsonl or .parquet")
     paths = collect_videos(sources, recursive)
     finished: list[dict[str, Any]] = []
     if resume and out is not None and os.path.isfile(out):
-        finished = [r for r in read_records(out, fmt) if r.get("status") == "ok"]
-    return plan_rest(paths, out, fmt, resume, finished)
-
-
-def plan_rest(paths: Sequence[str], out: str | None, fmt: str, resume: bool,
-              finished: Sequence[dict[str, Any]]) -> Plan:
-    """The Plan for `paths`, of which the `finished` rows (ok rows read back from `out`) need no new row."""
+        if fmt == parquet_writer.FORMAT:
+            records = parquet_writer.read_parquet_records(out, columns=["path", "status", "model", "revision"])
+        else:
+            records = read_records(out, fmt)
+        finished = [r for r in records if r.get("status") == "ok"]
     done = {path_key(str(r.get("path"))) for r in finished}
     todo = tuple(p for p in paths if path_key(p) not in done)
     models = frozenset((str(r.get("model") or ""), str(r.get("revision") or "")) for r in finished)
@@ -171,12 +178,18 @@ def _same_model(a: tuple[str, str], b: tuple[str, str]) -> bool:
 
 
 @contextmanager
-def open_output(job: Plan, stdout: IO[str]) -> Iterator[RecordWriter]:
+def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
     """A writer for job.out (or `stdout`); on --resume the file keeps its finished rows and loses a torn last one.
 
     Error rows of the files about to be retried are dropped first, so every file has one row in the end.
     The rewrite goes through a temporary file and a rename: an interrupt leaves the old file or the new one.
     """
+    if job.fmt == parquet_writer.FORMAT:
+        assert job.out is not None
+        retry = {path_key(p) for p in job.todo} if job.resume else None
+        with parquet_writer.open_parquet(job.out, retry, path_key) as parquet:
+            yield parquet
+        return
     if job.out is None:
         writer = RecordWriter(stdout, job.fmt)
         try:
@@ -236,7 +249,7 @@ class Tally:
     skipped: int = 0  # already done in the output (--resume)
     started_s: float = field(default_factory=time.monotonic)
 
-    def write(self, writer: RecordWriter, record: dict[str, Any],
+    def write(self, writer: Writer, record: dict[str, Any],
               on_row: Callable[[dict[str, Any]], None] | None = None) -> None:
         """Write one row, count it, and hand it to `on_row`: the one way rows leave a run, local or on Ray."""
         writer.write(record)
@@ -278,7 +291,7 @@ def run(
     classifier: Classifier,
     paths: Sequence[str],
     pool: DecodePool,
-    writer: RecordWriter,
+    writer: Writer,
     views: Views,
     top_k: int,
     batch_size: int = DEFAULT_BATCH_SIZE,

@@ -226,8 +226,8 @@ def _model_ids(classifier: Any) -> tuple[str, str | None]:
 @model_options
 @view_options
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
-              help="Output file: .csv, .json or .jsonl (.parquet with --ray); - for stdout. [default: JSONL on stdout]")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]),
+              help="Output file: .csv, .json, .jsonl or .parquet; - for stdout. [default: JSONL on stdout]")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl", "parquet"]),
               help="Output format, when not the --out suffix's.")
 @click.option("--recursive", "-r", is_flag=True, help="Look in the subfolders of folder sources.")
 @click.option("--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried).")
@@ -302,7 +302,7 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     p = ctx.params
     ray_runner.require_ray()
     address, sources = ray_runner.split_address(p["ray_address"], p["sources"])
-    job = ray_runner.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"])
+    job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"])
     tally, quiet = batch.Tally(skipped=job.skipped), ctx.obj["quiet"]
     if not job.todo:
         if not quiet:

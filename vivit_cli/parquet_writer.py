@@ -1,4 +1,5 @@
-"""Parquet output for `vivit batch --ray`: the JSON records as typed columns. pyarrow is imported lazily."""
+"""Parquet output for `vivit batch` (local or --ray): the JSON records as typed columns. pyarrow is imported
+lazily: it comes with the ray extra, or on its own (`pip install pyarrow`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def is_parquet(out: str | None, fmt: str | None) -> bool:
     if fmt is not None:
         return fmt == FORMAT
     return out is not None and Path(out).suffix.lower() == SUFFIX
+
+
+def require_pyarrow() -> None:
+    """Our one-line error, before anything runs, when pyarrow is missing."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise SourceError('Parquet output needs pyarrow: pip install pyarrow (or "vivit-cli[ray]", which has it)'
+                          ) from None
 
 
 def schema() -> Any:

@@ -13,14 +13,14 @@ from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass
 from typing import IO, Any
 
-from vivit_cli import batch, hub, parquet_writer
+from vivit_cli import batch, hub
 from vivit_cli.decode_pool import CRASH_ENV, HANG_ENV, DecodeSpec, one_line
-from vivit_cli.errors import ClusterError, SourceError, VivitError
+from vivit_cli.errors import ClusterError, VivitError
 from vivit_cli.preprocess import PreprocessConfig
 from vivit_cli.ray_workers import DIE_ONCE_ENV, DecodeJob, Ledger, ModelWorker, decode_row
 from vivit_cli.results import ModelInfo
 from vivit_cli.video import Views
-from vivit_cli.writers import RecordWriter, error_record
+from vivit_cli.writers import error_record
 
 EXTRA = 'pip install "vivit-cli[ray]"'
 LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, else a local one
@@ -74,28 +74,13 @@ def resolve_model(model: str) -> ClusterModel:
                         read_preprocess(local.folder), local.note)
 
 
-def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | None, resume: bool) -> batch.Plan:
-    """batch.plan, plus Parquet files (whose finished rows --resume reads with pyarrow)."""
-    if not parquet_writer.is_parquet(out, fmt):
-        return batch.plan(sources, recursive, out, fmt, resume)
-    assert out is not None
-    if os.path.isdir(out):
-        raise SourceError(f"--out {out} is a folder: give a file name ending in {parquet_writer.SUFFIX}")
-    paths = batch.collect_videos(sources, recursive)
-    finished: list[dict[str, Any]] = []
-    if resume and os.path.isfile(out):
-        records = parquet_writer.read_parquet_records(out, columns=["path", "status", "model", "revision"])
-        finished = [r for r in records if r["status"] == "ok"]
-    return batch.plan_rest(paths, out, parquet_writer.FORMAT, resume, finished)
-
-
 class LazyWriter:
     """A writer that opens the output when the first row comes: a job that fails before (workers that cannot load
     the model, an unreachable cluster) leaves an existing --out as it was, as a local run does."""
 
-    def __init__(self, open_writer: Callable[[], RecordWriter | parquet_writer.ParquetWriter]) -> None:
-        self._open: Callable[[], RecordWriter | parquet_writer.ParquetWriter] | None = open_writer
-        self._writer: RecordWriter | parquet_writer.ParquetWriter | None = None
+    def __init__(self, open_writer: Callable[[], batch.Writer]) -> None:
+        self._open: Callable[[], batch.Writer] | None = open_writer
+        self._writer: batch.Writer | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         if self._writer is None:
@@ -108,19 +93,7 @@ class LazyWriter:
 def open_output(job: batch.Plan, stdout: IO[str]) -> Iterator[LazyWriter]:
     """batch.open_output, plus Parquet files, opened with the first row."""
     with ExitStack() as stack:
-        yield LazyWriter(lambda: stack.enter_context(_open_output(job, stdout)))
-
-
-@contextmanager
-def _open_output(job: batch.Plan, stdout: IO[str]) -> Iterator[RecordWriter | parquet_writer.ParquetWriter]:
-    if job.fmt != parquet_writer.FORMAT:
-        with batch.open_output(job, stdout) as writer:
-            yield writer
-        return
-    assert job.out is not None
-    retry = {batch.path_key(p) for p in job.todo} if job.resume else None
-    with parquet_writer.open_parquet(job.out, retry, batch.path_key) as writer:
-        yield writer
+        yield LazyWriter(lambda: stack.enter_context(batch.open_output(job, stdout)))
 
 
 @contextmanager
@@ -193,7 +166,7 @@ def run(
     paths: Sequence[str],
     model: ClusterModel,
     pool: Pool,
-    writer: LazyWriter | RecordWriter | parquet_writer.ParquetWriter,
+    writer: LazyWriter | batch.Writer,
     views: Views,
     top_k: int,
     dtype: str = "auto",
