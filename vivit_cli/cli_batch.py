@@ -1,0 +1,121 @@
+"""`vivit batch`: folders of videos into one file of rows, on this machine or on Ray."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from vivit_cli import batch
+from vivit_cli.cli_options import load_classifier, model_options, note, quiet_hub, view_options
+
+
+@click.command("batch")
+@click.argument("sources", nargs=-1, required=True)
+@model_options
+@view_options
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
+              help="Output file: .csv, .json, .jsonl or .parquet; - for stdout. [default: JSONL on stdout]")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl", "parquet"]),
+              help="Output format, when not the --out suffix's.")
+@click.option("--recursive", "-r", is_flag=True, help="Look in the subfolders of folder sources.")
+@click.option("--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried).")
+@click.option("--workers", "-j", type=click.IntRange(1),
+              help="Decode processes; with --ray, model workers. [default: from the cores and device]")
+@click.option("--batch-size", "-b", type=click.IntRange(1), default=batch.DEFAULT_BATCH_SIZE,
+              show_default=True, help="Views (clips x crops) per forward pass.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=batch.DEFAULT_TIMEOUT_S,
+              show_default=True,
+              help="Seconds one file may take to decode; then its worker is stopped and the file gets an error row.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", metavar="[ADDRESS]",  # "": ray.init() decides
+              help="Run on Ray: a running cluster (or a new local one), auto, or ray://host:port; "
+                   "needs the ray extra. Put it after SOURCES, or write --ray=ADDRESS.")
+@click.option("--gpus-per-worker", type=click.FloatRange(0),
+              help="With --ray: GPUs per model worker. [default: 1 if the cluster has GPUs, else 0]")
+@click.pass_context
+def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, device: str, dtype: str, stride: int,
+                  clips: int, crops: str, top_k: int, out: str | None, fmt: str | None, recursive: bool,
+                  resume: bool, workers: int | None, batch_size: int, timeout: float, ray_address: str | None,
+                  gpus_per_worker: float | None) -> None:
+    """Classify every video in SOURCES into one CSV, JSON, JSONL or Parquet file: a row per video, ok or error.
+
+    A SOURCE is a folder, a glob, a file or @list.txt (one file per line). Rows are written as videos finish.
+    Exit codes: 0 all classified, 4 some videos failed (see their rows), 3 model or checkpoint problem,
+    2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
+    """
+    from tqdm import tqdm
+
+    from vivit_cli.errors import VideoError
+    from vivit_cli.video import Views
+
+    views = Views(stride=stride, clips=clips, crops=int(crops))
+    if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/ray_runner.py
+        _batch_on_ray(ctx, views)
+        return
+    from vivit_cli.pipeline import resolve_device
+
+    job = batch.plan(sources, recursive, out, fmt, resume)  # usage errors before anything is loaded
+    tally, quiet = batch.Tally(skipped=job.skipped), ctx.obj["quiet"]
+    if not job.todo:
+        if not quiet:
+            click.echo(tally.summary(job.out), err=True)
+        return
+    interrupted = False
+    # The workers start, and import torch, while the model loads.
+    with batch.DecodePool(workers or batch.default_workers(resolve_device(device).type), timeout) as pool:
+        classifier = load_classifier(ctx, model, device, dtype)
+        batch.check_model(job, classifier.info)
+        bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+        try:
+            with batch.open_output(job, sys.stdout) as writer:
+                batch.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally,
+                          on_row=lambda _: bar.update())
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            bar.close()
+            if not quiet:
+                click.echo(tally.summary(job.out, interrupted), err=True)
+    if tally.failed:
+        ctx.exit(VideoError.exit_code)
+
+
+def _batch_on_ray(ctx: click.Context, views: Any) -> None:
+    """`vivit batch --ray`: the same rows, files and exit codes as a local run, from a Ray cluster."""
+    from tqdm import tqdm
+
+    from vivit_cli import ray_runner
+    from vivit_cli.errors import VideoError
+
+    p = ctx.params
+    ray_runner.require_ray()
+    address, sources = ray_runner.split_address(p["ray_address"], p["sources"])
+    job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"])
+    tally, quiet = batch.Tally(skipped=job.skipped), ctx.obj["quiet"]
+    if not job.todo:
+        if not quiet:
+            click.echo(tally.summary(job.out), err=True)
+        return
+    quiet_hub(ctx, p["model"])
+    model = ray_runner.resolve_model(p["model"])  # once, here: every worker loads the same commit
+    batch.check_model(job, model.info)
+    note(ctx, model.note)
+    interrupted, stdout = False, sys.stdout  # taken before Ray's messages move to stderr
+    with ray_runner.connect(address, quiet):
+        pool = ray_runner.size_pool(p["device"], p["workers"], p["gpus_per_worker"])
+        bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+        try:
+            with ray_runner.open_output(job, stdout) as writer:
+                ray_runner.run(job.todo, model, pool, writer, views, p["top_k"], p["dtype"], p["batch_size"],
+                               p["timeout"], tally, on_row=lambda _: bar.update())
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            bar.close()
+            if not quiet:
+                click.echo(tally.summary(job.out, interrupted), err=True)
+    if tally.failed:
+        ctx.exit(VideoError.exit_code)

@@ -1,0 +1,100 @@
+"""What the commands share: the model and view options, loading the model with its note, progress callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from vivit_cli import DEFAULT_MODEL
+
+
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--model, --device and --dtype, shared by every command that runs the model."""
+    f = click.option(
+        "--dtype",
+        type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+        default="auto",
+        envvar="VIVIT_DTYPE",
+        show_default=True,
+        help="Weights and activations precision; auto: fp32 on CPU, bf16 (else fp16) on GPU. [env: VIVIT_DTYPE]",
+    )(f)
+    f = click.option(
+        "--device",
+        default="auto",
+        envvar="VIVIT_DEVICE",
+        show_default=True,
+        help="auto, cpu, cuda or cuda:N. [env: VIVIT_DEVICE]",
+    )(f)
+    f = click.option(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        envvar="VIVIT_MODEL",
+        show_default=True,
+        help="Hub repo id (org/name[@revision]) or a local checkpoint folder. [env: VIVIT_MODEL]",
+    )(f)
+    return f
+
+
+def fetch_model(ctx: click.Context, model: str, weights: bool = True) -> Any:
+    """MODEL -> a hub.LocalModel through the Hugging Face cache; its note (offline, cached) on stderr."""
+    from vivit_cli import hub
+
+    quiet_hub(ctx, model)
+    local = hub.fetch(hub.parse_model(model), weights=weights)
+    note(ctx, local.note)
+    return local
+
+
+def quiet_hub(ctx: click.Context, model: str) -> None:
+    """With --quiet, huggingface_hub's progress bars stay off too (a local folder never imports it)."""
+    from vivit_cli import hub
+
+    if ctx.obj["quiet"] and hub.parse_model(model).folder is None:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+def note(ctx: click.Context, note: str | None) -> None:
+    if note and not ctx.obj["quiet"]:
+        click.echo(f"Note: {note}", err=True)
+
+
+def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--stride, --clips, --crops and --top-k, shared by the commands that classify videos."""
+    f = click.option("--top-k", "-k", type=click.IntRange(1), default=5, show_default=True,
+                     help="How many labels to report per video.")(f)
+    f = click.option("--crops", type=click.Choice(["1", "3"]), default="1", show_default=True,
+                     help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).")(f)
+    f = click.option("--clips", type=click.IntRange(1), default=1, show_default=True,
+                     help="Clips spread evenly over the video; their scores are averaged.")(f)
+    f = click.option("--stride", type=click.IntRange(1), default=2, show_default=True, envvar="VIVIT_STRIDE",
+                     help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]")(f)
+    return f
+
+
+def load_classifier(ctx: click.Context, model: str, device: str, dtype: str) -> Any:
+    """Load the model the way every command does, with the Hub's note (offline, cached) on stderr."""
+    from vivit_cli.pipeline import load_model
+
+    quiet_hub(ctx, model)
+    classifier = load_model(model, device=device, dtype=dtype)
+    note(ctx, classifier.source.note)
+    return classifier
+
+
+def model_ids(classifier: Any) -> tuple[str, str | None]:
+    return classifier.info.model_id, classifier.info.revision
+
+
+def tqdm_progress(bar: Any) -> Callable[[int, int], None]:
+    """A (done, total) callback that moves a tqdm bar."""
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress

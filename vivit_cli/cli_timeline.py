@@ -1,0 +1,73 @@
+"""`vivit timeline`: one video's labels over time, as segments, rows, a plot and an overlay video."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vivit_cli.cli_options import load_classifier, model_options, tqdm_progress, view_options
+from vivit_cli.timeline import DEFAULT_BATCH_SIZE, DEFAULT_EVERY_S, DEFAULT_THRESHOLD
+
+
+@click.command("timeline")
+@click.argument("video_path", metavar="VIDEO", type=click.Path(path_type=str))
+@model_options
+@view_options
+@click.option("--every", type=click.FloatRange(0, min_open=True), default=DEFAULT_EVERY_S, show_default=True,
+              help="Seconds between window starts; each window is one clip (num_frames frames, --stride apart).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=DEFAULT_THRESHOLD, show_default=True,
+              help="Top-1 score a window needs to join a segment; weaker windows leave a gap.")
+@click.option("--batch-size", "-b", type=click.IntRange(1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Windows per forward pass (each is --crops views).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
+              help="Segment and window rows: a .csv, .json or .jsonl file, or - for JSONL on stdout.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=str), help="Draw the timeline into a .png.")
+@click.option("--overlay", type=click.Path(dir_okay=False, path_type=str),
+              help="Write the video with each frame's labels drawn on it (.mp4; H.264 with PyAV installed).")
+@click.pass_context
+def timeline_command(ctx: click.Context, video_path: str, model: str, device: str, dtype: str, stride: int,
+                     clips: int, crops: str, top_k: int, every: float, threshold: float, batch_size: int,
+                     out: str | None, plot: str | None, overlay: str | None) -> None:
+    """Label VIDEO over time: a window every --every seconds, merged into segments of one label.
+
+    Prints the segments (with --out -, JSONL rows instead). A window is one clip, so --clips must be 1.
+    Exit codes as for classify.
+    """
+    from rich.console import Console
+    from tqdm import tqdm
+
+    from vivit_cli import timeline, timeline_writers
+    from vivit_cli.overlay import check_overlay_path, write_overlay
+    from vivit_cli.plot import check_plot_path, save_plot
+    from vivit_cli.video import Views
+
+    if clips != 1:
+        raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")
+    views = Views(stride=stride, clips=1, crops=int(crops))
+    # Bad output names fail now, not after the scan.
+    if out:
+        timeline_writers.output_format(out)
+    if plot:
+        check_plot_path(plot)
+    if overlay:
+        check_overlay_path(overlay)
+    classifier = load_classifier(ctx, model, device, dtype)
+    quiet = ctx.obj["quiet"]
+    with tqdm(unit="frame", desc="scoring", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        result = timeline.scan(classifier, video_path, views, every, top_k, batch_size, threshold,
+                               progress=tqdm_progress(bar))
+    if out:
+        timeline_writers.write_timeline(result, sys.stdout if out == "-" else out)
+    timeline_writers.print_segments_table(Console(stderr=out == "-"), result)
+    if plot:
+        save_plot(result, plot)
+        if not quiet:
+            click.echo(f"Wrote {plot}", err=True)
+    if overlay:
+        with tqdm(unit="frame", desc="overlay", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+            written = write_overlay(result, overlay, progress=tqdm_progress(bar))
+        if not quiet:
+            if written.note:
+                click.echo(f"Note: {written.note}", err=True)
+            click.echo(f"Wrote {overlay} ({written.codec}, {written.frames} frames)", err=True)

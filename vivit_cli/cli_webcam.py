@@ -1,0 +1,79 @@
+"""`vivit webcam`: live labels from a camera, a file or a stream."""
+
+from __future__ import annotations
+
+import click
+
+from vivit_cli.cli_options import load_classifier, model_options
+
+
+@click.command("webcam")
+@click.option("--source", "-s", default="0", show_default=True,
+              help="A camera index, a video file, or a stream URL (rtsp://, http://, ...).")
+@model_options
+@click.option("--stride", type=click.IntRange(1), default=2, show_default=True, envvar="VIVIT_STRIDE",
+              help="Frames between the sampled frames of a window. [env: VIVIT_STRIDE]")
+@click.option("--top-k", "-k", type=click.IntRange(1), default=5, show_default=True, help="Labels per prediction.")
+@click.option("--every", type=click.IntRange(1), default=8, show_default=True,
+              help="Frames between predictions (more when the model is slower than the source).")
+@click.option("--smooth", type=click.IntRange(1), default=1, show_default=True,
+              help="Average the probabilities of the last K predictions.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Leave out labels whose (smoothed) score is below this, on screen and in the log.")
+@click.option("--show", is_flag=True, help="Open a window with the frames and the labels; q or Esc quits.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
+              help="Log one row per prediction: a .csv or .jsonl file, or - for JSONL on stdout.")
+@click.option("--max-predictions", "-n", type=click.IntRange(1), help="Stop after N predictions.")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after S seconds.")
+@click.option("--fast", is_flag=True, help="Read a file as fast as the model goes, scoring every window.")
+@click.option("--reconnect", type=click.IntRange(0), default=5, show_default=True,
+              help="Attempts to reopen a stream or camera that stops, with growing pauses.")
+@click.option("--open-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds a stream may take to answer.")
+@click.option("--read-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds without a frame before a stream counts as dropped.")
+@click.pass_context
+def webcam_command(ctx: click.Context, source: str, model: str, device: str, dtype: str, stride: int, top_k: int,
+                   every: int, smooth: int, threshold: float, show: bool, out: str | None,
+                   max_predictions: int | None, duration: float | None, fast: bool, reconnect: int,
+                   open_timeout: float, read_timeout: float) -> None:
+    """Label what a camera, a file or a stream shows, live.
+
+    Exit codes: 0 stopped by a limit, q or the end of a file; 5 no camera, a stream that does not answer or
+    stops for good; 4 an unreadable file; 3 model problem; 2 bad usage, device or no display; 130 Ctrl-C, 143 SIGTERM.
+    """
+    import contextlib
+
+    from rich.console import Console
+
+    from vivit_cli import capture, webcam, webcam_view
+
+    src = capture.parse_source(source)  # usage errors before the model loads
+    settings = webcam.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)
+    capture_settings = capture.CaptureSettings(open_timeout, read_timeout, reconnect)
+    if out:
+        webcam_view.log_format(out)
+    live_model = webcam.ClassifierModel(load_classifier(ctx, model, device, dtype))
+    console = Console(stderr=True)
+    mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(webcam_view.LogWriter(out, src.name)) if out else None
+        window = webcam_view.Window() if show else None
+        if window:
+            stack.callback(window.close)
+        view = stack.enter_context(webcam_view.TerminalView(console, mode, src.name))
+
+        def on_prediction(p: webcam.LivePrediction) -> None:
+            if log:
+                log.write(p)
+            view.prediction(p)
+
+        def on_tick(status: webcam.LiveStatus) -> bool:
+            view.tick(status)
+            return window.show(status) if window else True
+
+        summary = webcam.run_live(src, live_model, settings, capture_settings, on_prediction, on_tick)
+    if not ctx.obj["quiet"]:
+        click.echo(f"{summary.predictions} predictions from {summary.frames_read} frames "
+                   f"({summary.frames_skipped} skipped while the model was busy); stopped: {summary.reason}.",
+                   err=True)
