@@ -17,6 +17,7 @@ from vivit_cli.cli_options import fetch_model, load_classifier, model_ids, model
 from vivit_cli.cli_timeline import timeline_command
 from vivit_cli.cli_webcam import webcam_command
 from vivit_cli.errors import VivitError
+from vivit_cli.memory import keep_freed_memory
 
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 EXIT_TERMINATED = 143  # as a shell reports SIGTERM
@@ -153,5 +154,6 @@ def main() -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     signal.signal(signal.SIGTERM, _terminate)
+    keep_freed_memory()
     cli(prog_name="vivit")
 

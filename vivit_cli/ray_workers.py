@@ -17,6 +17,7 @@ import numpy as np
 
 from vivit_cli.decode_pool import CRASH_ENV, CRASH_EXIT, FFMPEG_QUIET, HANG_ENV, DecodeSpec, one_line
 from vivit_cli.errors import VivitError
+from vivit_cli.memory import keep_freed_memory
 from vivit_cli.results import ModelInfo
 from vivit_cli.writers import error_record, result_record
 
@@ -146,6 +147,7 @@ class ModelWorker:
         from vivit_cli.pipeline import load_model
 
         use_threads(threads)
+        keep_freed_memory()
         self.classifier = load_model(load_ref, device=device, dtype=dtype)
         self.info, self.top_k, self.batch_size = info, top_k, batch_size
         self.calls = 0
