@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -44,8 +46,6 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
     Exit codes: 0 all classified, 4 some videos failed (see their rows), 3 model or checkpoint problem,
     2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
     """
-    from tqdm import tqdm
-
     from vivit_cli.errors import VideoError
     from vivit_cli.video import Views
 
@@ -56,36 +56,21 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
     from vivit_cli.pipeline import resolve_device
 
     job = batch.plan(sources, recursive, out, fmt, resume)  # usage errors before anything is loaded
-    tally, quiet = batch.Tally(skipped=job.skipped), ctx.obj["quiet"]
-    if not job.todo:
-        if not quiet:
-            click.echo(tally.summary(job.out), err=True)
+    tally = batch.Tally(skipped=job.skipped)
+    if _nothing_to_do(ctx, job, tally):
         return
-    interrupted = False
     # The workers start, and import torch, while the model loads.
     with batch.DecodePool(workers or batch.default_workers(resolve_device(device).type), timeout) as pool:
         classifier = load_classifier(ctx, model, device, dtype)
         batch.check_model(job, classifier.info)
-        bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
-        try:
-            with batch.open_output(job, sys.stdout) as writer:
-                batch.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally,
-                          on_row=lambda _: bar.update())
-        except KeyboardInterrupt:
-            interrupted = True
-            raise
-        finally:
-            bar.close()
-            if not quiet:
-                click.echo(tally.summary(job.out, interrupted), err=True)
+        with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
+            batch.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally, on_row)
     if tally.failed:
         ctx.exit(VideoError.exit_code)
 
 
 def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     """`vivit batch --ray`: the same rows, files and exit codes as a local run, from a Ray cluster."""
-    from tqdm import tqdm
-
     from vivit_cli import ray_runner
     from vivit_cli.errors import VideoError
 
@@ -93,29 +78,46 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     ray_runner.require_ray()
     address, sources = ray_runner.split_address(p["ray_address"], p["sources"])
     job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"])
-    tally, quiet = batch.Tally(skipped=job.skipped), ctx.obj["quiet"]
-    if not job.todo:
-        if not quiet:
-            click.echo(tally.summary(job.out), err=True)
+    tally = batch.Tally(skipped=job.skipped)
+    if _nothing_to_do(ctx, job, tally):
         return
     quiet_hub(ctx, p["model"])
     model = ray_runner.resolve_model(p["model"])  # once, here: every worker loads the same commit
     batch.check_model(job, model.info)
     note(ctx, model.note)
-    interrupted, stdout = False, sys.stdout  # taken before Ray's messages move to stderr
-    with ray_runner.connect(address, quiet):
+    stdout = sys.stdout  # taken before Ray's messages move to stderr
+    with ray_runner.connect(address, ctx.obj["quiet"]):
         pool = ray_runner.size_pool(p["device"], p["workers"], p["gpus_per_worker"])
-        bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
-        try:
-            with ray_runner.open_output(job, stdout) as writer:
-                ray_runner.run(job.todo, model, pool, writer, views, p["top_k"], p["dtype"], p["batch_size"],
-                               p["timeout"], tally, on_row=lambda _: bar.update())
-        except KeyboardInterrupt:
-            interrupted = True
-            raise
-        finally:
-            bar.close()
-            if not quiet:
-                click.echo(tally.summary(job.out, interrupted), err=True)
+        with _progress(ctx, job, tally) as on_row, ray_runner.open_output(job, stdout) as writer:
+            ray_runner.run(job.todo, model, pool, writer, views, p["top_k"], p["dtype"], p["batch_size"],
+                           p["timeout"], tally, on_row)
     if tally.failed:
         ctx.exit(VideoError.exit_code)
+
+
+def _nothing_to_do(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> bool:
+    """--resume with every file done: say so, and load nothing."""
+    if job.todo:
+        return False
+    if not ctx.obj["quiet"]:
+        click.echo(tally.summary(job.out), err=True)
+    return True
+
+
+@contextmanager
+def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterator[Callable[[Any], None]]:
+    """A bar on stderr counted in videos (the callback moves it a row at a time), and the summary line at the
+    end, also after Ctrl-C or SIGTERM, when it says how to finish."""
+    from tqdm import tqdm
+
+    quiet, interrupted = ctx.obj["quiet"], False
+    bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    try:
+        yield lambda _: bar.update()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        bar.close()
+        if not quiet:
+            click.echo(tally.summary(job.out, interrupted), err=True)
