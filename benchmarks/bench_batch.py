@@ -29,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_description, gpu_description, make_checkpoint, make_video  # noqa: E402
 
-from vivit_cli import batch  # noqa: E402
-from vivit_cli.decode_pool import DecodePool  # noqa: E402
+from vivit_cli.batch import plan as batch  # noqa: E402
+from vivit_cli.batch.pool import DecodePool  # noqa: E402
 from vivit_cli.pipeline import Views, load_model, prepare_video  # noqa: E402
 from vivit_cli.writers import RecordWriter  # noqa: E402
 
@@ -52,7 +52,7 @@ def make_video_folder(folder: Path, count: int) -> tuple[Path, str]:
 def make_tiny_checkpoint(folder: Path) -> Path:
     from vivit_cli.checkpoint import save_pretrained
     from vivit_cli.model import VivitConfig, VivitForVideoClassification
-    from vivit_cli.preprocess import PreprocessConfig
+    from vivit_cli.video.preprocess import PreprocessConfig
 
     torch.manual_seed(0)
     config = VivitConfig(**TINY, id2label={i: f"class {i}" for i in range(400)})

@@ -49,7 +49,7 @@ p = pipeline("video-classification", model=sys.argv[1], device="cpu")
 print(p(sys.argv[2])[0])
 """
 OURS_IMPORT = "import vivit_cli.cli"
-OURS_ALL_IMPORTS = "import vivit_cli.cli, vivit_cli.pipeline, vivit_cli.video"  # what classify loads later
+OURS_ALL_IMPORTS = "import vivit_cli.cli, vivit_cli.pipeline, vivit_cli.video.decode"  # what classify loads later
 THEIRS_IMPORT = "import transformers; from transformers import pipeline"
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vivit_cli.video import Sampling, sample_clips
+from vivit_cli.video.decode import Sampling, sample_clips
 
 WIDTH, HEIGHT = 640, 360  # pixels
 FPS = 30  # frames/s

@@ -78,7 +78,7 @@ def write_ours(folder: Path, labels: list[str] | None = None, seed: int = 0, **o
     """A random checkpoint of our own model, saved without transformers: TINY at 32 px, preprocessing to match."""
     from vivit_cli.checkpoint import save_pretrained
     from vivit_cli.model import VivitConfig, VivitForVideoClassification
-    from vivit_cli.preprocess import PreprocessConfig
+    from vivit_cli.video.preprocess import PreprocessConfig
 
     settings = {**TINY, "image_size": 32, **overrides}
     settings["tubelet_size"] = tuple(settings["tubelet_size"])

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 
 from tests.checkpoints import write_ours
 from tests.videos import write_video
-from vivit_cli import batch
+from vivit_cli.batch import plan as batch
+from vivit_cli.batch.pool import CRASH_ENV, HANG_ENV, DecodePool
 from vivit_cli.cli import cli
-from vivit_cli.decode_pool import CRASH_ENV, HANG_ENV, DecodePool
 from vivit_cli.errors import SourceError
 from vivit_cli.pipeline import Views, load_model
 from vivit_cli.writers import CSV_COLUMNS, RecordWriter, read_records

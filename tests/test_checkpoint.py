@@ -19,7 +19,7 @@ from vivit_cli import pipeline
 from vivit_cli.checkpoint import load_checkpoint, save_pretrained
 from vivit_cli.errors import CheckpointError, ConfigError, DeviceError, VivitError
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
-from vivit_cli.preprocess import PreprocessConfig
+from vivit_cli.video.preprocess import PreprocessConfig
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 SMALL = {**TINY, "num_hidden_layers": 1}

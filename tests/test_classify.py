@@ -13,9 +13,9 @@ from checkpoints import make_hf, write_hf
 from click.testing import CliRunner
 from videos import FORMATS, corner_frame, decode_index, write_video
 
-from vivit_cli import video
 from vivit_cli.cli import cli
 from vivit_cli.pipeline import Classifier, Views, load_model
+from vivit_cli.video import decode as video
 
 LABELS = ["waving", "running", "eating spaghetti", "juggling", "archery"]
 WAIT_S = 60  # for the decoding thread: only reached when it does not run (the test would hang otherwise)

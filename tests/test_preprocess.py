@@ -11,7 +11,7 @@ from checkpoints import hf
 from PIL import Image
 
 from vivit_cli.errors import ConfigError
-from vivit_cli.preprocess import PreprocessConfig
+from vivit_cli.video.preprocess import PreprocessConfig
 
 GREY_LEVEL = 1.0 + 1e-3  # PIL rounds to uint8 after resizing; torch may round the other way
 

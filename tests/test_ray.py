@@ -13,10 +13,11 @@ from click.testing import CliRunner
 
 from tests.checkpoints import write_ours
 from tests.videos import write_video
-from vivit_cli import hub, ray_runner
+from vivit_cli import hub
+from vivit_cli.batch import cluster as ray_runner
+from vivit_cli.batch.actors import DIE_ONCE_ENV, score_views
+from vivit_cli.batch.pool import CRASH_ENV, HANG_ENV
 from vivit_cli.cli import cli
-from vivit_cli.decode_pool import CRASH_ENV, HANG_ENV
-from vivit_cli.ray_workers import DIE_ONCE_ENV, score_views
 from vivit_cli.writers import read_records
 
 FRAMES = 12  # per test video: enough for a 4-frame clip at stride 2
@@ -217,7 +218,7 @@ def test_parquet_round_trips_a_record(tmp_path: Path) -> None:
 
 def test_a_model_worker_on_a_cpu_uses_its_threads(local_ray) -> None:
     """Ray gives a worker that reserves no CPU OMP_NUM_THREADS=1: the model would run on one core."""
-    from vivit_cli.ray_workers import use_threads
+    from vivit_cli.batch.actors import use_threads
 
     @local_ray.remote(num_cpus=0)
     def threads_after(threads: int) -> tuple[str, str]:
@@ -242,8 +243,9 @@ def test_the_driver_imports_no_torch(folder: Path, checkpoint: Path) -> None:
 
     code = (
         "import sys\n"
-        "from vivit_cli import batch, ray_runner\n"
-        "from vivit_cli.video import Views\n"
+        "from vivit_cli.batch import cluster as ray_runner\n"
+        "from vivit_cli.batch import plan as batch\n"
+        "from vivit_cli.video.decode import Views\n"
         f"job = batch.plan([{str(folder)!r}], False, None, None, False)\n"
         f"model = ray_runner.resolve_model({str(checkpoint)!r})\n"
         "assert job.todo and model.num_frames and Views(clips=2, crops=3)\n"

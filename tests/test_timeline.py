@@ -17,12 +17,13 @@ from click.testing import CliRunner
 
 from tests.checkpoints import make_hf, write_hf
 from tests.videos import decode_all, write_video, write_video_ffmpeg
-from vivit_cli import plot, timeline, video
 from vivit_cli.cli import cli
+from vivit_cli.live import plot, timeline
+from vivit_cli.live.timeline import Window, merge_segments
 from vivit_cli.pipeline import Views, load_model
 from vivit_cli.results import Prediction
-from vivit_cli.timeline import Window, merge_segments
 from vivit_cli.timeline_writers import CSV_COLUMNS
+from vivit_cli.video import decode as video
 
 COLOURS = {"red": (230, 30, 30), "blue": (30, 30, 230), "green": (30, 200, 30), "white": (235, 235, 235)}
 LABELS = list(COLOURS)

@@ -21,9 +21,9 @@ from videos import (
     write_video_ffmpeg,
 )
 
-from vivit_cli import video
 from vivit_cli.errors import VideoError
-from vivit_cli.video import (
+from vivit_cli.video import decode as video
+from vivit_cli.video.decode import (
     DEFAULT_FPS,
     VIDEO_SUFFIXES,
     Sampling,

@@ -21,13 +21,13 @@ from checkpoints import make_hf, write_hf
 from click.testing import CliRunner
 from videos import decode_index, index_frame, write_video
 
-from vivit_cli import capture, webcam
-from vivit_cli.capture import CaptureSettings, Frame, RingBuffer, Source
 from vivit_cli.cli import cli
-from vivit_cli.draw import BAR_COLOUR, PANEL_ALPHA, draw_labels
 from vivit_cli.errors import CaptureError, SourceError, VideoError
+from vivit_cli.live import capture, webcam
+from vivit_cli.live.capture import CaptureSettings, Frame, RingBuffer, Source
+from vivit_cli.live.draw import BAR_COLOUR, PANEL_ALPHA, draw_labels
+from vivit_cli.live.webcam import LiveSettings, run_live
 from vivit_cli.results import Prediction
-from vivit_cli.webcam import LiveSettings, run_live
 
 LABELS = ["waving", "running", "eating spaghetti", "juggling", "archery"]
 NUM_FRAMES, STRIDE = 4, 2
@@ -432,7 +432,7 @@ def test_terminal_panel_shows_the_top_k_the_capture_rate_and_the_latency() -> No
 
     from rich.console import Console
 
-    from vivit_cli.webcam_view import TerminalView
+    from vivit_cli.live.view import TerminalView
 
     p = webcam.LivePrediction(3, time.time(), 8, 14, 0.27, 0.47, (Prediction("juggling", 0.75, 3),
                               Prediction("waving", 0.125, 0)), 0.042, 2, 5)

@@ -18,7 +18,7 @@ _LAZY = {
     "VivitConfig": "vivit_cli.model",
     "VivitModel": "vivit_cli.model",
     "VivitForVideoClassification": "vivit_cli.model",
-    "PreprocessConfig": "vivit_cli.preprocess",
+    "PreprocessConfig": "vivit_cli.video.preprocess",
     "save_pretrained": "vivit_cli.checkpoint",
     "VivitError": "vivit_cli.errors",
 }
@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from vivit_cli.errors import VivitError
     from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
     from vivit_cli.pipeline import Classifier, load_model
-    from vivit_cli.preprocess import PreprocessConfig
     from vivit_cli.results import Prediction, VideoResult
+    from vivit_cli.video.preprocess import PreprocessConfig
 
 
 def __getattr__(name: str) -> Any:

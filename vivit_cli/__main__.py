@@ -1,5 +1,5 @@
 """`python -m vivit_cli` runs the command-line tool."""
 
-from vivit_cli.cli import main
+from vivit_cli.cli.main import main
 
 main()

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from vivit_cli.config import CONFIG_FILE, PREPROCESSOR_FILE, VivitConfig, read_config, read_json, read_preprocess
 from vivit_cli.errors import CheckpointError
 from vivit_cli.model import VivitForVideoClassification, VivitModel
-from vivit_cli.preprocess import PreprocessConfig
+from vivit_cli.video.preprocess import PreprocessConfig
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vivit_cli.errors import CheckpointError, ConfigError
-from vivit_cli.preprocess import PreprocessConfig
+from vivit_cli.video.preprocess import PreprocessConfig
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"

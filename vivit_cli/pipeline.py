@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vivit_cli import DEFAULT_MODEL, hub, video
+from vivit_cli import DEFAULT_MODEL, hub
 from vivit_cli.checkpoint import load_checkpoint
 from vivit_cli.errors import DeviceError, VivitError
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
-from vivit_cli.preprocess import PreprocessConfig
 from vivit_cli.results import ModelInfo, Prediction, VideoResult, View
-from vivit_cli.video import CROP_NAMES, Clip, VideoInfo, Views
+from vivit_cli.video import decode as video
+from vivit_cli.video.decode import CROP_NAMES, Clip, VideoInfo, Views
+from vivit_cli.video.preprocess import PreprocessConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from vivit_cli import batch
-from vivit_cli.cli_options import load_classifier, model_options, note, quiet_hub, view_options
+from vivit_cli.batch import plan as batch
+from vivit_cli.cli.options import load_classifier, model_options, note, quiet_hub, view_options
 
 
 @click.command("batch")
@@ -47,10 +47,10 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
     2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
     """
     from vivit_cli.errors import VideoError
-    from vivit_cli.video import Views
+    from vivit_cli.video.decode import Views
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
-    if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/ray_runner.py
+    if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/cluster.py
         _batch_on_ray(ctx, views)
         return
     from vivit_cli.pipeline import resolve_device
@@ -71,25 +71,25 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
 
 def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     """`vivit batch --ray`: the same rows, files and exit codes as a local run, from a Ray cluster."""
-    from vivit_cli import ray_runner
+    from vivit_cli.batch import cluster
     from vivit_cli.errors import VideoError
 
     p = ctx.params
-    ray_runner.require_ray()
-    address, sources = ray_runner.split_address(p["ray_address"], p["sources"])
+    cluster.require_ray()
+    address, sources = cluster.split_address(p["ray_address"], p["sources"])
     job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"])
     tally = batch.Tally(skipped=job.skipped)
     if _nothing_to_do(ctx, job, tally):
         return
     quiet_hub(ctx, p["model"])
-    model = ray_runner.resolve_model(p["model"])  # once, here: every worker loads the same commit
+    model = cluster.resolve_model(p["model"])  # once, here: every worker loads the same commit
     batch.check_model(job, model.info)
     note(ctx, model.note)
     stdout = sys.stdout  # taken before Ray's messages move to stderr
-    with ray_runner.connect(address, ctx.obj["quiet"]):
-        pool = ray_runner.size_pool(p["device"], p["workers"], p["gpus_per_worker"])
-        with _progress(ctx, job, tally) as on_row, ray_runner.open_output(job, stdout) as writer:
-            ray_runner.run(job.todo, model, pool, writer, views, p["top_k"], p["dtype"], p["batch_size"],
+    with cluster.connect(address, ctx.obj["quiet"]):
+        pool = cluster.size_pool(p["device"], p["workers"], p["gpus_per_worker"])
+        with _progress(ctx, job, tally) as on_row, cluster.open_output(job, stdout) as writer:
+            cluster.run(job.todo, model, pool, writer, views, p["top_k"], p["dtype"], p["batch_size"],
                            p["timeout"], tally, on_row)
     if tally.failed:
         ctx.exit(VideoError.exit_code)

@@ -18,7 +18,7 @@ from vivit_cli.results import ModelInfo, Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
     from vivit_cli.pipeline import Classifier
-    from vivit_cli.video import Views
+    from vivit_cli.video.decode import Views
 
 DEFAULT_EVERY_S = 1.0  # seconds between window starts
 # Top-1 probability a window needs to join a segment: with 400 classes a guess scores 0.0025, so 0.3 keeps
@@ -208,7 +208,7 @@ class _Scanner:
     def _preprocess(self, rgb: Any) -> Any:
         import torch
 
-        from vivit_cli.video import CROP_NAMES
+        from vivit_cli.video.decode import CROP_NAMES
 
         crops = [self.classifier.preprocess(rgb[None], crop=where) for where in CROP_NAMES[self.views.crops]]
         return torch.cat(crops)  # (crops, C, S, S)
@@ -255,8 +255,8 @@ def scan(
     """
     import numpy as np
 
-    from vivit_cli import video
-    from vivit_cli.video import Views
+    from vivit_cli.video import decode as video
+    from vivit_cli.video.decode import Views
 
     views = views or Views()
     if views.clips != 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vivit_cli.cli_options import load_classifier, model_options
+from vivit_cli.cli.options import load_classifier, model_options
 
 
 @click.command("webcam")
@@ -46,30 +46,30 @@ def webcam_command(ctx: click.Context, source: str, model: str, device: str, dty
 
     from rich.console import Console
 
-    from vivit_cli import capture, webcam, webcam_view
+    from vivit_cli.live import capture, view, webcam
 
     src = capture.parse_source(source)  # usage errors before the model loads
     settings = webcam.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)
     capture_settings = capture.CaptureSettings(open_timeout, read_timeout, reconnect)
     if out:
-        webcam_view.log_format(out)
+        view.log_format(out)
     live_model = webcam.ClassifierModel(load_classifier(ctx, model, device, dtype))
     console = Console(stderr=True)
     mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(webcam_view.LogWriter(out, src.name)) if out else None
-        window = webcam_view.Window() if show else None
+        log = stack.enter_context(view.LogWriter(out, src.name)) if out else None
+        window = view.Window() if show else None
         if window:
             stack.callback(window.close)
-        view = stack.enter_context(webcam_view.TerminalView(console, mode, src.name))
+        terminal = stack.enter_context(view.TerminalView(console, mode, src.name))
 
         def on_prediction(p: webcam.LivePrediction) -> None:
             if log:
                 log.write(p)
-            view.prediction(p)
+            terminal.prediction(p)
 
         def on_tick(status: webcam.LiveStatus) -> bool:
-            view.tick(status)
+            terminal.tick(status)
             return window.show(status) if window else True
 
         summary = webcam.run_live(src, live_model, settings, capture_settings, on_prediction, on_tick)

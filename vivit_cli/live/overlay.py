@@ -18,10 +18,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vivit_cli import video
-from vivit_cli.draw import draw_labels
 from vivit_cli.errors import SourceError
-from vivit_cli.timeline import Timeline, clock
+from vivit_cli.live.draw import draw_labels
+from vivit_cli.live.timeline import Timeline, clock
+from vivit_cli.video import decode as video
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers both H.264 and mp4v go into
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")

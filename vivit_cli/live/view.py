@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from vivit_cli.errors import DeviceError, SourceError
-from vivit_cli.webcam import LivePrediction, LiveStatus
+from vivit_cli.live.webcam import LivePrediction, LiveStatus
 from vivit_cli.writers import TOP_SEPARATOR
 
 LOG_FORMATS = ("csv", "jsonl")
@@ -186,7 +186,7 @@ class Window:
         """Draw what is new; False once the user pressed q or Esc or closed the window."""
         import cv2
 
-        from vivit_cli.draw import draw_labels
+        from vivit_cli.live.draw import draw_labels
 
         p = status.latest
         key = (status.frame.index if status.frame else None, p.number if p else None)

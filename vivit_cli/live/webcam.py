@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from vivit_cli.capture import CaptureSettings, Frame, Grabber, RingBuffer, Source, file_fps, open_capture
 from vivit_cli.errors import SourceError, VideoError, VivitError
+from vivit_cli.live.capture import CaptureSettings, Frame, Grabber, RingBuffer, Source, file_fps, open_capture
 from vivit_cli.results import Prediction
 
 WEBCAM_EVERY = 8  # frames between predictions

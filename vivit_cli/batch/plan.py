@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from vivit_cli import parquet_writer
-from vivit_cli.decode_pool import DEFAULT_TIMEOUT_S, DONE, DecodePool, DecodeSpec, one_line
+from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S, DONE, DecodePool, DecodeSpec, one_line
 from vivit_cli.errors import SourceError
 from vivit_cli.writers import RecordWriter, error_record, format_for, read_records, result_record
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from vivit_cli.pipeline import Classifier, PreparedVideo
     from vivit_cli.results import ModelInfo
-    from vivit_cli.video import Views
+    from vivit_cli.video.decode import Views
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TIMEOUT_S", "DecodePool", "Plan", "Tally", "check_model", "collect_videos",
            "plan", "open_output", "run"]
@@ -47,7 +47,7 @@ def path_key(path: str) -> str:
 
 
 def is_video_name(path: str) -> bool:
-    from vivit_cli.video import VIDEO_SUFFIXES
+    from vivit_cli.video.decode import VIDEO_SUFFIXES
 
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
@@ -107,7 +107,7 @@ def _read_list(list_path: str) -> list[str]:
 
 
 def _suffixes() -> str:
-    from vivit_cli.video import VIDEO_SUFFIXES
+    from vivit_cli.video.decode import VIDEO_SUFFIXES
 
     return " ".join(sorted(VIDEO_SUFFIXES))
 

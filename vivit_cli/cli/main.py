@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 from vivit_cli import DEFAULT_MODEL, __version__
-from vivit_cli.cli_batch import batch_command
-from vivit_cli.cli_options import fetch_model, load_classifier, model_ids, model_options, view_options
-from vivit_cli.cli_timeline import timeline_command
-from vivit_cli.cli_webcam import webcam_command
+from vivit_cli.cli.batch import batch_command
+from vivit_cli.cli.options import fetch_model, load_classifier, model_ids, model_options, view_options
+from vivit_cli.cli.timeline import timeline_command
+from vivit_cli.cli.webcam import webcam_command
 from vivit_cli.errors import VivitError
 from vivit_cli.memory import keep_freed_memory
 
@@ -116,7 +116,7 @@ def classify_command(ctx: click.Context, videos: tuple[str, ...], model: str, de
     from rich.console import Console
 
     from vivit_cli.errors import VideoError
-    from vivit_cli.video import ClipsAhead, Views
+    from vivit_cli.video.decode import ClipsAhead, Views
     from vivit_cli.writers import error_record, print_results_table, result_record
 
     views = Views(stride=stride, clips=clips, crops=int(crops))

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from vivit_cli.cli_options import load_classifier, model_options, tqdm_progress, view_options
-from vivit_cli.timeline import DEFAULT_BATCH_SIZE, DEFAULT_EVERY_S, DEFAULT_THRESHOLD
+from vivit_cli.cli.options import load_classifier, model_options, tqdm_progress, view_options
+from vivit_cli.live.timeline import DEFAULT_BATCH_SIZE, DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 
 
 @click.command("timeline")
@@ -37,10 +37,11 @@ def timeline_command(ctx: click.Context, video_path: str, model: str, device: st
     from rich.console import Console
     from tqdm import tqdm
 
-    from vivit_cli import timeline, timeline_writers
-    from vivit_cli.overlay import check_overlay_path, write_overlay
-    from vivit_cli.plot import check_plot_path, save_plot
-    from vivit_cli.video import Views
+    from vivit_cli import timeline_writers
+    from vivit_cli.live import timeline
+    from vivit_cli.live.overlay import check_overlay_path, write_overlay
+    from vivit_cli.live.plot import check_plot_path, save_plot
+    from vivit_cli.video.decode import Views
 
     if clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")

@@ -286,6 +286,6 @@ class Grabber:
 
 def file_fps(source: Source) -> float:
     """A file's checked frame rate (OpenCV's is distrusted), for pacing and timestamps."""
-    from vivit_cli import video
+    from vivit_cli.video import decode as video
 
     return video.open_video(str(source.target)).fps

@@ -19,8 +19,8 @@ from vivit_cli.errors import VivitError
 
 if TYPE_CHECKING:
     from vivit_cli.pipeline import PreparedVideo
-    from vivit_cli.preprocess import PreprocessConfig
-    from vivit_cli.video import Views
+    from vivit_cli.video.decode import Views
+    from vivit_cli.video.preprocess import PreprocessConfig
 
 DEFAULT_TIMEOUT_S = 120.0  # seconds one file may take to decode
 WORKER_DEPTH = 2  # files queued per worker, so it starts the next one the moment it sends a result
@@ -73,7 +73,7 @@ def _context() -> Any:
     them, so starts and restarts are fast and no thread pool is copied; spawn elsewhere."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["vivit_cli.pipeline", "vivit_cli.video"])
+        ctx.set_forkserver_preload(["vivit_cli.pipeline", "vivit_cli.video.decode"])
         return ctx
     return mp.get_context("spawn")
 

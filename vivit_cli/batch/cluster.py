@@ -13,13 +13,14 @@ from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass
 from typing import IO, Any
 
-from vivit_cli import batch, hub
-from vivit_cli.decode_pool import CRASH_ENV, HANG_ENV, DecodeSpec, one_line
+from vivit_cli import hub
+from vivit_cli.batch import plan as batch
+from vivit_cli.batch.actors import DIE_ONCE_ENV, DecodeJob, Ledger, ModelWorker, decode_row
+from vivit_cli.batch.pool import CRASH_ENV, HANG_ENV, DecodeSpec, one_line
 from vivit_cli.errors import ClusterError, VivitError
-from vivit_cli.preprocess import PreprocessConfig
-from vivit_cli.ray_workers import DIE_ONCE_ENV, DecodeJob, Ledger, ModelWorker, decode_row
 from vivit_cli.results import ModelInfo
-from vivit_cli.video import Views
+from vivit_cli.video.decode import Views
+from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.writers import error_record
 
 EXTRA = 'pip install "vivit-cli[ray]"'

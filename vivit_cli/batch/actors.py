@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vivit_cli.decode_pool import CRASH_ENV, CRASH_EXIT, FFMPEG_QUIET, HANG_ENV, DecodeSpec, one_line
+from vivit_cli.batch.pool import CRASH_ENV, CRASH_EXIT, FFMPEG_QUIET, HANG_ENV, DecodeSpec, one_line
 from vivit_cli.errors import VivitError
 from vivit_cli.memory import keep_freed_memory
 from vivit_cli.results import ModelInfo

@@ -1,0 +1,1 @@
+"""Many files -> rows: the plan (sources, --resume, output), the local decode pool and the Ray runner."""

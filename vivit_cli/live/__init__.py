@@ -1,0 +1,1 @@
+"""Labels over time: the webcam and streams, the timeline of a long video, and what draws them."""

@@ -1,0 +1,1 @@
+"""Video in: the user's sources, frame sampling, decoding with OpenCV and preprocessing. No model."""
