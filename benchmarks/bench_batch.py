@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_description, gpu_description, make_checkpoint, make_video  # noqa: E402
 
+from vivit_cli.batch import local  # noqa: E402
 from vivit_cli.batch import plan as batch  # noqa: E402
 from vivit_cli.batch.pool import DecodePool  # noqa: E402
 from vivit_cli.pipeline import Views, load_model, prepare_video  # noqa: E402
@@ -98,7 +99,7 @@ def main() -> None:
             with DecodePool(workers, batch.DEFAULT_TIMEOUT_S) as pool, open(root / "out.csv", "w") as out:
                 wait_ready(pool)  # in the CLI they start while the model loads
                 t = time.perf_counter()
-                tally = batch.run(classifier, paths, pool, RecordWriter(out, "csv"), views, 5, args.batch_size)
+                tally = local.run(classifier, paths, pool, RecordWriter(out, "csv"), views, 5, args.batch_size)
                 elapsed = time.perf_counter() - t
             assert tally.ok == len(paths), tally
             return elapsed

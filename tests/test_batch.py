@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from tests.checkpoints import write_ours
 from tests.videos import write_video
+from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import CRASH_ENV, HANG_ENV, DecodePool
 from vivit_cli.cli import cli
@@ -377,7 +378,7 @@ def test_a_thousand_files_stream_with_flat_memory(checkpoint: Path, tmp_path: Pa
     tally = batch.Tally()
     started = time.monotonic()
     with DecodePool(2, 60) as pool, (tmp_path / "preds.jsonl").open("w") as stream:
-        batch.run(classifier, batch.collect_videos([str(folder)]), pool, RecordWriter(stream, "jsonl"),
+        local.run(classifier, batch.collect_videos([str(folder)]), pool, RecordWriter(stream, "jsonl"),
                   Views(clips=4), top_k=1, batch_size=32, tally=tally, on_row=on_row)
     elapsed = time.monotonic() - started
     assert (tally.ok, tally.failed) == (files, 0)

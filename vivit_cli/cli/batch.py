@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
+from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
+from vivit_cli.batch.pool import DecodePool
 from vivit_cli.cli.options import load_classifier, model_options, note, quiet_hub, view_options
 
 
@@ -60,11 +62,11 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
     if _nothing_to_do(ctx, job, tally):
         return
     # The workers start, and import torch, while the model loads.
-    with batch.DecodePool(workers or batch.default_workers(resolve_device(device).type), timeout) as pool:
+    with DecodePool(workers or batch.default_workers(resolve_device(device).type), timeout) as pool:
         classifier = load_classifier(ctx, model, device, dtype)
         batch.check_model(job, classifier.info)
         with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
-            batch.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally, on_row)
+            local.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally, on_row)
     if tally.failed:
         ctx.exit(VideoError.exit_code)
 
