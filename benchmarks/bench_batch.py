@@ -32,7 +32,9 @@ from common import cpu_description, gpu_description, make_checkpoint, make_video
 from vivit_cli.batch import local  # noqa: E402
 from vivit_cli.batch import plan as batch  # noqa: E402
 from vivit_cli.batch.pool import DecodePool  # noqa: E402
-from vivit_cli.pipeline import Views, load_model, prepare_video  # noqa: E402
+from vivit_cli.pipeline import load_model  # noqa: E402
+from vivit_cli.video.sampling import Views  # noqa: E402
+from vivit_cli.video.views import prepare_video  # noqa: E402
 from vivit_cli.writers import RecordWriter  # noqa: E402
 
 TARGET = 1.1  # batch loop / model only, on a CPU

@@ -20,7 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vivit_cli.video.decode import Sampling, sample_clips
+from vivit_cli.video.decode import sample_clips
+from vivit_cli.video.sampling import Sampling
 
 WIDTH, HEIGHT = 640, 360  # pixels
 FPS = 30  # frames/s

@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batch import SIZE, make_tiny_checkpoint, make_video_folder  # noqa: E402
 from common import best_time, cpu_description, gpu_description, make_checkpoint  # noqa: E402
 
-from vivit_cli.pipeline import Views, load_model, prepare_video  # noqa: E402
+from vivit_cli.pipeline import load_model  # noqa: E402
+from vivit_cli.video.sampling import Views  # noqa: E402
+from vivit_cli.video.views import prepare_video  # noqa: E402
 from vivit_cli.writers import read_records  # noqa: E402
 
 TARGET = 1.15  # Ray's wall time / the local one, start included

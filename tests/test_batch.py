@@ -17,14 +17,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests import faults
 from tests.checkpoints import write_ours
 from tests.videos import write_video
 from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
-from vivit_cli.batch.pool import CRASH_ENV, HANG_ENV, DecodePool
+from vivit_cli.batch.pool import DecodePool
 from vivit_cli.cli import cli
 from vivit_cli.errors import SourceError
-from vivit_cli.pipeline import Views, load_model
+from vivit_cli.pipeline import load_model
+from vivit_cli.video.sampling import Views
 from vivit_cli.writers import CSV_COLUMNS, RecordWriter, read_records
 
 FRAMES = 12  # per test video: enough for a 4-frame clip at stride 2
@@ -186,10 +188,12 @@ def test_rows_match_classify_across_split_batches(folder: Path, checkpoint: Path
 # Decoders that hang or crash
 
 
-def test_a_hung_and_a_crashed_decoder_cost_one_row_each(folder: Path, checkpoint: Path, tmp_path: Path) -> None:
+def test_a_hung_and_a_crashed_decoder_cost_one_row_each(folder: Path, checkpoint: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "preds.csv"
+    faults.install(monkeypatch, hang_on="b.mp4", crash_on="c.avi")
     result = invoke("batch", *(str(folder / n) for n in GOOD), "--model", str(checkpoint), "--out", str(out),
-                    "--timeout", "2", "--workers", "2", env={HANG_ENV: "b.mp4", CRASH_ENV: "c.avi"})
+                    "--timeout", "2", "--workers", "2")
     assert result.exit_code == 4, result.stderr
     rows = {Path(r["path"]).name: r for r in parse(out, "csv")}
     assert sorted(rows) == ["a.avi", "b.mp4", "c.avi", "d.avi"]
@@ -201,9 +205,11 @@ def test_a_hung_and_a_crashed_decoder_cost_one_row_each(folder: Path, checkpoint
 # Interrupted runs and --resume
 
 
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vivit_cli", "batch", *args], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def start(args: list[str], hang_on: str) -> subprocess.Popen:
+    path = os.pathsep.join(p for p in (faults.ROOT, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.Popen([*faults.cli_with_faults(hang_on=hang_on), "batch", *args],
+                            env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def wait_for_rows(out: Path, fmt: str, count: int, process: subprocess.Popen) -> None:
@@ -221,8 +227,7 @@ def test_a_killed_run_resumes_to_every_row_once(folder: Path, checkpoint: Path, 
                                                 fmt: str) -> None:
     out = tmp_path / f"preds.{fmt}"
     # One worker stuck on c.avi: a.avi and b.mp4 are done, and the run is killed while it waits.
-    process = start([str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "-j", "1"],
-                    {HANG_ENV: "c.avi"})
+    process = start([str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "-j", "1"], hang_on="c.avi")
     wait_for_rows(out, fmt, 2, process)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)

@@ -15,6 +15,7 @@ from checkpoints import TINY, hf, make_hf, randomize, video, write_hf
 from safetensors.torch import load_file, save_file
 from torch.testing import assert_close
 
+from vivit_cli import device as devices
 from vivit_cli import pipeline
 from vivit_cli.checkpoint import load_checkpoint, save_pretrained
 from vivit_cli.errors import CheckpointError, ConfigError, DeviceError, VivitError
@@ -252,7 +253,7 @@ def test_load_model_defaults_to_cpu_float32_without_a_gpu(hf_folder, monkeypatch
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bfloat16_on_cpu_warns_without_native_support(hf_folder, monkeypatch, native):
-    monkeypatch.setattr(pipeline, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf = pipeline.load_model(str(hf_folder), device="cpu", dtype="bfloat16")
@@ -279,8 +280,8 @@ def test_cuda_without_cuda_is_a_device_error(hf_folder, monkeypatch):
     for device in ("cuda", "cuda:1"):
         with pytest.raises(DeviceError, match="CUDA is not available"):
             pipeline.load_model(str(hf_folder), device=device)
-    assert pipeline.resolve_device(None) == torch.device("cpu")
-    assert pipeline.resolve_dtype(None, torch.device("cpu")) == torch.float32
+    assert devices.resolve_device(None) == torch.device("cpu")
+    assert devices.resolve_dtype(None, torch.device("cpu")) == torch.float32
 
 
 def test_bare_model_cannot_classify(tmp_path):
@@ -297,7 +298,7 @@ def test_half_precision_on_gpu_is_close_to_float32(hf_folder, dtype):
     assert auto.device.type == "cuda" and auto.dtype in (torch.bfloat16, torch.float16)
     ref = pipeline.load_model(str(hf_folder), device="cpu", dtype="float32")
     gpu = pipeline.load_model(str(hf_folder), device="cuda", dtype=dtype)
-    assert gpu.dtype == pipeline.DTYPES[dtype] and next(gpu.model.parameters()).is_cuda
+    assert gpu.dtype == devices.DTYPES[dtype] and next(gpu.model.parameters()).is_cuda
     x = video(ref.config)
     with torch.inference_mode():
         want = ref.model(x).logits

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from videos import FORMATS, corner_frame, decode_index, write_video
 
 from vivit_cli.cli import cli
-from vivit_cli.pipeline import Classifier, Views, load_model
-from vivit_cli.video import decode as video
+from vivit_cli.pipeline import Classifier, load_model
+from vivit_cli.video import ahead, decode, sampling
+from vivit_cli.video.sampling import Views
 
 LABELS = ["waving", "running", "eating spaghetti", "juggling", "archery"]
 WAIT_S = 60  # for the decoding thread: only reached when it does not run (the test would hang otherwise)
@@ -64,7 +65,7 @@ def test_json_is_pure_and_complete(checkpoint: Path, clip: Path) -> None:
     assert {p["label"] for p in rec["predictions"]} == set(LABELS)
     assert [(v["clip"], v["crop"]) for v in rec["views"]] == [
         (c, crop) for c in (0, 1) for crop in ("left", "center", "right")]
-    expected = video.clip_indices(40, video.Sampling(4, 2, 2))
+    expected = sampling.clip_indices(40, sampling.Sampling(4, 2, 2))
     assert [tuple(v["frame_indices"]) for v in rec["views"][::3]] == expected
     assert rec["views"][0]["timestamps_s"] == pytest.approx([i / 30 for i in expected[0]], abs=1e-3)
     assert rec["model"] == str(checkpoint) and rec["revision"] is None
@@ -74,7 +75,7 @@ def test_json_is_pure_and_complete(checkpoint: Path, clip: Path) -> None:
 def test_views_are_averaged_softmax(checkpoint: Path, clip: Path) -> None:
     """The score is the mean over clips x crops of each view's softmax, computed here by hand."""
     clf = load_model(str(checkpoint))
-    _, clips = video.sample_clips(str(clip), video.Sampling(4, 2, 2))
+    _, clips = decode.sample_clips(str(clip), sampling.Sampling(4, 2, 2))
     probs = []
     for c in clips:
         for where in ("start", "center", "end"):
@@ -196,7 +197,7 @@ def test_version_and_help_do_not_import_torch() -> None:
 def test_frames_are_the_sampled_indices(tmp_path: Path) -> None:
     """What the model sees is the decoded frames at the reported indices (each frame spells its index)."""
     path = write_video(tmp_path / "idx.avi", 50, size=(80, 60), fourcc=FORMATS[0][0])
-    _, clips = video.sample_clips(str(path), video.Sampling(8, 3, 2))
+    _, clips = decode.sample_clips(str(path), sampling.Sampling(8, 3, 2))
     for c in clips:
         assert [decode_index(f) for f in c.frames] == list(c.frame_indices)
 
@@ -228,7 +229,7 @@ def test_the_next_video_decodes_in_a_thread_while_the_model_runs(checkpoint: Pat
     paths = [str(clip), *(str(write_video(tmp_path / f"v{i}.avi", 20 + i)) for i in range(3))]
     events: list[tuple[str, str, str]] = []
     decoded = {p: threading.Event() for p in paths}
-    real_sample, real_classify = video.sample_clips, Classifier.classify_clips
+    real_sample, real_classify = decode.sample_clips, Classifier.classify_clips
 
     def log(what: str, path: str = "") -> None:
         events.append((what, path, threading.current_thread().name))
@@ -246,7 +247,7 @@ def test_the_next_video_decodes_in_a_thread_while_the_model_runs(checkpoint: Pat
         assert not after or decoded[after[0]].wait(WAIT_S), "the next video was not decoded while the model ran"
         return real_classify(self, path, *args, **kwargs)
 
-    monkeypatch.setattr(video, "sample_clips", sample_clips)
+    monkeypatch.setattr(ahead, "sample_clips", sample_clips)
     monkeypatch.setattr(Classifier, "classify_clips", classify_clips)
     records, result = run_json(checkpoint, *paths)
     assert result.exit_code == 0, result.stderr

@@ -11,20 +11,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests import faults
 from tests.checkpoints import write_ours
 from tests.videos import write_video
 from vivit_cli import hub
 from vivit_cli.batch import cluster as ray_runner
-from vivit_cli.batch.actors import DIE_ONCE_ENV, score_views
-from vivit_cli.batch.pool import CRASH_ENV, HANG_ENV
 from vivit_cli.cli import cli
 from vivit_cli.writers import read_records
 
 FRAMES = 12  # per test video: enough for a 4-frame clip at stride 2
 SIZE = (40, 32)  # pixels, width x height
 GOOD = ["a.avi", "b.mp4", "c.avi", "d.avi", "e.mp4", "f.avi"]
-BAD = ["empty.mp4", "text.mp4", "folder.mp4", "crash.avi"]  # crash.avi: its decoder dies (CRASH_ENV)
-SLOW = "slow.avi"  # a good video, whose decoder hangs where HANG_ENV is set
+BAD = ["empty.mp4", "text.mp4", "folder.mp4", "crash.avi"]  # crash.avi: its decoder dies (tests/faults.py)
+SLOW = "slow.avi"  # a good video, whose decoder hangs where the faulty decode body is swapped in
 CRASH_MARK, HANG_MARK = "crash", "slow"
 HANG_TIMEOUT_S = 3.0  # --timeout where a decoder hangs
 SCORE_TOLERANCE = 1e-5
@@ -87,7 +86,7 @@ def assert_same_rows(ours: list[dict], theirs: list[dict]) -> None:
 
 def test_rows_match_a_local_run(local_ray, folder: Path, checkpoint: Path, tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(CRASH_ENV, CRASH_MARK)
+    faults.install(monkeypatch, crash_on=CRASH_MARK)
     monkeypatch.chdir(folder.parent)  # relative paths: the workers open them absolute, the rows keep them as given
     common = [folder.name, "--model", str(checkpoint), "--batch-size", "2"]
     local = invoke("batch", *common, "--out", str(tmp_path / "local.json"))
@@ -102,14 +101,14 @@ def test_rows_match_a_local_run(local_ray, folder: Path, checkpoint: Path, tmp_p
 def test_a_killed_model_worker_and_a_hung_decoder_lose_and_double_no_row(
         local_ray, folder: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "died"
-    monkeypatch.setenv(DIE_ONCE_ENV, str(marker))
-    monkeypatch.setenv(HANG_ENV, HANG_MARK)
+    monkeypatch.setattr(ray_runner, "ModelWorker", faults.dying_model_worker(str(marker)))
+    faults.install(monkeypatch, hang_on=HANG_MARK)
     result = invoke("batch", str(folder), "--model", str(checkpoint), "--batch-size", "1", "--workers", "2",
                     "--timeout", str(HANG_TIMEOUT_S), "--ray")
-    assert marker.exists(), "no model worker died: the test hook did not run"
+    assert marker.exists(), "no model worker died: the fault was not injected"
     rows = by_path([json.loads(line) for line in result.stdout.splitlines()])  # Ray's messages go to stderr
     assert sorted(Path(p).name for p in rows) == sorted([*GOOD, SLOW, *BAD])
-    assert {Path(p).name for p, r in rows.items() if r["status"] == "ok"} == {*GOOD, "crash.avi"}  # no CRASH_ENV
+    assert {Path(p).name for p, r in rows.items() if r["status"] == "ok"} == {*GOOD, "crash.avi"}  # no crash swapped in
     assert rows[str(folder / SLOW)]["error"] == (f"{folder / SLOW}: decoding took longer than {HANG_TIMEOUT_S:g} s "
                                                  "(--timeout); its worker was stopped")
     assert result.exit_code == 4
@@ -189,14 +188,14 @@ def test_a_hub_model_reaches_the_workers_pinned_to_its_commit(checkpoint: Path, 
 def test_views_split_over_passes_score_as_one_pass(checkpoint: Path) -> None:
     import torch
 
-    from vivit_cli.pipeline import load_model
+    from vivit_cli.pipeline import load_model, score_videos
 
     classifier = load_model(checkpoint, device="cpu")
     gen = torch.Generator().manual_seed(0)
     shape = (classifier.config.num_frames, 3, *classifier.preprocess.crop_hw)
     videos = [torch.randn(n, *shape, generator=gen).numpy() for n in (3, 1, 2)]
     for batch_size in (1, 2, 4, 16):
-        for video, probs in zip(videos, score_views(classifier, videos, batch_size), strict=True):
+        for video, probs in zip(videos, score_videos(classifier, videos, batch_size), strict=True):
             expected = classifier.scores(torch.from_numpy(video))
             np.testing.assert_allclose(probs, expected, atol=SCORE_TOLERANCE)
 
@@ -245,7 +244,7 @@ def test_the_driver_imports_no_torch(folder: Path, checkpoint: Path) -> None:
         "import sys\n"
         "from vivit_cli.batch import cluster as ray_runner\n"
         "from vivit_cli.batch import plan as batch\n"
-        "from vivit_cli.video.decode import Views\n"
+        "from vivit_cli.video.sampling import Views\n"
         f"job = batch.plan([{str(folder)!r}], False, None, None, False)\n"
         f"model = ray_runner.resolve_model({str(checkpoint)!r})\n"
         "assert job.todo and model.num_frames and Views(clips=2, crops=3)\n"

@@ -20,10 +20,11 @@ from tests.videos import decode_all, write_video, write_video_ffmpeg
 from vivit_cli.cli import cli
 from vivit_cli.live import plot, timeline
 from vivit_cli.live.timeline import Window, merge_segments
-from vivit_cli.pipeline import Views, load_model
+from vivit_cli.pipeline import load_model
 from vivit_cli.results import Prediction
 from vivit_cli.timeline_writers import CSV_COLUMNS
-from vivit_cli.video import decode as video
+from vivit_cli.video import decode
+from vivit_cli.video.sampling import Views
 
 COLOURS = {"red": (230, 30, 30), "blue": (30, 30, 230), "green": (30, 200, 30), "white": (235, 235, 235)}
 LABELS = list(COLOURS)
@@ -216,7 +217,7 @@ def test_variable_frame_rate_uses_timestamps(checkpoint: Path, tmp_path: Path) -
 
 def test_iter_frames_is_a_sequential_decode(tmp_path: Path) -> None:
     path = write_video(tmp_path / "v.avi", 12, fourcc="MJPG", fps=FPS)
-    got = list(video.iter_frames(path, wanted=lambda i, t: i % 3 == 0))
+    got = list(decode.iter_frames(path, wanted=lambda i, t: i % 3 == 0))
     reference = decode_all(path)
     assert [i for i, _, _ in got] == list(range(12))
     assert [t for _, t, _ in got] == pytest.approx([i / FPS for i in range(12)], abs=1e-3)
@@ -231,7 +232,7 @@ def test_one_sequential_pass_with_bounded_memory(checkpoint: Path, tmp_path: Pat
     """However long the video, the frames held stay under a clip's span plus a batch of windows."""
     clf = load_model(str(checkpoint))
     reads, live, peak = [], [0], [0]
-    iter_frames = video.iter_frames
+    iter_frames = decode.iter_frames
 
     def counting_iter_frames(*args, **kwargs):
         reads.append(args[0])
@@ -249,8 +250,8 @@ def test_one_sequential_pass_with_bounded_memory(checkpoint: Path, tmp_path: Pat
         weakref.finalize(tensor, gone)
         return tensor
 
-    monkeypatch.setattr(video, "iter_frames", counting_iter_frames)
-    monkeypatch.setattr(video, "read_frames", None)  # the seeking reader must not be used
+    monkeypatch.setattr(decode, "iter_frames", counting_iter_frames)
+    monkeypatch.setattr(decode, "read_frames", None)  # the seeking reader must not be used
     monkeypatch.setattr(timeline._Scanner, "_preprocess", tracked)
     peaks = []
     for frames in (100, 400):

@@ -22,17 +22,11 @@ from videos import (
 )
 
 from vivit_cli.errors import VideoError
-from vivit_cli.video import decode as video
-from vivit_cli.video.decode import (
-    DEFAULT_FPS,
-    VIDEO_SUFFIXES,
-    Sampling,
-    checked_fps,
-    clip_indices,
-    open_video,
-    read_frames,
-    sample_clips,
-)
+from vivit_cli.video import decode, probe
+from vivit_cli.video.decode import read_frames, sample_clips
+from vivit_cli.video.probe import DEFAULT_FPS, checked_fps, open_video
+from vivit_cli.video.sampling import Sampling, clip_indices
+from vivit_cli.video.sources import VIDEO_SUFFIXES
 
 LONG = 90  # frames: more than SEEK_MIN_GAP_FRAMES, so reads across it seek
 REAL_CAPTURE = cv2.VideoCapture
@@ -117,8 +111,8 @@ def test_formats_read_like_a_sequential_decode(
     assert info.fps == pytest.approx(30.0)
     assert info.duration_s == pytest.approx(LONG / 30.0)
     wanted = [0, 1, 5, 60, 61, LONG - 1]
-    for gap in (video.SEEK_MIN_GAP_FRAMES, 1):  # as shipped, and seeking across every gap
-        monkeypatch.setattr(video, "SEEK_MIN_GAP_FRAMES", gap)
+    for gap in (decode.SEEK_MIN_GAP_FRAMES, 1):  # as shipped, and seeking across every gap
+        monkeypatch.setattr(decode, "SEEK_MIN_GAP_FRAMES", gap)
         frames, times = read_frames(path, wanted, info)
         assert sorted(frames) == wanted
         for i in wanted:
@@ -131,7 +125,7 @@ def test_formats_read_like_a_sequential_decode(
 def test_h264_with_b_frames_seeks_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
     path = h264_video(write_video(tmp_path / "src.avi", 120), tmp_path / f"h264{suffix}", bframes=3, gop=24)
     reference = decode_all(path)
-    monkeypatch.setattr(video, "SEEK_MIN_GAP_FRAMES", 1)
+    monkeypatch.setattr(decode, "SEEK_MIN_GAP_FRAMES", 1)
     wanted = [0, 3, 23, 24, 25, 47, 50, 71, 97, 119]
     frames, _ = read_frames(path, wanted, open_video(path))
     for i in wanted:
@@ -254,7 +248,7 @@ def test_open_video_decodes_a_handful_of_frames(tmp_path: Path, capture_log: lis
     path = write_video(tmp_path / "long.mp4", 300, fourcc="mp4v")
     assert open_video(path).frame_count == 300
     # The count is checked on packets at the end, not by decoding up to it.
-    assert max(i for what, i in capture_log if what == "grab") < 2 * video.FPS_PROBE_FRAMES
+    assert max(i for what, i in capture_log if what == "grab") < 2 * probe.FPS_PROBE_FRAMES
 
 
 def test_sample_clips_decodes_overlapping_views_once(tmp_path: Path, capture_log: list[tuple[str, int]]) -> None:
@@ -318,7 +312,7 @@ def test_a_seek_that_lands_elsewhere_is_caught(
     info = open_video(path)
     lies = {cv2.CAP_PROP_POS_FRAMES: 150.0} if claims_success else {}  # the position it was asked for
     _lying_capture(monkeypatch, lies, land_off_by=3)
-    monkeypatch.setattr(video, "SEEK_MIN_GAP_FRAMES", 10)
+    monkeypatch.setattr(decode, "SEEK_MIN_GAP_FRAMES", 10)
     frames, _ = read_frames(path, [5, 150, 152], info)
     assert [decode_index(frames[i]) for i in (5, 150, 152)] == [5, 150, 152]
 

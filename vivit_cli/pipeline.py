@@ -1,113 +1,33 @@
-"""One pipeline for every command: model string -> Classifier; video -> views -> tensors -> scores -> results."""
+"""The one scoring path: model string -> Classifier; views of many videos -> batches -> per-view scores -> results.
+
+Every command scores through `ViewBatcher` (or `score_videos` when all its videos are at hand): classify, batch
+(locally and on Ray), timeline and webcam. It returns class probabilities, or the features the head reads.
+"""
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from vivit_cli import DEFAULT_MODEL, hub
 from vivit_cli.checkpoint import load_checkpoint
-from vivit_cli.errors import DeviceError, VivitError
+from vivit_cli.device import resolve_device, resolve_dtype
+from vivit_cli.errors import VivitError
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
-from vivit_cli.results import ModelInfo, Prediction, VideoResult, View
-from vivit_cli.video import decode as video
-from vivit_cli.video.decode import CROP_NAMES, Clip, VideoInfo, Views
+from vivit_cli.results import ModelInfo, Prediction, VideoResult
+from vivit_cli.video.decode import sample_clips
 from vivit_cli.video.preprocess import PreprocessConfig
+from vivit_cli.video.sampling import Clip, VideoInfo, Views
+from vivit_cli.video.views import PreparedVideo, preprocess_clips
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-          "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """None or "auto": the first GPU when there is one, else the CPU; a named GPU must exist."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} asked for, but CUDA is not available on this machine")
-        if (dev.index or 0) >= torch.cuda.device_count():
-            raise DeviceError(f"no GPU {dev.index}: this machine has {torch.cuda.device_count()}")
-    elif dev.type not in ("cpu", "mps"):
-        raise DeviceError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
-    return dev
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether the CPU computes bf16 in hardware (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, slowly."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags.split() or "amx_bf16" in flags.split()
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None or "auto": fp32 on a CPU, bf16 on a GPU that has it (else fp16), as whisper picks."""
-    if dtype is None or dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise DeviceError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
-        dtype = DTYPES[dtype]
-    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
-        warnings.warn("this CPU has no native bf16: bfloat16 runs about 4x slower than float32 here", stacklevel=2)
-    elif device.type == "cpu" and dtype == torch.float16:
-        warnings.warn("float16 on a CPU is slow and less precise; float32 is the CPU default", stacklevel=2)
-    return dtype
-
-
-@dataclass(frozen=True)
-class PreparedVideo:
-    """A video read and preprocessed: every view as one batch, ready for the model."""
-
-    source: str
-    pixel_values: torch.Tensor  # (V, T, C, S, S) float32
-    views: tuple[View, ...]
-    duration_s: float
-    num_frames: int
-    fps: float
-
-
-def crop_label(where: str, height: int, width: int) -> str:
-    """Name a crop as the user sees it: left/right on landscape frames, top/bottom on portrait ones."""
-    if where == "center":
-        return "center"
-    landscape = width >= height
-    return {("start", True): "left", ("end", True): "right", ("start", False): "top", ("end", False): "bottom"}[
-        (where, landscape)
-    ]
-
-
-def prepare_video(path: str | Path, num_frames: int, preprocess: PreprocessConfig, views: Views) -> PreparedVideo:
-    """Decode the frames all views need once, then preprocess each view: CPU only, no model."""
-    info, clips = video.sample_clips(str(path), views.sampling(num_frames))
-    return preprocess_clips(path, info, clips, preprocess, views)
-
-
-def preprocess_clips(
-    path: str | Path, info: VideoInfo, clips: list[Clip], preprocess: PreprocessConfig, views: Views
-) -> PreparedVideo:
-    """A video's decoded clips (video.sample_clips) -> each clip's crops preprocessed into one batch."""
-    tensors, described = [], []
-    for clip in clips:
-        for where in CROP_NAMES[views.crops]:
-            tensors.append(preprocess(clip.frames, crop=where))  # (T, C, S, S)
-            described.append(View(clip.index, crop_label(where, info.height, info.width), clip.frame_indices,
-                                  clip.timestamps_s))
-    return PreparedVideo(str(path), torch.stack(tensors), tuple(described), info.duration_s, info.frame_count,
-                         info.fps)
+Output = Literal["probs", "features"]  # class probabilities (L,) or the final CLS token the head reads (D,)
 
 
 class Classifier:
@@ -133,14 +53,22 @@ class Classifier:
     def info(self) -> ModelInfo:
         return ModelInfo(self.source.model_id, self.source.revision)
 
-    def scores(self, pixel_values: torch.Tensor) -> np.ndarray:
-        """(B, T, C, S, S) -> class probabilities (B, num_labels), float32 numpy."""
-        if not isinstance(self.model, VivitForVideoClassification) or self.config.num_labels == 0:
+    def forward(self, pixel_values: torch.Tensor, output: Output = "probs") -> np.ndarray:
+        """(B, T, C, S, S) -> probabilities (B, num_labels) or features (B, hidden_size), float32 numpy."""
+        if output == "probs" and not (isinstance(self.model, VivitForVideoClassification) and self.config.num_labels):
             raise VivitError(f"{self.source.model_id} has no classification head (it is a bare VivitModel)")
         with torch.inference_mode():
             x = pixel_values.to(self.device, self.dtype, non_blocking=True)
-            logits = self.model(x).logits.float()  # (B, L)
-            return logits.softmax(dim=-1).cpu().numpy()
+            if output == "features":
+                backbone = self.model.vivit if isinstance(self.model, VivitForVideoClassification) else self.model
+                out = backbone(x, cls_only=True).last_hidden_state[:, 0].float()  # (B, D)
+            else:
+                out = self.model(x).logits.float().softmax(dim=-1)  # (B, L)
+            return out.cpu().numpy()
+
+    def scores(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """(B, T, C, S, S) -> class probabilities (B, num_labels), float32 numpy."""
+        return self.forward(pixel_values, "probs")
 
     def top_k(self, probs: np.ndarray, k: int) -> tuple[Prediction, ...]:
         """probs (L,) -> the k best predictions, best first (ties broken by class id)."""
@@ -162,14 +90,104 @@ class Classifier:
     def classify(self, path: str | Path, views: Views | None = None, k: int = 5) -> VideoResult:
         """One video, all its views (default: one centred clip) in one batch."""
         views = views or Views()
-        info, clips = video.sample_clips(str(path), views.sampling(self.config.num_frames))
+        info, clips = sample_clips(str(path), views.sampling(self.config.num_frames))
         return self.classify_clips(path, info, clips, views, k)
 
     def classify_clips(self, path: str | Path, info: VideoInfo, clips: list[Clip], views: Views, k: int = 5
                        ) -> VideoResult:
-        """classify() for a video already decoded by video.sample_clips (video.ClipsAhead, in another thread)."""
+        """classify() for a video already decoded by sample_clips (video.ahead.ClipsAhead, in another thread)."""
         prepared = preprocess_clips(path, info, clips, self.preprocess, views)
-        return self.result(prepared, self.scores(prepared.pixel_values), k)
+        (probs,) = score_videos(self, [prepared.pixel_values], len(prepared.pixel_values))
+        return self.result(prepared, probs, k)
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A video whose views are going through the model, possibly over several batches."""
+
+    key: Hashable
+    views: torch.Tensor | np.ndarray  # (V, T, C, S, S)
+    taken: int = 0  # views sent to the model so far
+    scores: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        return len(self.views) - self.taken
+
+
+class ViewBatcher:
+    """Videos' views in, `batch_size` views per forward pass, each video's scores (V, ...) out once all are done.
+
+    Views of several videos share a batch, and a video's views may span batches; only views of one shape go
+    together (without a centre crop, frame sizes differ between videos). Videos complete in the order added.
+    """
+
+    def __init__(self, classifier: Classifier, batch_size: int, output: Output = "probs") -> None:
+        if batch_size < 1:
+            raise VivitError(f"batch_size must be at least 1, got {batch_size}")
+        self.classifier, self.batch_size, self.output = classifier, batch_size, output
+        self._queue: deque[_Entry] = deque()
+
+    @property
+    def pending(self) -> int:
+        """Views added and not yet through the model."""
+        return sum(e.left for e in self._queue)
+
+    def add(self, key: Hashable, views: torch.Tensor | np.ndarray) -> list[tuple[Hashable, np.ndarray]]:
+        """Queue a video's views (V, T, C, S, S); run every full batch; return the videos that completed."""
+        self._queue.append(_Entry(key, views))
+        done = []
+        while self.pending >= self.batch_size:
+            done += self.step()
+        return done
+
+    def step(self) -> list[tuple[Hashable, np.ndarray]]:
+        """One forward pass over up to batch_size views from the front of the queue; the videos it completed."""
+        if not self._queue:
+            return []
+        shape = tuple(self._queue[0].views.shape[1:])
+        parts: list[tuple[_Entry, int, int]] = []
+        taken = 0
+        for entry in self._queue:
+            if taken == self.batch_size or tuple(entry.views.shape[1:]) != shape:
+                break
+            n = min(self.batch_size - taken, entry.left)
+            parts.append((entry, entry.taken, entry.taken + n))
+            entry.taken += n
+            taken += n
+        x = torch.cat([_tensor(e.views[a:b]) for e, a, b in parts])  # (B, T, C, S, S)
+        out = self.classifier.forward(x, self.output)  # (B, L) or (B, D)
+        offset = 0
+        for entry, a, b in parts:
+            entry.scores.append(out[offset : offset + b - a])
+            offset += b - a
+        done = []
+        while self._queue and self._queue[0].left == 0:  # views are taken front first: the done ones lead
+            entry = self._queue.popleft()
+            done.append((entry.key, np.concatenate(entry.scores)))  # (V, ...)
+        return done
+
+    def drain(self) -> list[tuple[Hashable, np.ndarray]]:
+        """Run what is queued, whatever the batch's fill; every video's scores."""
+        done = []
+        while self._queue:
+            done += self.step()
+        return done
+
+
+def score_videos(classifier: Classifier, videos: Sequence[torch.Tensor | np.ndarray], batch_size: int,
+                 output: Output = "probs") -> list[np.ndarray]:
+    """Each video's views (V, T, C, S, S) -> its scores (V, L) or features (V, D), batch_size views per pass."""
+    batcher = ViewBatcher(classifier, batch_size, output)
+    found: dict[Hashable, np.ndarray] = {}
+    for i, views in enumerate(videos):
+        found.update(batcher.add(i, views))
+    found.update(batcher.drain())
+    return [found[i] for i in range(len(videos))]
+
+
+def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
 
 
 def load_model(

@@ -15,12 +15,13 @@ from typing import IO, Any
 
 from vivit_cli import hub
 from vivit_cli.batch import plan as batch
-from vivit_cli.batch.actors import DIE_ONCE_ENV, DecodeJob, Ledger, ModelWorker, decode_row
-from vivit_cli.batch.pool import CRASH_ENV, HANG_ENV, DecodeSpec, one_line
+from vivit_cli.batch import worker
+from vivit_cli.batch.actors import DecodeJob, Ledger, ModelWorker, decode_row
+from vivit_cli.batch.worker import DecodeSpec, one_line
 from vivit_cli.errors import ClusterError, VivitError
 from vivit_cli.results import ModelInfo
-from vivit_cli.video.decode import Views
 from vivit_cli.video.preprocess import PreprocessConfig
+from vivit_cli.video.sampling import Views
 from vivit_cli.writers import error_record
 
 EXTRA = 'pip install "vivit-cli[ray]"'
@@ -28,9 +29,8 @@ LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, 
 MAX_DECODE_BLOCKS = 10_000  # one file per decode task up to this many files, so a crash costs one file's work
 MAX_MESSAGE_CHARS = 300  # of a Ray failure, in our one-line error
 GPU_WORKER_CPUS = 1  # CPUs a model worker on a GPU reserves (for its feeding); one on a CPU device reserves none
-# Set on the driver, these reach the workers too: which Hugging Face cache and Hub to use, and the test hooks.
-FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "VIVIT_DEVICE", DIE_ONCE_ENV,
-                 CRASH_ENV, HANG_ENV)
+# Set on the driver, these reach the workers too: which Hugging Face cache and Hub to use.
+FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "VIVIT_DEVICE")
 
 
 def require_ray() -> Any:
@@ -193,8 +193,8 @@ def run(
 
     ledger = ray.remote(num_cpus=0)(Ledger).remote()
     try:
-        spec = DecodeSpec(model.num_frames, model.preprocess, views)
-        dataset = _dataset(paths, DecodeJob(spec, timeout_s, ledger), model, pool, views, top_k, dtype, batch_size)
+        job = DecodeJob(DecodeSpec(model.num_frames, model.preprocess, views), timeout_s, ledger, worker.decode)
+        dataset = _dataset(paths, job, model, pool, views, top_k, dtype, batch_size)
         for row in _rows(dataset):
             emit(json.loads(row["record"]))
     finally:

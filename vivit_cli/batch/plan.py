@@ -42,7 +42,7 @@ def path_key(path: str) -> str:
 
 
 def is_video_name(path: str) -> bool:
-    from vivit_cli.video.decode import VIDEO_SUFFIXES
+    from vivit_cli.video.sources import VIDEO_SUFFIXES
 
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
@@ -102,7 +102,7 @@ def _read_list(list_path: str) -> list[str]:
 
 
 def _suffixes() -> str:
-    from vivit_cli.video.decode import VIDEO_SUFFIXES
+    from vivit_cli.video.sources import VIDEO_SUFFIXES
 
     return " ".join(sorted(VIDEO_SUFFIXES))
 

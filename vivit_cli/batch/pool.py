@@ -11,38 +11,32 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from enum import Enum
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from vivit_cli.batch import worker
+from vivit_cli.batch.worker import DecodeSpec
 from vivit_cli.errors import VivitError
 
 if TYPE_CHECKING:
-    from vivit_cli.pipeline import PreparedVideo
-    from vivit_cli.video.decode import Views
-    from vivit_cli.video.preprocess import PreprocessConfig
+    from collections.abc import Callable
+
+    from vivit_cli.video.views import PreparedVideo
 
 DEFAULT_TIMEOUT_S = 120.0  # seconds one file may take to decode
 WORKER_DEPTH = 2  # files queued per worker, so it starts the next one the moment it sends a result
 POLL_S = 0.2  # seconds between the manager's checks of deadlines and of the stop flag
 EXIT_GRACE_S = 2.0  # seconds an idle worker gets to exit when told to, before it is killed
-HANG_S = 3600.0  # seconds a test hang sleeps at a time
 READY = "ready"  # a worker's first message: imports done, the clock of its first file may start
-HANG_ENV = "VIVIT_TEST_HANG_ON"  # tests: a worker given a path containing this never answers
-CRASH_ENV = "VIVIT_TEST_CRASH_ON"  # tests: a worker given a path containing this dies at once
-CRASH_EXIT = 70  # exit status of the test crash
-FFMPEG_QUIET = "-8"  # AV_LOG_QUIET
-DONE = "all files answered"  # what DecodePool.get returns once every submitted file has its answer
 
 
-@dataclass(frozen=True)
-class DecodeSpec:
-    """What a worker needs to turn a path into model inputs; sent with every file, so it must stay small."""
+class _End(Enum):
+    DONE = "all files answered"
 
-    num_frames: int
-    preprocess: PreprocessConfig
-    views: Views
 
+DONE = _End.DONE  # what DecodePool.get returns once every submitted file has its answer
 
 @dataclass(frozen=True)
 class Decoded:
@@ -63,17 +57,12 @@ class _Worker:
     dead: bool = False
 
 
-def one_line(message: str) -> str:
-    """An error message fit for one CSV cell and one log line (OpenCV's span several)."""
-    return " ".join(message.split())
-
-
 def _context() -> Any:
     """forkserver where there is one: workers fork from a server that imported torch and OpenCV but never ran
     them, so starts and restarts are fast and no thread pool is copied; spawn elsewhere."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["vivit_cli.pipeline", "vivit_cli.video.decode"])
+        ctx.set_forkserver_preload(["vivit_cli.batch.worker", "vivit_cli.video.views"])
         return ctx
     return mp.get_context("spawn")
 
@@ -90,8 +79,8 @@ class DecodePool:
         if workers < 1 or not timeout_s > 0:
             raise VivitError(f"need at least one worker and a positive timeout (got {workers}, {timeout_s})")
         self.workers, self.timeout_s = workers, timeout_s
-        # Read now, in the parent: forkserver children inherit the server's environment, not ours.
-        self._hooks = (os.environ.get(HANG_ENV) or None, os.environ.get(CRASH_ENV) or None)
+        # The body each worker runs, looked up now and sent to the workers by reference.
+        self._decode: Callable[[str, DecodeSpec], tuple[PreparedVideo | None, str | None]] = worker.decode
         self._ctx = _context()
         self._slots: list[_Worker] = []
         self._out: queue.Queue[Any] = queue.Queue()
@@ -116,7 +105,7 @@ class DecodePool:
         self._spec, self._max_pending = spec, max(max_pending, 1)
         self._tasks = enumerate(paths)
 
-    def get(self, timeout_s: float | None = None) -> Decoded | str | None:
+    def get(self, timeout_s: float | None = None) -> Decoded | Literal[_End.DONE] | None:
         """The next answer in completion order; None if none came within timeout_s; DONE after the last one."""
         try:
             item = self._out.get(timeout=timeout_s)
@@ -228,7 +217,7 @@ class DecodePool:
 
     def _start_worker(self) -> _Worker:
         parent_end, child_end = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(child_end, *self._hooks), daemon=True,
+        process = self._ctx.Process(target=_worker_main, args=(child_end, self._decode), daemon=True,
                                     name="vivit-decode")
         process.start()
         child_end.close()
@@ -255,23 +244,11 @@ def _describe_exit(code: int | None) -> str:
 # Everything below runs in the worker processes.
 
 
-def _worker_main(conn: Connection, hang_on: str | None, crash_on: str | None) -> None:
+def _worker_main(conn: Connection, decode: Callable[[str, DecodeSpec], tuple[Any, str | None]]) -> None:
     """(index, path, spec) in, (index, prepared or None, error or None) out, until None or the batch is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
     _exit_without(conn)
-    import cv2
-    import torch
-
-    from vivit_cli.pipeline import prepare_video
-
-    # One core per worker: the model's threads and the other workers have the rest.
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    # A bad file's error goes into its row; FFmpeg's and OpenCV's own lines would only break up the progress
-    # bar. Set OPENCV_FFMPEG_LOGLEVEL or OPENCV_LOG_LEVEL to see them.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)  # read when the first video opens
-    if "OPENCV_LOG_LEVEL" not in os.environ:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    worker.settle()
     conn.send(READY)
     while True:
         try:
@@ -281,21 +258,8 @@ def _worker_main(conn: Connection, hang_on: str | None, crash_on: str | None) ->
         if task is None:
             return
         index, path, spec = task
-        if hang_on and hang_on in path:
-            while True:  # the test stand-in for a decoder stuck in native code
-                time.sleep(HANG_S)
-        if crash_on and crash_on in path:
-            os._exit(CRASH_EXIT)
         try:
-            prepared = prepare_video(path, spec.num_frames, spec.preprocess, spec.views)
-            # numpy, not a tensor: a tensor would travel through shared memory, one file descriptor per file
-            answer = (index, replace(prepared, pixel_values=prepared.pixel_values.numpy()), None)
-        except VivitError as e:
-            answer = (index, None, one_line(str(e)))
-        except Exception as e:  # a damaged file can make OpenCV or numpy raise anything: it costs that file only
-            answer = (index, None, one_line(f"{path}: {type(e).__name__}: {e}"))
-        try:
-            conn.send(answer)
+            conn.send((index, *decode(path, spec)))
         except OSError:
             return
 

@@ -49,13 +49,13 @@ def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, devi
     2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
     """
     from vivit_cli.errors import VideoError
-    from vivit_cli.video.decode import Views
+    from vivit_cli.video.sampling import Views
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
     if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/cluster.py
         _batch_on_ray(ctx, views)
         return
-    from vivit_cli.pipeline import resolve_device
+    from vivit_cli.device import resolve_device
 
     job = batch.plan(sources, recursive, out, fmt, resume)  # usage errors before anything is loaded
     tally = batch.Tally(skipped=job.skipped)

@@ -116,7 +116,8 @@ def classify_command(ctx: click.Context, videos: tuple[str, ...], model: str, de
     from rich.console import Console
 
     from vivit_cli.errors import VideoError
-    from vivit_cli.video.decode import ClipsAhead, Views
+    from vivit_cli.video.ahead import ClipsAhead
+    from vivit_cli.video.sampling import Views
     from vivit_cli.writers import error_record, print_results_table, result_record
 
     views = Views(stride=stride, clips=clips, crops=int(crops))

@@ -41,7 +41,7 @@ def timeline_command(ctx: click.Context, video_path: str, model: str, device: st
     from vivit_cli.live import timeline
     from vivit_cli.live.overlay import check_overlay_path, write_overlay
     from vivit_cli.live.plot import check_plot_path, save_plot
-    from vivit_cli.video.decode import Views
+    from vivit_cli.video.sampling import Views
 
     if clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")

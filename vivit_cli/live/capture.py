@@ -286,6 +286,6 @@ class Grabber:
 
 def file_fps(source: Source) -> float:
     """A file's checked frame rate (OpenCV's is distrusted), for pacing and timestamps."""
-    from vivit_cli.video import decode as video
+    from vivit_cli.video.probe import open_video
 
-    return video.open_video(str(source.target)).fps
+    return open_video(str(source.target)).fps

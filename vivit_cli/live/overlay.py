@@ -21,7 +21,7 @@ import numpy as np
 from vivit_cli.errors import SourceError
 from vivit_cli.live.draw import draw_labels
 from vivit_cli.live.timeline import Timeline, clock
-from vivit_cli.video import decode as video
+from vivit_cli.video import decode, probe
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers both H.264 and mp4v go into
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
@@ -52,11 +52,11 @@ def write_overlay(
     `progress(frames written, frames in the video)` is called after every frame.
     """
     out = check_overlay_path(out)
-    info = video.open_video(timeline.source)
+    info = probe.open_video(timeline.source)
     # 4:2:0 video, the only kind every browser plays, needs even sides: an odd one gets its edge repeated.
     width, height = info.width + info.width % 2, info.height + info.height % 2
     encoder = _H264(out, width, height, info.fps) if h264_encoder() else _Mp4v(out, width, height, info.fps)
-    frames = video.iter_frames(timeline.source, info)
+    frames = decode.iter_frames(timeline.source, info)
     count = 0
     try:
         with contextlib.closing(frames):

@@ -18,7 +18,7 @@ from vivit_cli.results import ModelInfo, Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
     from vivit_cli.pipeline import Classifier
-    from vivit_cli.video.decode import Views
+    from vivit_cli.video.sampling import Views
 
 DEFAULT_EVERY_S = 1.0  # seconds between window starts
 # Top-1 probability a window needs to join a segment: with 400 classes a guess scores 0.0025, so 0.3 keeps
@@ -208,7 +208,7 @@ class _Scanner:
     def _preprocess(self, rgb: Any) -> Any:
         import torch
 
-        from vivit_cli.video.decode import CROP_NAMES
+        from vivit_cli.video.sampling import CROP_NAMES
 
         crops = [self.classifier.preprocess(rgb[None], crop=where) for where in CROP_NAMES[self.views.crops]]
         return torch.cat(crops)  # (crops, C, S, S)
@@ -224,12 +224,13 @@ class _Scanner:
     def _score(self) -> None:
         import torch
 
+        from vivit_cli.pipeline import score_videos
+
         if not self.done:
             return
-        x = torch.stack([torch.stack(w.frames, dim=1) for w in self.done])  # (B, crops, T, C, S, S)
-        b, c = x.shape[:2]
-        probs = self.classifier.scores(x.flatten(0, 1)).reshape(b, c, -1).mean(axis=1)  # (B, L)
-        for w, p in zip(self.done, probs, strict=True):
+        clips = [torch.stack(w.frames, dim=1) for w in self.done]  # each (crops, T, C, S, S)
+        scored = score_videos(self.classifier, clips, batch_size=sum(len(c) for c in clips))  # each (crops, L)
+        for w, p in zip(self.done, (s.mean(axis=0) for s in scored), strict=True):
             self.windows.append(Window(len(self.windows), w.start_s, w.end_s, tuple(w.indices),
                                        self.classifier.top_k(p, self.k)))
             self.probs.append(p)
@@ -255,17 +256,17 @@ def scan(
     """
     import numpy as np
 
-    from vivit_cli.video import decode as video
-    from vivit_cli.video.decode import Views
+    from vivit_cli.video import decode, probe
+    from vivit_cli.video.sampling import Views
 
     views = views or Views()
     if views.clips != 1:
         raise VivitError(f"a timeline window is one clip: clips must be 1, got {views.clips}")
     if not every_s > 0 or batch_size < 1:
         raise VivitError(f"every_s must be positive and batch_size at least 1 (got {every_s}, {batch_size})")
-    info = video.open_video(path)
+    info = probe.open_video(path)
     scanner = _Scanner(classifier, views, every_s, batch_size, k)
-    frames = video.iter_frames(path, info, scanner.wants)
+    frames = decode.iter_frames(path, info, scanner.wants)
     first_s = last_s = None
     period_s = 1.0 / info.fps  # until two frames give the real one
     count = 0

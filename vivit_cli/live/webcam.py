@@ -63,8 +63,10 @@ class ClassifierModel:
         self.num_frames: int = classifier.config.num_frames
 
     def score(self, frames: np.ndarray) -> np.ndarray:
+        from vivit_cli.pipeline import score_videos
+
         x = self.classifier.preprocess(frames)[None]  # (1, T, C, S, S)
-        return self.classifier.scores(x)[0]  # (L,)
+        return score_videos(self.classifier, [x], batch_size=1)[0][0]  # (L,)
 
     def top_k(self, probs: np.ndarray, k: int) -> tuple[Prediction, ...]:
         return self.classifier.top_k(probs, k)

@@ -1,0 +1,82 @@
+"""Faults injected by tests into decode workers and Ray's model workers: nothing in vivit_cli exists for them.
+
+A decode body is swapped by monkeypatching `vivit_cli.batch.worker.decode` before a pool or a Ray job starts: the
+pool and the Ray job look it up then and send it to their workers by reference (this module is importable there,
+through the tests' sys.path; Ray gets it by value). A subprocess run takes the same swap from `cli_with_faults`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vivit_cli.batch import worker
+
+CRASH_EXIT = 70  # exit status of a crashed decoder
+HANG_SLEEP_S = 1.0  # seconds a hung decoder sleeps at a time (it never stops)
+DIE_EXIT = 72
+
+_real_decode = worker.decode
+ROOT = str(Path(__file__).resolve().parent.parent)  # the checkout: `tests` imports from there
+
+
+def decode(path: str, spec: Any, where: str | None = None, *, hang_on: str | None = None,
+           crash_on: str | None = None) -> Any:
+    """The real decode, except that a path containing `hang_on` never answers and one containing `crash_on` takes
+    its worker down at once: the stand-ins for a decoder stuck or crashing in native code."""
+    while hang_on and hang_on in path:
+        time.sleep(HANG_SLEEP_S)
+    if crash_on and crash_on in path:
+        os._exit(CRASH_EXIT)
+    return _real_decode(path, spec, where)
+
+
+def faulty(hang_on: str | None = None, crash_on: str | None = None) -> Any:
+    """A decode body with faults, picklable by reference (a partial of this module's function)."""
+    return functools.partial(decode, hang_on=hang_on, crash_on=crash_on)
+
+
+def install(monkeypatch: Any, hang_on: str | None = None, crash_on: str | None = None) -> None:
+    """Swap the decode body for the rest of the test, for local pools and Ray jobs alike."""
+    monkeypatch.setattr(worker, "decode", faulty(hang_on, crash_on))
+    try:
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    except ImportError:
+        pass
+
+
+def dying_model_worker(marker: str, on_call: int = 2) -> Any:
+    """A ModelWorker that exits on its `on_call`-th batch (once the rows of a first batch have gone back to the
+    driver), once per `marker` file: the stand-in for a model worker lost with its node."""
+    from vivit_cli.batch.actors import ModelWorker
+
+    class Dying(ModelWorker):
+        calls = 0
+
+        def __call__(self, batch: Any) -> Any:
+            self.calls += 1
+            if self.calls >= on_call:
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    pass
+                else:
+                    os._exit(DIE_EXIT)
+            return super().__call__(batch)
+
+    return Dying
+
+
+def cli_with_faults(hang_on: str | None = None, crash_on: str | None = None) -> list[str]:
+    """argv prefix that runs `vivit` in a subprocess with the faulty decode body swapped in (with ROOT on
+    PYTHONPATH, so that `tests` imports there and in its workers)."""
+    code = ("import sys; from tests import faults; from vivit_cli.batch import worker; "
+            f"worker.decode = faults.faulty({hang_on!r}, {crash_on!r}); "
+            "from vivit_cli.cli import main; sys.argv[0] = 'vivit'; main()")
+    return [sys.executable, "-c", code]

@@ -1,0 +1,71 @@
+"""The decode-worker body, one for the local pool's processes and for Ray's decode tasks: a file -> its views."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from vivit_cli.errors import VivitError
+
+if TYPE_CHECKING:
+    from vivit_cli.video.preprocess import PreprocessConfig
+    from vivit_cli.video.sampling import Views
+    from vivit_cli.video.views import PreparedVideo
+
+FFMPEG_QUIET = "-8"  # AV_LOG_QUIET
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """What a worker needs to turn a path into model inputs; sent with every file, so it must stay small."""
+
+    num_frames: int
+    preprocess: PreprocessConfig
+    views: Views
+
+
+def one_line(message: str) -> str:
+    """An error message fit for one CSV cell and one log line (OpenCV's span several)."""
+    return " ".join(message.split())
+
+
+_settled = False
+
+
+def settle() -> None:
+    """Make this process a decode worker, once: one core each (the model's threads and the other workers have the
+    rest), no FFmpeg chatter (a bad file's error goes into its row), and the decoding modules imported now, before
+    any --timeout clock starts. Set OPENCV_FFMPEG_LOGLEVEL or OPENCV_LOG_LEVEL to see FFmpeg's own lines."""
+    global _settled
+    if _settled:
+        return
+    import cv2
+    import torch
+
+    import vivit_cli.video.views  # noqa: F401
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)  # read when the first video opens
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    _settled = True
+
+
+def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[PreparedVideo | None, str | None]:
+    """`path` -> (its views, None), or (None, a one-line error). A damaged file can make OpenCV or numpy raise
+    anything: it costs that file only. `where` is the name to open when it is not `path` as the user gave it (Ray
+    opens absolute paths); the result and its messages name the file as the user did."""
+    from vivit_cli.video.views import prepare_video
+
+    where = where or path
+    try:
+        prepared = prepare_video(where, spec.num_frames, spec.preprocess, spec.views)
+        # numpy, not a tensor: a tensor would travel through shared memory, one file descriptor per file
+        return replace(prepared, source=path, pixel_values=prepared.pixel_values.numpy()), None
+    except VivitError as e:
+        message = one_line(str(e))
+    except Exception as e:
+        message = one_line(f"{path}: {type(e).__name__}: {e}")
+    return None, message if where == path else message.replace(where, path)

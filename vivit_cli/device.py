@@ -1,0 +1,59 @@
+"""Where the model runs: the user's --device and --dtype, checked against what this machine can do."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from vivit_cli.errors import DeviceError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """None or "auto": the first GPU when there is one, else the CPU; a named GPU must exist."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} asked for, but CUDA is not available on this machine")
+        if (dev.index or 0) >= torch.cuda.device_count():
+            raise DeviceError(f"no GPU {dev.index}: this machine has {torch.cuda.device_count()}")
+    elif dev.type not in ("cpu", "mps"):
+        raise DeviceError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 in hardware (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, slowly."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags.split() or "amx_bf16" in flags.split()
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """None or "auto": fp32 on a CPU, bf16 on a GPU that has it (else fp16), as whisper picks."""
+    if dtype is None or dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise DeviceError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+        dtype = DTYPES[dtype]
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        warnings.warn("this CPU has no native bf16: bfloat16 runs about 4x slower than float32 here", stacklevel=2)
+    elif device.type == "cpu" and dtype == torch.float16:
+        warnings.warn("float16 on a CPU is slow and less precise; float32 is the CPU default", stacklevel=2)
+    return dtype
+
+

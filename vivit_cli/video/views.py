@@ -1,0 +1,57 @@
+"""Decoded clips -> model inputs: every clip x crop of a video preprocessed into one batch of views. No model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vivit_cli.results import View
+from vivit_cli.video.decode import sample_clips
+from vivit_cli.video.preprocess import PreprocessConfig
+from vivit_cli.video.sampling import CROP_NAMES, Clip, VideoInfo, Views
+
+
+@dataclass(frozen=True)
+class PreparedVideo:
+    """A video read and preprocessed: every view as one batch, ready for the model."""
+
+    source: str
+    pixel_values: torch.Tensor  # (V, T, C, S, S) float32
+    views: tuple[View, ...]
+    duration_s: float
+    num_frames: int
+    fps: float
+
+
+def crop_label(where: str, height: int, width: int) -> str:
+    """Name a crop as the user sees it: left/right on landscape frames, top/bottom on portrait ones."""
+    if where == "center":
+        return "center"
+    landscape = width >= height
+    return {("start", True): "left", ("end", True): "right", ("start", False): "top", ("end", False): "bottom"}[
+        (where, landscape)
+    ]
+
+
+def prepare_video(path: str | Path, num_frames: int, preprocess: PreprocessConfig, views: Views) -> PreparedVideo:
+    """Decode the frames all views need once, then preprocess each view: CPU only, no model."""
+    info, clips = sample_clips(str(path), views.sampling(num_frames))
+    return preprocess_clips(path, info, clips, preprocess, views)
+
+
+def preprocess_clips(
+    path: str | Path, info: VideoInfo, clips: list[Clip], preprocess: PreprocessConfig, views: Views
+) -> PreparedVideo:
+    """A video's decoded clips (video.sample_clips) -> each clip's crops preprocessed into one batch."""
+    tensors, described = [], []
+    for clip in clips:
+        for where in CROP_NAMES[views.crops]:
+            tensors.append(preprocess(clip.frames, crop=where))  # (T, C, S, S)
+            described.append(View(clip.index, crop_label(where, info.height, info.width), clip.frame_indices,
+                                  clip.timestamps_s))
+    return PreparedVideo(str(path), torch.stack(tensors), tuple(described), info.duration_s, info.frame_count,
+                         info.fps)
+
+
