@@ -1,4 +1,8 @@
-"""A checkpoint folder in transformers' layout -> our model, strictly and safely; and back again."""
+"""A checkpoint folder in transformers' layout -> our model, strictly and safely; and back again.
+
+Reading the JSON files is torch-free (a Ray driver reads the settings and never runs the model): torch and the model
+are imported by the functions that build or save one.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,20 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
-
-from vivit_cli.config import CONFIG_FILE, PREPROCESSOR_FILE, VivitConfig, read_config, read_json, read_preprocess
-from vivit_cli.errors import CheckpointError
-from vivit_cli.model import VivitForVideoClassification, VivitModel
+from vivit_cli.config import VivitConfig
+from vivit_cli.errors import CheckpointError, ConfigError
 from vivit_cli.video.preprocess import PreprocessConfig
 
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from vivit_cli.model import VivitForVideoClassification, VivitModel
+
+CONFIG_FILE = "config.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_FILE = "pytorch_model.bin"
@@ -80,6 +88,8 @@ def to_hf_state_dict(ours: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def from_hf_state_dict(theirs: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
     """transformers' checkpoint keys -> ours for `model`; names every missing, unexpected or misshapen key."""
+    import torch
+
     expected = {k: tuple(v.shape) for k, v in to_hf_state_dict(model.state_dict()).items()}
     got = {k: tuple(v.shape) for k, v in theirs.items()}
     missing = sorted(set(expected) - set(got))
@@ -111,8 +121,10 @@ def from_hf_state_dict(theirs: Mapping[str, Tensor], model: nn.Module) -> dict[s
 
 def read_weights(folder: Path) -> dict[str, Tensor]:
     """model.safetensors (or its shards) if present, else pytorch_model.bin loaded with weights_only."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+    from torch import Tensor
 
     files: list[Path] = []
     if (folder / SAFETENSORS_FILE).is_file():
@@ -154,9 +166,14 @@ def _architecture(raw: Mapping[str, Any], weights: Mapping[str, Tensor]) -> str:
 
 
 def load_checkpoint(
-    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> Checkpoint:
-    """Read and check a checkpoint folder, build the model on `device` in `dtype`, in eval mode."""
+    """Read and check a checkpoint folder, build the model on `device` in `dtype` (float32), in eval mode."""
+    import torch
+
+    from vivit_cli.model import VivitForVideoClassification, VivitModel
+
+    dtype = dtype or torch.float32
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a folder")
@@ -185,6 +202,8 @@ def save_pretrained(
     """Write config.json, model.safetensors and preprocessor_config.json that transformers loads."""
     from safetensors.torch import save_file
 
+    from vivit_cli.model import VivitForVideoClassification
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     base = model.vivit if isinstance(model, VivitForVideoClassification) else model
@@ -199,3 +218,30 @@ def save_pretrained(
     pre = (preprocess or PreprocessConfig()).to_dict()
     (folder / PREPROCESSOR_FILE).write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.name} not found in {path.parent}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def read_config(folder: Path) -> tuple[VivitConfig, dict[str, Any]]:
+    """config.json -> (config, raw dict); refuses other model types."""
+    raw = read_json(folder / CONFIG_FILE)
+    model_type = raw.get("model_type")
+    if model_type is not None and model_type != "vivit":
+        raise CheckpointError(f"{folder} holds a {model_type!r} model, not ViViT (model_type 'vivit')")
+    return VivitConfig.from_dict(raw), raw
+
+
+def read_preprocess(folder: Path) -> PreprocessConfig:
+    """preprocessor_config.json; transformers' defaults when the checkpoint has none."""
+    path = folder / PREPROCESSOR_FILE
+    return PreprocessConfig.from_dict(read_json(path)) if path.is_file() else PreprocessConfig()

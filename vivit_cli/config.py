@@ -1,23 +1,31 @@
-"""ViViT's hyper-parameters as a checkpoint's config.json holds them, and its preprocessor_config.json: checked,
-torch-free."""
+"""ViViT's hyper-parameters, as a checkpoint's config.json names them: checked; no torch, no files."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-from vivit_cli.errors import CheckpointError, ConfigError
-from vivit_cli.video.preprocess import PreprocessConfig
+from vivit_cli.errors import ConfigError
 
-CONFIG_FILE = "config.json"
-PREPROCESSOR_FILE = "preprocessor_config.json"
-
-# hidden_act / pooler_act names a checkpoint may use (model.py maps each to a module)
-ACTIVATION_NAMES = ("gelu", "gelu_python", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish",
-                    "quick_gelu", "mish", "tanh", "sigmoid", "linear")
+# hidden_act / pooler_act names a checkpoint may use -> the torch.nn module that computes it, and its arguments.
+# transformers' gelu_new / gelu_fast are the tanh approximation of GELU written out by hand; torch's fused kernel
+# computes the same function (equal within float rounding) and is faster. QuickGELU is ours (layers.py).
+ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "gelu": ("GELU", {}),
+    "gelu_python": ("GELU", {}),
+    "gelu_new": ("GELU", {"approximate": "tanh"}),
+    "gelu_fast": ("GELU", {"approximate": "tanh"}),
+    "gelu_pytorch_tanh": ("GELU", {"approximate": "tanh"}),
+    "relu": ("ReLU", {}),
+    "silu": ("SiLU", {}),
+    "swish": ("SiLU", {}),
+    "quick_gelu": ("QuickGELU", {}),
+    "mish": ("Mish", {}),
+    "tanh": ("Tanh", {}),
+    "sigmoid": ("Sigmoid", {}),
+    "linear": ("Identity", {}),
+}
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
@@ -70,8 +78,8 @@ class VivitConfig:
             raise bad(f"num_frames {self.num_frames} and image_size {list(self.image_hw)} must be divisible by "
                       f"tubelet_size {list(self.tubelet_size)}")
         for name in ("hidden_act", "pooler_act"):
-            if getattr(self, name) not in ACTIVATION_NAMES:
-                raise bad(f"{name} {getattr(self, name)!r} is not one of {', '.join(sorted(ACTIVATION_NAMES))}")
+            if getattr(self, name) not in ACTIVATIONS:
+                raise bad(f"{name} {getattr(self, name)!r} is not one of {', '.join(sorted(ACTIVATIONS))}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
@@ -148,28 +156,3 @@ class VivitConfig:
         return {"model_type": "vivit", **d}
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path.name} not found in {path.parent}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    return data
-
-
-def read_config(folder: Path) -> tuple[VivitConfig, dict[str, Any]]:
-    """config.json -> (config, raw dict); refuses other model types."""
-    raw = read_json(folder / CONFIG_FILE)
-    model_type = raw.get("model_type")
-    if model_type is not None and model_type != "vivit":
-        raise CheckpointError(f"{folder} holds a {model_type!r} model, not ViViT (model_type 'vivit')")
-    return VivitConfig.from_dict(raw), raw
-
-
-def read_preprocess(folder: Path) -> PreprocessConfig:
-    """preprocessor_config.json; transformers' defaults when the checkpoint has none."""
-    path = folder / PREPROCESSOR_FILE
-    return PreprocessConfig.from_dict(read_json(path)) if path.is_file() else PreprocessConfig()

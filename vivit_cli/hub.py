@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vivit_cli.config import CONFIG_FILE, PREPROCESSOR_FILE
+from vivit_cli.checkpoint import CONFIG_FILE, PICKLE_FILE, PREPROCESSOR_FILE, SAFETENSORS_FILE, SAFETENSORS_INDEX
 from vivit_cli.errors import CheckpointError, HubAuthError, ModelNotFoundError, VivitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub.errors import HfHubHTTPError
 
-SAFETENSORS_FILE = "model.safetensors"
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-PICKLE_FILE = "pytorch_model.bin"
 FORMS = "a Hub repo id (org/name), org/name@revision (a branch, tag or commit) or a local checkpoint folder"
 LOGIN = "set HF_TOKEN or run `hf auth login`"
 

@@ -63,7 +63,7 @@ class ClusterModel:
 
 def resolve_model(model: str) -> ClusterModel:
     """Fetch the model here (a Hub name becomes a commit) and read what the decode tasks need."""
-    from vivit_cli.config import read_config, read_preprocess
+    from vivit_cli.checkpoint import read_config, read_preprocess
 
     local = hub.fetch(hub.parse_model(model))
     config, _ = read_config(local.folder)

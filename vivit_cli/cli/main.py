@@ -91,7 +91,7 @@ def labels_command(ctx: click.Context, model: str) -> None:
     MODEL: org/name, org/name@revision or a folder [default: $VIVIT_MODEL, else the Kinetics-400 ViViT-B].
     """
     local = fetch_model(ctx, model, weights=False)
-    from vivit_cli.config import read_config
+    from vivit_cli.checkpoint import read_config
 
     config, _ = read_config(local.folder)
     for name in config.labels:
