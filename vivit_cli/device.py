@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import warnings
-
-import torch
+from typing import TYPE_CHECKING
 
 from vivit_cli.errors import DeviceError
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-          "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")  # what --dtype takes
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # also taken from Python
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """None or "auto": the first GPU when there is one, else the CPU; a named GPU must exist."""
+    import torch
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -42,14 +46,17 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """None or "auto": fp32 on a CPU, bf16 on a GPU that has it (else fp16), as whisper picks."""
+    import torch
+
     if dtype is None or dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise DeviceError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
-        dtype = DTYPES[dtype]
+        name = DTYPE_ALIASES.get(dtype, dtype)
+        if name not in DTYPE_NAMES[1:]:
+            raise DeviceError(f"unknown dtype {dtype!r}: use {', '.join(DTYPE_NAMES[:-1])} or {DTYPE_NAMES[-1]}")
+        dtype = getattr(torch, name)
     if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
         warnings.warn("this CPU has no native bf16: bfloat16 runs about 4x slower than float32 here", stacklevel=2)
     elif device.type == "cpu" and dtype == torch.float16:

@@ -8,13 +8,15 @@ from typing import Any
 import click
 
 from vivit_cli import DEFAULT_MODEL
+from vivit_cli.device import DTYPE_NAMES
+from vivit_cli.video.sampling import DEFAULT_STRIDE
 
 
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--model, --device and --dtype, shared by every command that runs the model."""
     f = click.option(
         "--dtype",
-        type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+        type=click.Choice(DTYPE_NAMES),
         default="auto",
         envvar="VIVIT_DTYPE",
         show_default=True,
@@ -71,7 +73,8 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).")(f)
     f = click.option("--clips", type=click.IntRange(1), default=1, show_default=True,
                      help="Clips spread evenly over the video; their scores are averaged.")(f)
-    f = click.option("--stride", type=click.IntRange(1), default=2, show_default=True, envvar="VIVIT_STRIDE",
+    f = click.option("--stride", type=click.IntRange(1), default=DEFAULT_STRIDE, show_default=True,
+                     envvar="VIVIT_STRIDE",
                      help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]")(f)
     return f
 

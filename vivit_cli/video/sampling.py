@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from vivit_cli.errors import VivitError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_STRIDE = 2  # frames between sampled frames: ViViT-B/16x2 was trained with 2
 CROP_NAMES = {1: ("center",), 3: ("start", "center", "end")}  # crops per view count, along the long side
 
 
@@ -27,7 +30,7 @@ class VideoInfo:
 @dataclass(frozen=True)
 class Sampling:
     num_frames: int  # frames per clip (from the checkpoint)
-    stride: int = 2  # frames between sampled frames
+    stride: int = DEFAULT_STRIDE  # frames between sampled frames
     clips: int = 1  # temporal views
 
     def __post_init__(self) -> None:
@@ -46,7 +49,7 @@ class Sampling:
 class Views:
     """How a video becomes model inputs: `clips` temporal clips x `crops` spatial crops, `stride` frames apart."""
 
-    stride: int = 2
+    stride: int = DEFAULT_STRIDE
     clips: int = 1
     crops: int = 1
 
