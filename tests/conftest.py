@@ -16,6 +16,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
+def float32_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--dtype auto is bf16 on CPUs with native bf16: the tests compare against fp32 numbers, so they run as on a
+    CPU without it (in this process, and through VIVIT_DTYPE in commands, subprocesses and Ray workers). The tests
+    of the choice itself fake the CPU's flags."""
+    from vivit_cli import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setenv("VIVIT_DTYPE", "float32")
+
+
+@pytest.fixture(autouse=True)
 def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """HF_HOME in a temp dir and HF_HUB_OFFLINE=1; returns the hub cache folder.
 

@@ -20,7 +20,8 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         default="auto",
         envvar="VIVIT_DTYPE",
         show_default=True,
-        help="Weights and activations precision; auto: fp32 on CPU, bf16 (else fp16) on GPU. [env: VIVIT_DTYPE]",
+        help="Weights and activations precision; auto: bf16 (else fp16) on a GPU, bf16 on a CPU with native bf16 "
+        "(AVX512_BF16, AMX), else fp32; float32 gives transformers-exact numbers. [env: VIVIT_DTYPE]",
     )(f)
     f = click.option(
         "--device",

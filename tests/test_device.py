@@ -1,0 +1,57 @@
+"""--device and --dtype: which dtype `auto` picks on which CPU (flags faked), and what bf16 gives on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.checkpoints import write_ours
+from vivit_cli import device as devices
+from vivit_cli.pipeline import load_model
+
+ZEN3 = frozenset({"avx2", "fma", "sse4_2"})  # no native bf16
+ZEN4 = ZEN3 | {"avx512f", "avx512_bf16", "avx512_vnni"}
+SAPPHIRE_RAPIDS = ZEN3 | {"avx512f", "amx_bf16", "amx_tile"}
+REAL_CPU_FLAGS = devices.cpu_flags  # taken before conftest fakes it for every test
+BF16_LOGIT_TOLERANCE = 0.05  # bf16 against fp32, on a tiny random model
+
+
+@pytest.mark.parametrize("flags, expected", [(ZEN3, torch.float32), (ZEN4, torch.bfloat16),
+                                             (SAPPHIRE_RAPIDS, torch.bfloat16), (frozenset(), torch.float32)],
+                         ids=["avx2-only", "avx512_bf16", "amx", "unknown"])
+def test_auto_is_bf16_on_a_cpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch, flags, expected) -> None:
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    cpu = torch.device("cpu")
+    assert devices.resolve_dtype("auto", cpu) == devices.resolve_dtype(None, cpu) == expected
+    assert devices.resolve_dtype("float32", cpu) == torch.float32  # the way to transformers-exact numbers
+
+
+
+def test_cpu_flags_come_from_the_flags_line(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16 fma\n"
+                       "bugs\t\t: sysret_ss_attrs\n\nprocessor\t: 1\nflags\t\t: fpu\n", encoding="utf-8")
+    assert REAL_CPU_FLAGS(str(cpuinfo)) == {"fpu", "avx2", "avx512_bf16", "fma"}
+    assert REAL_CPU_FLAGS(str(tmp_path / "missing")) == frozenset()  # not Linux: no flags, so fp32
+
+
+def test_unknown_dtype_names_the_choices() -> None:
+    with pytest.raises(devices.DeviceError, match="use auto, float32, bfloat16 or float16"):
+        devices.resolve_dtype("int8", torch.device("cpu"))
+
+
+def test_auto_on_a_bf16_cpu_loads_bf16_and_stays_close_to_fp32(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_ours(tmp_path / "m", labels=["a", "b", "c"])
+    monkeypatch.setattr(devices, "cpu_flags", lambda: ZEN4)
+    auto = load_model(folder, device="cpu")
+    exact = load_model(folder, device="cpu", dtype="float32")
+    assert auto.dtype == torch.bfloat16 and {p.dtype for p in auto.model.parameters()} == {torch.bfloat16}
+    x = torch.randn(4, auto.config.num_frames, 3, *auto.preprocess.crop_hw, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        got = auto.model(x.bfloat16()).logits.float().numpy()
+        want = exact.model(x).logits.numpy()
+    assert np.abs(got - want).max() <= BF16_LOGIT_TOLERANCE
