@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from vivit_cli.errors import SourceError
-from vivit_cli.live.timeline import clock
+from vivit_cli.results import clock
 from vivit_cli.writers import TOP_SEPARATOR
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vivit_cli.live.timeline import Timeline
+    from vivit_cli.results import Timeline
 
 CSV_COLUMNS = ("path", "kind", "index", "start_s", "end_s", "label", "score", "segment", "first_window",
                "last_window", "first_frame", "last_frame", "top_labels", "top_scores", "model", "revision")
