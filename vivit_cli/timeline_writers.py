@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from vivit_cli.errors import SourceError
 from vivit_cli.results import clock
-from vivit_cli.writers import TOP_SEPARATOR
+from vivit_cli.writers.records import TOP_SEPARATOR
 
 if TYPE_CHECKING:  # pragma: no cover
     from vivit_cli.results import Timeline

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from vivit_cli.errors import DeviceError, SourceError
 from vivit_cli.live.webcam import LivePrediction, LiveStatus
-from vivit_cli.writers import TOP_SEPARATOR
+from vivit_cli.writers.records import TOP_SEPARATOR
 
 LOG_FORMATS = ("csv", "jsonl")
 LOG_COLUMNS = ("time", "source", "prediction", "first_frame", "last_frame", "first_s", "last_s", "latency_s",
