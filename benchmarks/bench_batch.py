@@ -35,7 +35,7 @@ from vivit_cli.batch.pool import DecodePool  # noqa: E402
 from vivit_cli.pipeline import load_model  # noqa: E402
 from vivit_cli.video.sampling import Views  # noqa: E402
 from vivit_cli.video.views import prepare_video  # noqa: E402
-from vivit_cli.writers import RecordWriter  # noqa: E402
+from vivit_cli.writers import get_writer  # noqa: E402
 
 TARGET = 1.1  # batch loop / model only, on a CPU
 SIZE, FPS, SECONDS = (320, 240), 30, 4  # each video: 120 frames, enough for a 32-frame clip at stride 2
@@ -101,7 +101,7 @@ def main() -> None:
             with DecodePool(workers, batch.DEFAULT_TIMEOUT_S) as pool, open(root / "out.csv", "w") as out:
                 wait_ready(pool)  # in the CLI they start while the model loads
                 t = time.perf_counter()
-                tally = local.run(classifier, paths, pool, RecordWriter(out, "csv"), views, 5, args.batch_size)
+                tally = local.run(classifier, paths, pool, get_writer("csv", out), views, 5, args.batch_size)
                 elapsed = time.perf_counter() - t
             assert tally.ok == len(paths), tally
             return elapsed

@@ -27,7 +27,8 @@ from vivit_cli.cli import cli
 from vivit_cli.errors import SourceError
 from vivit_cli.pipeline import load_model
 from vivit_cli.video.sampling import Views
-from vivit_cli.writers import CSV_COLUMNS, RecordWriter, read_records
+from vivit_cli.writers.formats import get_writer, read_records
+from vivit_cli.writers.records import BATCH_COLUMNS as CSV_COLUMNS
 
 FRAMES = 12  # per test video: enough for a 4-frame clip at stride 2
 SIZE = (40, 32)  # pixels, width x height
@@ -292,25 +293,7 @@ def test_resume_with_another_model_is_refused_and_leaves_the_file(folder: Path, 
     assert [r["path"] for r in parse(out, fmt)] == [str(tmp_path / "a.avi"), str(tmp_path / "b.mp4")]
 
 
-# Writers
-
-
-class Unseekable(io.StringIO):
-    def seekable(self) -> bool:
-        return False
-
-
-@pytest.mark.parametrize("stream_type", [io.StringIO, Unseekable])
-def test_json_is_a_valid_list_after_every_record(stream_type: type) -> None:
-    stream = stream_type()
-    writer = RecordWriter(stream, "json")
-    for i in range(3):
-        writer.write({"path": f"{i}.mp4", "status": "ok"})
-        if stream_type is io.StringIO:
-            assert [r["path"] for r in json.loads(stream.getvalue())] == [f"{j}.mp4" for j in range(i + 1)]
-    writer.finish()
-    assert len(json.loads(stream.getvalue())) == 3
-
+# Parquet
 
 
 def test_parquet_holds_the_rows_of_jsonl_and_resumes_like_it(folder: Path, checkpoint: Path, tmp_path: Path) -> None:
@@ -383,7 +366,7 @@ def test_a_thousand_files_stream_with_flat_memory(checkpoint: Path, tmp_path: Pa
     tally = batch.Tally()
     started = time.monotonic()
     with DecodePool(2, 60) as pool, (tmp_path / "preds.jsonl").open("w") as stream:
-        local.run(classifier, batch.collect_videos([str(folder)]), pool, RecordWriter(stream, "jsonl"),
+        local.run(classifier, batch.collect_videos([str(folder)]), pool, get_writer("jsonl", stream),
                   Views(clips=4), top_k=1, batch_size=32, tally=tally, on_row=on_row)
     elapsed = time.monotonic() - started
     assert (tally.ok, tally.failed) == (files, 0)

@@ -118,8 +118,8 @@ def test_parquet_reads_back_and_resume_redoes_only_the_rest(local_ray, folder: P
                                                             tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from vivit_cli.parquet_writer import ParquetWriter
     from vivit_cli.writers import error_record
+    from vivit_cli.writers.parquet import ParquetWriter
 
     out = tmp_path / "preds.parquet"
     kept = {"path": str(folder / "a.avi"), "status": "ok", "predictions": [{"label": "kept", "score": 1.0,
@@ -202,7 +202,7 @@ def test_views_split_over_passes_score_as_one_pass(checkpoint: Path) -> None:
 
 def test_parquet_round_trips_a_record(tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
-    from vivit_cli.parquet_writer import ParquetWriter, read_parquet_records
+    from vivit_cli.writers.parquet import ParquetWriter, read_parquet_records
 
     record = {"path": "x.mp4", "status": "ok", "predictions": [{"label": "a", "score": 0.75, "index": 2}],
               "views": [{"clip": 0, "crop": "center", "frame_indices": [0, 2], "timestamps_s": [0.0, 0.0667]}],
@@ -257,7 +257,7 @@ def test_the_driver_imports_no_torch(folder: Path, checkpoint: Path) -> None:
 def test_parquet_resume_with_another_model_is_refused_before_ray_starts(folder: Path, checkpoint: Path,
                                                                         tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
-    from vivit_cli.parquet_writer import ParquetWriter
+    from vivit_cli.writers.parquet import ParquetWriter
 
     out = tmp_path / "preds.parquet"
     writer = ParquetWriter(str(out))

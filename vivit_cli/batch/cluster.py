@@ -22,7 +22,8 @@ from vivit_cli.errors import ClusterError, VivitError
 from vivit_cli.results import ModelInfo
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
-from vivit_cli.writers import error_record
+from vivit_cli.writers.formats import RecordWriter
+from vivit_cli.writers.records import error_record
 
 EXTRA = 'pip install "vivit-cli[ray]"'
 LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, else a local one
@@ -75,9 +76,10 @@ def resolve_model(model: str) -> ClusterModel:
                         read_preprocess(local.folder), local.note)
 
 
-class LazyWriter:
+class LazyWriter(RecordWriter):
     """A writer that opens the output when the first row comes: a job that fails before (workers that cannot load
-    the model, an unreachable cluster) leaves an existing --out as it was, as a local run does."""
+    the model, an unreachable cluster) leaves an existing --out as it was, as a local run does. The output's own
+    writer is finished when the block of open_output ends."""
 
     def __init__(self, open_writer: Callable[[], batch.Writer]) -> None:
         self._open: Callable[[], batch.Writer] | None = open_writer
@@ -167,7 +169,7 @@ def run(
     paths: Sequence[str],
     model: ClusterModel,
     pool: Pool,
-    writer: LazyWriter | batch.Writer,
+    writer: batch.Writer,
     views: Views,
     top_k: int,
     dtype: str = "auto",

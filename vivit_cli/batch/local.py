@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from vivit_cli.batch.plan import DEFAULT_BATCH_SIZE, FLUSH_AFTER_S, Tally, Writer
 from vivit_cli.batch.pool import DONE, DecodePool
 from vivit_cli.batch.worker import DecodeSpec, one_line
-from vivit_cli.writers import error_record, result_record
+from vivit_cli.writers.records import error_record, result_record
 
 if TYPE_CHECKING:
     import numpy as np

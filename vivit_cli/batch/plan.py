@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from vivit_cli import parquet_writer
 from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
 from vivit_cli.errors import SourceError
-from vivit_cli.writers import RecordWriter, format_for, read_records
+from vivit_cli.writers import parquet
+from vivit_cli.writers.formats import PARQUET, RecordWriter, format_for, get_writer, read_records
+from vivit_cli.writers.records import BATCH
 
 if TYPE_CHECKING:
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TIMEOUT_S", "Plan", "Tally", "check_model", "collect_videos", "plan",
            "open_output"]
 
-Writer = RecordWriter | parquet_writer.ParquetWriter  # where rows go: CSV, JSON or JSONL text, or Parquet
+Writer = RecordWriter  # where rows go: CSV, JSON or JSONL text, or Parquet
 
 DEFAULT_BATCH_SIZE = 8  # views (clips x crops) per forward pass
 MAX_WORKERS = 8  # decode processes by default, at most
@@ -124,25 +125,17 @@ def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | No
     out = None if out == "-" else out
     if resume and out is None:
         raise SourceError("--resume needs --out: rows written to stdout cannot be read back")
-    if parquet_writer.is_parquet(out, fmt):
+    fmt = format_for(out, fmt, BATCH)
+    if fmt == PARQUET:
         if out is None:
-            raise SourceError(f"Parquet goes to a file, not to stdout: give --out preds{parquet_writer.SUFFIX}")
-        parquet_writer.require_pyarrow()
-        fmt = parquet_writer.FORMAT
-    else:
-        try:
-            fmt = format_for(out, fmt)
-        except ValueError as e:
-            raise SourceError(str(e)) from None
+            raise SourceError(f"Parquet goes to a file, not to stdout: give --out preds{parquet.SUFFIX}")
+        parquet.require_pyarrow()
     if out is not None and os.path.isdir(out):
         raise SourceError(f"--out {out} is a folder: give a file name ending in .csv, .json, .jsonl or .parquet")
     paths = collect_videos(sources, recursive)
     finished: list[dict[str, Any]] = []
     if resume and out is not None and os.path.isfile(out):
-        if fmt == parquet_writer.FORMAT:
-            records = parquet_writer.read_parquet_records(out, columns=["path", "status", "model", "revision"])
-        else:
-            records = read_records(out, fmt)
+        records = read_records(out, fmt, columns=["path", "status", "model", "revision"])
         finished = [r for r in records if r.get("status") == "ok"]
     done = {path_key(str(r.get("path"))) for r in finished}
     todo = tuple(p for p in paths if path_key(p) not in done)
@@ -179,14 +172,14 @@ def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
     Error rows of the files about to be retried are dropped first, so every file has one row in the end.
     The rewrite goes through a temporary file and a rename: an interrupt leaves the old file or the new one.
     """
-    if job.fmt == parquet_writer.FORMAT:
+    if job.fmt == PARQUET:
         assert job.out is not None
         retry = {path_key(p) for p in job.todo} if job.resume else None
-        with parquet_writer.open_parquet(job.out, retry, path_key) as parquet:
-            yield parquet
+        with parquet.open_parquet(job.out, retry, path_key) as rows:
+            yield rows
         return
     if job.out is None:
-        writer = RecordWriter(stdout, job.fmt)
+        writer = get_writer(job.fmt, stdout, BATCH)
         try:
             yield writer
         finally:
@@ -196,7 +189,7 @@ def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
     if append:
         _rewrite_kept(job)
     with open(job.out, "a" if append else "w", encoding="utf-8", newline="") as stream:
-        writer = RecordWriter(stream, job.fmt, append=append)
+        writer = get_writer(job.fmt, stream, BATCH, append=append)
         try:
             yield writer
         finally:
@@ -209,7 +202,7 @@ def _rewrite_kept(job: Plan) -> None:
     seen: set[str] = set()
     tmp = Path(job.out).with_name(f".{Path(job.out).name}.resume-tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as stream:
-        writer = RecordWriter(stream, job.fmt)
+        writer = get_writer(job.fmt, stream, BATCH)
         for record in read_records(job.out, job.fmt):
             key = path_key(str(record.get("path")))
             if key in retry or key in seen:

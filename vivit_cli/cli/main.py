@@ -118,7 +118,8 @@ def classify_command(ctx: click.Context, videos: tuple[str, ...], model: str, de
     from vivit_cli.errors import VideoError
     from vivit_cli.video.ahead import ClipsAhead
     from vivit_cli.video.sampling import Views
-    from vivit_cli.writers import error_record, print_results_table, result_record
+    from vivit_cli.writers.records import error_record, result_record
+    from vivit_cli.writers.tables import print_results_table
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
     classifier = load_classifier(ctx, model, device, dtype)

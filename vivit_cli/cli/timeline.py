@@ -37,18 +37,21 @@ def timeline_command(ctx: click.Context, video_path: str, model: str, device: st
     from rich.console import Console
     from tqdm import tqdm
 
-    from vivit_cli import timeline_writers
     from vivit_cli.live import timeline
     from vivit_cli.live.overlay import check_overlay_path, write_overlay
     from vivit_cli.live.plot import check_plot_path, save_plot
     from vivit_cli.video.sampling import Views
+    from vivit_cli.writers.formats import check_folder, format_for, write_all
+    from vivit_cli.writers.records import TIMELINE, timeline_records
+    from vivit_cli.writers.tables import print_segments_table
 
     if clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")
     views = Views(stride=stride, clips=1, crops=int(crops))
     # Bad output names fail now, not after the scan.
     if out:
-        timeline_writers.output_format(out)
+        format_for(out, None, TIMELINE)
+        check_folder(out)
     if plot:
         check_plot_path(plot)
     if overlay:
@@ -59,8 +62,8 @@ def timeline_command(ctx: click.Context, video_path: str, model: str, device: st
         result = timeline.scan(classifier, video_path, views, every, top_k, batch_size, threshold,
                                progress=tqdm_progress(bar))
     if out:
-        timeline_writers.write_timeline(result, sys.stdout if out == "-" else out)
-    timeline_writers.print_segments_table(Console(stderr=out == "-"), result)
+        write_all(out, timeline_records(result), TIMELINE, sys.stdout)
+    print_segments_table(Console(stderr=out == "-"), result)
     if plot:
         save_plot(result, plot)
         if not quiet:

@@ -43,29 +43,33 @@ def webcam_command(ctx: click.Context, source: str, model: str, device: str, dty
     stops for good; 4 an unreadable file; 3 model problem; 2 bad usage, device or no display; 130 Ctrl-C, 143 SIGTERM.
     """
     import contextlib
+    import sys
 
     from rich.console import Console
 
     from vivit_cli.live import capture, view, webcam
+    from vivit_cli.results import LivePrediction
+    from vivit_cli.writers.formats import format_for, open_output
+    from vivit_cli.writers.records import WEBCAM, webcam_record
 
     src = capture.parse_source(source)  # usage errors before the model loads
     settings = webcam.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)
     capture_settings = capture.CaptureSettings(open_timeout, read_timeout, reconnect)
     if out:
-        view.log_format(out)
+        format_for(out, None, WEBCAM)
     live_model = webcam.ClassifierModel(load_classifier(ctx, model, device, dtype))
     console = Console(stderr=True)
     mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(view.LogWriter(out, src.name)) if out else None
+        log = stack.enter_context(open_output(out, WEBCAM, sys.stdout)) if out else None
         window = view.Window() if show else None
         if window:
             stack.callback(window.close)
         terminal = stack.enter_context(view.TerminalView(console, mode, src.name))
 
-        def on_prediction(p: webcam.LivePrediction) -> None:
+        def on_prediction(p: LivePrediction) -> None:
             if log:
-                log.write(p)
+                log.write(webcam_record(p, src.name))
             terminal.prediction(p)
 
         def on_tick(status: webcam.LiveStatus) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 
 from vivit_cli.errors import SourceError
 from vivit_cli.live.draw import draw_labels
-from vivit_cli.live.timeline import Timeline, clock
+from vivit_cli.results import Timeline, clock
 from vivit_cli.video import decode, probe
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers both H.264 and mp4v go into

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from vivit_cli.errors import SourceError
-from vivit_cli.live.timeline import Timeline, clock
+from vivit_cli.results import Timeline, clock
 
 WIDTH_PX = 1200
 MARGIN_LEFT_PX = 64  # room for the score axis' "100%"

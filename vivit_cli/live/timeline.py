@@ -5,16 +5,14 @@ Torch, NumPy and OpenCV are imported inside `scan` so that the CLI can read this
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vivit_cli.errors import VideoError, VivitError
-from vivit_cli.results import ModelInfo, Prediction
+from vivit_cli.results import Segment, Timeline, Window
 
 if TYPE_CHECKING:  # pragma: no cover
     from vivit_cli.pipeline import Classifier
@@ -26,75 +24,6 @@ DEFAULT_EVERY_S = 1.0  # seconds between window starts
 DEFAULT_THRESHOLD = 0.3
 DEFAULT_BATCH_SIZE = 8  # windows per forward pass (each is --crops views)
 STEP_TOLERANCE = 1e-9  # of a step: 0.3 / 0.1 is 2.9999999999999996 in floating point, yet three steps
-
-
-@dataclass(frozen=True)
-class Window:
-    """One clip of the timeline: the frames it sampled, the time they cover and its top-k."""
-
-    index: int
-    start_s: float  # timestamp of its first frame
-    end_s: float  # timestamp of the frame after its last one (the video's end for the last window)
-    frame_indices: tuple[int, ...]  # a held last frame repeats at the end of the video
-    predictions: tuple[Prediction, ...]  # best first, crops averaged
-
-    @property
-    def centre_s(self) -> float:
-        return (self.start_s + self.end_s) / 2
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Adjacent windows whose top-1 label is the same and at least the threshold."""
-
-    index: int
-    label: str
-    score: float  # mean top-1 probability of its windows
-    start_s: float
-    end_s: float
-    first_window: int
-    last_window: int
-
-    @property
-    def num_windows(self) -> int:
-        return self.last_window - self.first_window + 1
-
-
-# eq=False: `probs` is an array, which dataclass equality cannot compare.
-@dataclass(frozen=True, eq=False)
-class Timeline:
-    source: str
-    model: ModelInfo
-    labels: tuple[str, ...]
-    windows: tuple[Window, ...]
-    segments: tuple[Segment, ...]
-    cells: tuple[tuple[float, float], ...]  # the stretch of time each window speaks for; they tile the video
-    probs: Any  # (W, L) float32 numpy: every window's class probabilities, for the plot
-    start_s: float  # first frame's timestamp
-    end_s: float  # end of the last frame
-    frame_count: int
-    fps: float
-    every_s: float
-    threshold: float
-
-    def window_at(self, t: float) -> Window | None:
-        """The window whose cell holds time `t` (the nearest window centre), or None without windows."""
-        if not self.windows:
-            return None
-        return self.windows[max(0, bisect.bisect_right(self._cell_starts, t) - 1)]
-
-    @cached_property
-    def _cell_starts(self) -> list[float]:
-        return [a for a, _ in self.cells]
-
-
-def clock(t: float, decimals: int = 1) -> str:
-    """Seconds as m:ss.s (h:mm:ss.s past an hour), with `decimals` digits after the seconds."""
-    t = round(max(t, 0.0), decimals)
-    h, rest = divmod(t, 3600)
-    m, s = divmod(rest, 60)
-    sec = f"{s:0{3 + decimals}.{decimals}f}" if decimals else f"{int(s):02d}"
-    return f"{int(h)}:{int(m):02d}:{sec}" if h else f"{int(m)}:{sec}"
 
 
 def cells(windows: Sequence[Window], start_s: float, end_s: float) -> tuple[tuple[float, float], ...]:

@@ -1,102 +1,23 @@
-"""What `vivit webcam` shows and writes: log rows (CSV / JSONL), the terminal panel and the OpenCV window."""
+"""What `vivit webcam` shows: the terminal panel and the OpenCV window (its log rows: vivit_cli.writers)."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import json
 import os
 import sys
 import time
-from datetime import datetime
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from vivit_cli.errors import DeviceError, SourceError
-from vivit_cli.live.webcam import LivePrediction, LiveStatus
-from vivit_cli.writers import TOP_SEPARATOR
+from vivit_cli.errors import DeviceError
+from vivit_cli.live.webcam import LiveStatus
+from vivit_cli.results import LivePrediction
+from vivit_cli.writers.tables import BAR_WIDTH, percent
 
-LOG_FORMATS = ("csv", "jsonl")
-LOG_COLUMNS = ("time", "source", "prediction", "first_frame", "last_frame", "first_s", "last_s", "latency_s",
-               "smoothed_over", "label", "score", "top_labels", "top_scores")
 PANEL_REFRESH_S = 0.25  # seconds between redraws of the terminal panel
 PANEL_WIDTH = 60  # characters: wide enough that the caption stays on one line
 QUIT_KEYS = (ord("q"), 27)  # q and Esc
 WINDOW_NAME = "vivit"
-
-
-def log_format(path: str) -> str:
-    """The log's format from its name: .csv or .jsonl; "-" is JSONL on stdout."""
-    if path == "-":
-        return "jsonl"
-    suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix not in LOG_FORMATS:
-        raise SourceError(f"--out {path}: use a .csv or .jsonl name (or - for JSONL on stdout)")
-    return suffix
-
-
-def log_record(p: LivePrediction, source: str) -> dict[str, Any]:
-    """The JSONL object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
-    return {
-        "time": datetime.fromtimestamp(p.wall_time).astimezone().isoformat(timespec="milliseconds"),
-        "source": source,
-        "prediction": p.number,
-        "first_frame": p.first_frame,
-        "last_frame": p.last_frame,
-        "first_s": round(p.first_s, 4),
-        "last_s": round(p.last_s, 4),
-        "latency_s": round(p.latency_s, 4),
-        "smoothed_over": p.smoothed_over,
-        "predictions": [{"label": x.label, "score": round(x.score, 6), "index": x.index} for x in p.predictions],
-    }
-
-
-def log_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A JSONL object -> the CSV row: top-1, then the top-k joined with '|'."""
-    preds = record["predictions"]
-    flat = {k: v for k, v in record.items() if k != "predictions"}
-    return {
-        **flat,
-        "label": preds[0]["label"] if preds else "",
-        "score": f"{preds[0]['score']:.6f}" if preds else "",
-        "top_labels": TOP_SEPARATOR.join(x["label"] for x in preds),
-        "top_scores": TOP_SEPARATOR.join(f"{x['score']:.6f}" for x in preds),
-    }
-
-
-class LogWriter:
-    """One row per prediction, flushed as written, so an interrupted run leaves every row whole."""
-
-    def __init__(self, path: str, source: str, stdout: IO[str] | None = None) -> None:
-        self.fmt, self.source = log_format(path), source
-        try:
-            self._owned = path != "-"
-            self.stream = open(path, "w", encoding="utf-8", newline="") if self._owned else (stdout or sys.stdout)
-        except OSError as e:
-            raise SourceError(f"--out {path}: cannot be written ({e.strerror or e})") from e
-        if self.fmt == "csv":
-            self._csv = csv.DictWriter(self.stream, fieldnames=LOG_COLUMNS, lineterminator="\n")
-            self._csv.writeheader()
-            self.stream.flush()
-
-    def write(self, p: LivePrediction) -> None:
-        record = log_record(p, self.source)
-        if self.fmt == "csv":
-            self._csv.writerow(log_row(record))
-        else:
-            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self._owned:
-            self.stream.close()
-
-    def __enter__(self) -> LogWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class TerminalView:
@@ -126,7 +47,7 @@ class TerminalView:
             self._status = dataclasses.replace(last, latest=p, frames_skipped=p.frames_skipped)
             self._live.update(self.panel(self._status), refresh=True)
         elif self.mode == "lines":
-            labels = ", ".join(f"{x.label} {100 * x.score:.1f}%" for x in p.predictions) or "(none over threshold)"
+            labels = ", ".join(f"{x.label} {percent(x.score)}" for x in p.predictions) or "(none over threshold)"
             self.console.print(f"#{p.number} frames {p.first_frame}-{p.last_frame} ({p.first_s:.2f}-{p.last_s:.2f} s)"
                                f"  {labels}  [{1000 * p.latency_s:.0f} ms]", markup=False, highlight=False,
                                soft_wrap=True)
@@ -150,9 +71,9 @@ class TerminalView:
                       caption=_caption(status), caption_justify="left", min_width=PANEL_WIDTH)
         table.add_column("label")
         table.add_column("score", justify="right")
-        table.add_column("", width=20)
+        table.add_column("", width=BAR_WIDTH)
         for x in p.predictions if p else ():
-            table.add_row(x.label, f"{100 * x.score:.1f}%", Bar(1.0, 0.0, x.score, width=20))
+            table.add_row(x.label, percent(x.score), Bar(1.0, 0.0, x.score, width=BAR_WIDTH))
         return table
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from vivit_cli.errors import SourceError, VideoError, VivitError
 from vivit_cli.live.capture import CaptureSettings, Frame, Grabber, RingBuffer, Source, file_fps, open_capture
-from vivit_cli.results import Prediction
+from vivit_cli.results import LivePrediction, Prediction
 
 WEBCAM_EVERY = 8  # frames between predictions
 TICK_S = 1 / 60  # seconds between display refreshes (and stop checks) of the main thread
@@ -70,22 +70,6 @@ class ClassifierModel:
 
     def top_k(self, probs: np.ndarray, k: int) -> tuple[Prediction, ...]:
         return self.classifier.top_k(probs, k)
-
-
-@dataclass(frozen=True)
-class LivePrediction:
-    """One scored window: when, which frames, and the smoothed top-k that passed the threshold."""
-
-    number: int  # 1 for the first prediction
-    wall_time: float  # time.time() when the scores came back
-    first_frame: int
-    last_frame: int
-    first_s: float
-    last_s: float
-    predictions: tuple[Prediction, ...]  # best first; may be empty under --threshold
-    latency_s: float  # preprocessing and model
-    smoothed_over: int  # predictions averaged into these scores
-    frames_skipped: int  # so far: frames beyond the --every schedule that passed while the model was busy
 
 
 @dataclass(frozen=True)

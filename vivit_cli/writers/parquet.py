@@ -1,5 +1,5 @@
 """Parquet output for `vivit batch` (local or --ray): the JSON records as typed columns. pyarrow is imported
-lazily: it comes with the ray extra, or on its own (`pip install pyarrow`)."""
+lazily: it comes with the ray extra, or on its own (`pip install pyarrow`). No torch, no OpenCV."""
 
 from __future__ import annotations
 
@@ -10,21 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from vivit_cli.errors import SourceError
+from vivit_cli.writers.formats import PARQUET, RecordWriter
+from vivit_cli.writers.records import Record
 
-FORMAT = "parquet"
-SUFFIX = ".parquet"
+SUFFIX = f".{PARQUET}"
 ROW_GROUP_ROWS = 4096  # records held in memory before they go to the file as one row group
 READ_BATCH_ROWS = 65536  # records read back at a time (--resume), so a huge file is never all in memory
 # The record's keys, in this order; label and score repeat the first prediction so queries need no unnesting.
 COLUMNS = ("path", "status", "label", "score", "predictions", "views", "duration_s", "num_frames", "fps", "model",
            "revision", "error")
-
-
-def is_parquet(out: str | None, fmt: str | None) -> bool:
-    """Whether the rows go to a Parquet file: --format parquet, or an --out name ending in .parquet."""
-    if fmt is not None:
-        return fmt == FORMAT
-    return out is not None and Path(out).suffix.lower() == SUFFIX
 
 
 def require_pyarrow() -> None:
@@ -47,7 +41,7 @@ def schema() -> Any:
     return pa.schema([(name, types.get(name, pa.string())) for name in COLUMNS])
 
 
-def to_row(record: dict[str, Any]) -> dict[str, Any]:
+def to_row(record: Record) -> dict[str, Any]:
     """A JSON record -> a row of `schema()`: the top-1 label and score as columns of their own."""
     preds = record.get("predictions") or []
     row = {name: record.get(name) for name in COLUMNS}
@@ -56,12 +50,14 @@ def to_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class ParquetWriter:
+class ParquetWriter(RecordWriter):
     """Writes records to `path` through a temporary file that takes its name when finish() closes it.
 
     A Parquet file is readable only once closed, so the rows stay in the hidden temporary file until then; the
     CLI calls finish() on Ctrl-C and on errors too. A killed process leaves the old `path` as it was.
     """
+
+    format = PARQUET
 
     def __init__(self, path: str) -> None:
         import pyarrow.parquet as pq
@@ -74,7 +70,7 @@ class ParquetWriter:
         except OSError as e:
             raise SourceError(f"cannot write {path}: {e}") from None
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Record) -> None:
         self._rows.append(to_row(record))
         if len(self._rows) >= ROW_GROUP_ROWS:
             self._flush()
@@ -98,7 +94,7 @@ class ParquetWriter:
             self._rows = []
 
 
-def read_parquet_records(path: str | Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+def read_parquet_records(path: str | Path, columns: list[str] | None = None) -> Iterator[Record]:
     """The records of a Parquet file this module wrote, a batch at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq

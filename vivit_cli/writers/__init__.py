@@ -1,0 +1,14 @@
+"""Results -> rows and tables, with no torch and no OpenCV.
+
+records.py  every command's JSON records and CSV rows (one schema each: BATCH, TIMELINE, WEBCAM)
+formats.py  the format from an --out name, a writer per format (get_writer), rows read back for --resume
+parquet.py  Parquet files for `vivit batch` (pyarrow, imported when used)
+tables.py   the rich tables: one video's top-k, a timeline's segments
+"""
+
+from __future__ import annotations
+
+from vivit_cli.writers.formats import RecordWriter, format_for, get_writer, read_records
+from vivit_cli.writers.records import error_record, result_record
+
+__all__ = ["RecordWriter", "error_record", "format_for", "get_writer", "read_records", "result_record"]

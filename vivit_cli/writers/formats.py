@@ -1,0 +1,246 @@
+"""Records -> files and streams: the format from an --out name, one writer per format, and rows read back.
+
+No torch, no OpenCV: nothing in `vivit_cli.writers` imports them, directly or through another module.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, ClassVar
+
+from vivit_cli.errors import SourceError
+from vivit_cli.writers.records import BATCH, Record, Schema
+
+STDOUT = "-"  # as an --out name: JSONL on stdout
+PARQUET = "parquet"
+JSON_EMPTY = "[\n]\n"  # an empty JSON list as JsonWriter writes it
+JSON_CLOSE = "\n]\n"  # what follows the last record of a JSON list
+
+
+def format_for(path: str | Path | None, explicit: str | None = None, schema: Schema = BATCH) -> str:
+    """The output format: --format if given, else the suffix of `path`, one of `schema.formats`; no file (or "-")
+    means JSONL on stdout. A name that tells none is the command's own SourceError."""
+    if explicit:
+        if explicit not in schema.formats:
+            raise SourceError(f"unknown format {explicit!r}: use one of {', '.join(schema.formats)}")
+        return explicit
+    if path is None or str(path) == STDOUT:
+        return "jsonl"
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in schema.formats:
+        raise SourceError(schema.unknown.format(path=path))
+    return suffix
+
+
+def check_folder(path: str | Path) -> None:
+    """A file name whose folder exists (checked before a long run, which writes only at the end)."""
+    folder = Path(path).absolute().parent
+    if str(path) != STDOUT and not folder.is_dir():
+        raise SourceError(f"{path}: no folder {folder} to write into")
+
+
+class RecordWriter:
+    """Takes records one at a time: write() each, then finish() once, also after an interrupt."""
+
+    format: ClassVar[str]
+
+    def write(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """The output is complete."""
+
+
+class TextWriter(RecordWriter):
+    """Records into a text stream, flushed after each, so an interrupted run leaves every finished row readable.
+
+    With `append`, the stream is a file a writer of this format wrote (or an empty one): --resume adds to it.
+    """
+
+    def __init__(self, stream: IO[str], schema: Schema = BATCH, append: bool = False) -> None:
+        self.stream, self.schema = stream, schema
+        self.seekable = _seekable(stream)
+        self.size = stream.seek(0, io.SEEK_END) if append and self.seekable else 0  # what an append starts after
+        self._start()
+        stream.flush()
+
+    def write(self, record: Record) -> None:
+        self._write(record)
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.stream.flush()
+
+    def _start(self) -> None:
+        """Whatever comes before the first record of a new file."""
+
+    def _write(self, record: Record) -> None:
+        raise NotImplementedError
+
+
+class CsvWriter(TextWriter):
+    """The schema's columns; the top-k joined into cells. A header opens a new file."""
+
+    format = "csv"
+
+    def _start(self) -> None:
+        self._csv = csv.DictWriter(self.stream, fieldnames=self.schema.columns, lineterminator="\n")
+        if self.size == 0:
+            self._csv.writeheader()
+
+    def _write(self, record: Record) -> None:
+        self._csv.writerow(self.schema.csv_row(record))
+
+
+class JsonlWriter(TextWriter):
+    """One record per line."""
+
+    format = "jsonl"
+
+    def _write(self, record: Record) -> None:
+        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+class JsonWriter(TextWriter):
+    """A list of records, each on lines of its own (laid out as json.dump(..., indent=schema.json_indent) would).
+
+    The list is closed after each record and reopened by the next, so a seekable file is valid JSON at every
+    moment between records. On a stream that cannot seek (a pipe) finish() closes the list.
+    """
+
+    format = "json"
+
+    def _start(self) -> None:
+        if self.size == 0:
+            self.stream.write(JSON_EMPTY if self.seekable else "[\n")
+        # Only "none yet" or "some" matters: it decides whether a comma comes before the next record.
+        self._count = 0 if self.size <= len(JSON_EMPTY) else 1
+
+    def _write(self, record: Record) -> None:
+        text = json.dumps(record, ensure_ascii=False, indent=self.schema.json_indent)
+        if self.schema.json_indent:  # an item of the list: one level deeper than a record on its own
+            text = "\n".join(" " * self.schema.json_indent + line for line in text.splitlines())
+        line = ("" if self._count == 0 else ",\n") + text
+        if self.seekable:
+            self._reopen_list()
+            line += JSON_CLOSE
+        self.stream.write(line)
+        self._count += 1
+
+    def finish(self) -> None:
+        if not self.seekable:
+            self.stream.write(JSON_CLOSE if self._count else "]\n")
+        self.stream.flush()
+
+    def _reopen_list(self) -> None:
+        """Step back over the closing bracket written after the previous record."""
+        end = self.stream.seek(0, io.SEEK_END)
+        self.stream.seek(end - len(JSON_CLOSE if self._count else JSON_EMPTY.removeprefix("[\n")))
+        self.stream.truncate()
+
+
+WRITERS: dict[str, type[TextWriter]] = {w.format: w for w in (CsvWriter, JsonWriter, JsonlWriter)}
+
+
+def get_writer(fmt: str, stream: IO[str], schema: Schema = BATCH, append: bool = False) -> TextWriter:
+    """The writer of `fmt` ("csv", "json" or "jsonl") for a command's records on `stream`."""
+    if fmt not in WRITERS:
+        raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(WRITERS)}")
+    return WRITERS[fmt](stream, schema, append)
+
+
+@contextmanager
+def open_output(path: str, schema: Schema, stdout: IO[str]) -> Iterator[TextWriter]:
+    """A writer for the file `path` in the format its suffix names, or for JSONL on `stdout` when `path` is "-";
+    finished (and the file closed) afterwards, however the block ends."""
+    fmt = format_for(path, None, schema)
+    with _open_text(path, schema, stdout) as stream:
+        writer = get_writer(fmt, stream, schema)
+        try:
+            yield writer
+        finally:
+            writer.finish()
+
+
+def write_all(path: str, records: Iterable[Record], schema: Schema, stdout: IO[str]) -> None:
+    """Every record into `path` (or `stdout` for "-") at once, for a command that has all its rows at the end."""
+    try:
+        with open_output(path, schema, stdout) as writer:
+            for record in records:
+                writer.write(record)
+    except OSError as e:
+        if path == STDOUT:
+            raise
+        raise SourceError(schema.unwritable.format(path=path, reason=e.strerror or e)) from None
+
+
+@contextmanager
+def _open_text(path: str, schema: Schema, stdout: IO[str]) -> Iterator[IO[str]]:
+    if path == STDOUT:
+        yield stdout
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8", newline="")
+    except OSError as e:
+        raise SourceError(schema.unwritable.format(path=path, reason=e.strerror or e)) from None
+    with stream:
+        yield stream
+
+
+def _seekable(stream: IO[str]) -> bool:
+    try:
+        return stream.seekable()
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def read_records(path: str | Path, fmt: str, columns: list[str] | None = None) -> Iterator[Record]:
+    """The complete records of an output file (for --resume); a record torn by an interrupted write is skipped.
+
+    `columns` limits what is read of a Parquet file; text formats are read whole.
+    """
+    if fmt == PARQUET:
+        from vivit_cli.writers.parquet import read_parquet_records
+
+        yield from read_parquet_records(path, columns)
+        return
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    if fmt == "csv":
+        yield from _csv_records(text)
+        return
+    if fmt == "json":
+        try:
+            data = json.loads(text or "[]")
+        except json.JSONDecodeError:
+            data = None  # torn mid-write: JsonWriter puts each record on lines of its own
+        if isinstance(data, list):
+            yield from (r for r in data if isinstance(r, dict))
+            return
+    for line in text.splitlines():
+        line = line.strip().rstrip(",") if fmt == "json" else line
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+def _csv_records(text: str) -> Iterator[Record]:
+    # CsvWriter ends every row with a newline: text after the last one is a torn row.
+    reader = csv.reader(io.StringIO(text[: text.rfind("\n") + 1]))
+    header = next(reader, None)
+    if header is None:
+        return
+    try:
+        for row in reader:
+            if len(row) == len(header):
+                yield dict(zip(header, row, strict=True))
+    except csv.Error:
+        return
+

@@ -1,0 +1,79 @@
+"""The terminal's tables (rich, imported when one is drawn): one video's top-k, and a timeline's segments.
+No torch, no OpenCV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vivit_cli.results import ModelInfo, Timeline, VideoResult, clock
+
+BAR_WIDTH = 20  # characters of a full bar
+EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")  # the partial block that ends a bar
+
+
+def percent(score: float) -> str:
+    """A probability as the score cell of every table and panel: '87.5%'."""
+    return f"{100 * score:.1f}%"
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """A bar of block characters, to eighths of a character."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    return "█" * (eighths // 8) + EIGHTHS[eighths % 8]
+
+
+def model_caption(model: ModelInfo) -> str:
+    """'model org/name @ abc1234def56', for a table's footer."""
+    return f"model {model.model_id}" + (f" @ {model.revision[:12]}" if model.revision else "")
+
+
+def print_results_table(console: Any, result: VideoResult, title_extra: str = "") -> None:
+    """A rich table for one video: rank, label, score in %, and a bar."""
+    from rich.table import Table
+
+    views = result.views
+    clips = len({v.clip for v in views}) or 1
+    duration = f"{result.duration_s:.1f} s" if result.duration_s is not None else "?"
+    table = Table(
+        title=f"{Path(result.source).name}  [dim]{duration}, {clips} clip(s) x {len(views) // clips} crop(s)"
+        f"{title_extra}[/dim]",
+        title_justify="left",
+        caption=model_caption(result.model),
+        caption_justify="left",
+    )
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("label")
+    table.add_column("score", justify="right")
+    table.add_column("", min_width=BAR_WIDTH)
+    for rank, p in enumerate(result.predictions, 1):
+        table.add_row(str(rank), p.label, percent(p.score), bar(p.score))
+    console.print(table)
+
+
+def print_segments_table(console: Any, timeline: Timeline) -> None:
+    """A rich table: one row per segment, with the stretches below the threshold between them dimmed."""
+    from rich.table import Table
+
+    name = Path(timeline.source).name
+    details = (f"{clock(timeline.end_s - timeline.start_s)}, {len(timeline.windows)} windows every "
+               f"{timeline.every_s:g} s, threshold {timeline.threshold:g}")
+    table = Table(
+        title=f"{name}  [dim]{details}[/dim]",
+        title_justify="left",
+        min_width=len(name) + 2 + len(details),  # a title wider than the columns would wrap
+        caption=model_caption(timeline.model),
+        caption_justify="left",
+    )
+    for column, justify in (("#", "right"), ("start", "right"), ("end", "right"), ("label", "left"),
+                            ("score", "right"), ("windows", "right")):
+        table.add_column(column, justify=justify, style="dim" if column == "#" else None)  # type: ignore[arg-type]
+    at = timeline.start_s
+    for s in timeline.segments:
+        if s.start_s > at + 1e-6:
+            table.add_row("", clock(at), clock(s.start_s), "[dim](below threshold)[/dim]", "", "")
+        table.add_row(str(s.index), clock(s.start_s), clock(s.end_s), s.label, percent(s.score), str(s.num_windows))
+        at = s.end_s
+    if timeline.end_s > at + 1e-6:
+        table.add_row("", clock(at), clock(timeline.end_s), "[dim](below threshold)[/dim]", "", "")
+    console.print(table)
