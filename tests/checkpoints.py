@@ -65,8 +65,9 @@ def make_hf(base: bool = False, pooler: bool = True, seed: int = 0, **overrides:
     return randomize(model, seed)
 
 
-def video(config: Any, batch: int = 2, seed: int = 1, frames: int | None = None,
-          size: tuple[int, int] | None = None) -> torch.Tensor:
+def video(
+    config: Any, batch: int = 2, seed: int = 1, frames: int | None = None, size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Random pixel values (B, T, C, H, W) for a config (ours or transformers'), or another frame count/size."""
     hw = config.image_size if isinstance(config.image_size, (list, tuple)) else (config.image_size,) * 2
     h, w = size or hw
@@ -86,5 +87,8 @@ def write_ours(folder: Path, labels: list[str] | None = None, seed: int = 0, **o
     names = labels or [f"label {i}" for i in range(num_labels)]
     config = VivitConfig(**settings, id2label=dict(enumerate(names)))
     size = config.image_hw[0]
-    return save_pretrained(randomize(VivitForVideoClassification(config), seed), folder,
-                           PreprocessConfig(shortest_edge=size, crop_hw=(size, size)))
+    return save_pretrained(
+        randomize(VivitForVideoClassification(config), seed),
+        folder,
+        PreprocessConfig(shortest_edge=size, crop_hw=(size, size)),
+    )

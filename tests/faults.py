@@ -24,8 +24,9 @@ _real_decode = worker.decode
 ROOT = str(Path(__file__).resolve().parent.parent)  # the checkout: `tests` imports from there
 
 
-def decode(path: str, spec: Any, where: str | None = None, *, hang_on: str | None = None,
-           crash_on: str | None = None) -> Any:
+def decode(
+    path: str, spec: Any, where: str | None = None, *, hang_on: str | None = None, crash_on: str | None = None
+) -> Any:
     """The real decode, except that a path containing `hang_on` never answers and one containing `crash_on` takes
     its worker down at once: the stand-ins for a decoder stuck or crashing in native code."""
     while hang_on and hang_on in path:
@@ -76,7 +77,9 @@ def dying_model_worker(marker: str, on_call: int = 2) -> Any:
 def cli_with_faults(hang_on: str | None = None, crash_on: str | None = None) -> list[str]:
     """argv prefix that runs `vivit` in a subprocess with the faulty decode body swapped in (with ROOT on
     PYTHONPATH, so that `tests` imports there and in its workers)."""
-    code = ("import sys; from tests import faults; from vivit_cli.batch import worker; "
-            f"worker.decode = faults.faulty({hang_on!r}, {crash_on!r}); "
-            "from vivit_cli.cli import main; sys.argv[0] = 'vivit'; main()")
+    code = (
+        "import sys; from tests import faults; from vivit_cli.batch import worker; "
+        f"worker.decode = faults.faulty({hang_on!r}, {crash_on!r}); "
+        "from vivit_cli.cli import main; sys.argv[0] = 'vivit'; main()"
+    )
     return [sys.executable, "-c", code]

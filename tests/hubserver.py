@@ -132,11 +132,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 rev = unquote(parts[5]) if len(parts) == 6 and parts[4] == "revision" else "main"
                 return self._info(repo_id, rev, body)
             if len(parts) >= 5 and parts[2] == "resolve":
-                repo_id, rev, name = (
-                    unquote("/".join(parts[:2])),
-                    unquote(parts[3]),
-                    unquote("/".join(parts[4:])),
-                )
+                repo_id, rev, name = (unquote("/".join(parts[:2])), unquote(parts[3]), unquote("/".join(parts[4:])))
                 return self._file(repo_id, rev, name, body)
             self._error(404, None, "Not Found", body)
 

@@ -93,17 +93,20 @@ def test_sources_folder_glob_file_and_list(folder: Path, tmp_path: Path, monkeyp
     assert batch.collect_videos([f"@{listing}"]) == ["b.mp4", "missing.mp4", "sub/d.avi"]
 
 
-@pytest.mark.parametrize("source, needle", [
-    ("sub/nothing", "no such file, folder or pattern"),
-    ("*.mkv", "matches 0 paths"),
-    ("*.txt", "none of them with a video suffix"),
-    ("empty-dir", "no video files in this folder (-r looks in subfolders)"),
-    ("@nolist.txt", "cannot read the list"),
-    ("@blank.txt", "names no files"),
-])
-def test_a_source_that_names_nothing_is_a_usage_error(folder: Path, tmp_path: Path, checkpoint: Path,
-                                                     monkeypatch: pytest.MonkeyPatch, source: str,
-                                                     needle: str) -> None:
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("sub/nothing", "no such file, folder or pattern"),
+        ("*.mkv", "matches 0 paths"),
+        ("*.txt", "none of them with a video suffix"),
+        ("empty-dir", "no video files in this folder (-r looks in subfolders)"),
+        ("@nolist.txt", "cannot read the list"),
+        ("@blank.txt", "names no files"),
+    ],
+)
+def test_a_source_that_names_nothing_is_a_usage_error(
+    folder: Path, tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch, source: str, needle: str
+) -> None:
     (tmp_path / "empty-dir").mkdir()
     (tmp_path / "blank.txt").write_text("# nothing\n\n")
     (tmp_path / "notes.txt").write_text("x")
@@ -115,10 +118,9 @@ def test_a_source_that_names_nothing_is_a_usage_error(folder: Path, tmp_path: Pa
     assert result.exit_code == 2 and needle in result.stderr and result.stdout == ""
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--resume"], "--resume needs --out"),
-    (["--out", "preds.txt"], "cannot tell the format"),
-])
+@pytest.mark.parametrize(
+    "args, needle", [(["--resume"], "--resume needs --out"), (["--out", "preds.txt"], "cannot tell the format")]
+)
 def test_bad_output_options_are_usage_errors(folder: Path, checkpoint: Path, args: list[str], needle: str) -> None:
     result = invoke("batch", str(folder), "--model", str(checkpoint), *args)
     assert result.exit_code == 2 and needle in result.stderr
@@ -164,8 +166,9 @@ def test_no_out_is_pure_jsonl_on_stdout_and_all_ok_exits_0(folder: Path, checkpo
     assert result.exit_code == 4
     rows = parse(None, "jsonl", result.stdout)
     assert names(rows) == ["a.avi", "b.mp4", "empty.mp4", "folder.mp4", "text.mp4", "truncated.mp4"]
-    ok = invoke("-q", "batch", str(folder / "a.avi"), str(folder / "b.mp4"), "--model", str(checkpoint),
-                "--format", "json")
+    ok = invoke(
+        "-q", "batch", str(folder / "a.avi"), str(folder / "b.mp4"), "--model", str(checkpoint), "--format", "json"
+    )
     assert ok.exit_code == 0 and ok.stderr == ""
     assert names(json.loads(ok.stdout)) == ["a.avi", "b.mp4"]
 
@@ -174,27 +177,48 @@ def test_rows_match_classify_across_split_batches(folder: Path, checkpoint: Path
     """2 clips x 3 crops = 6 views per video in batches of 4: videos are split across forward passes."""
     out = tmp_path / "preds.jsonl"
     args = ["--clips", "2", "--crops", "3", "-k", "5"]
-    result = invoke("batch", *(str(folder / n) for n in GOOD), "--model", str(checkpoint), "--out", str(out),
-                    "--batch-size", "4", *args)
+    result = invoke(
+        "batch",
+        *(str(folder / n) for n in GOOD),
+        "--model",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        *args,
+    )
     assert result.exit_code == 0, result.stderr
     classifier = load_model(checkpoint)
     for row in parse(out, "jsonl"):
         expected = classifier.classify(row["path"], Views(clips=2, crops=3), 5)
         assert [p["label"] for p in row["predictions"]] == [p.label for p in expected.predictions]
-        assert [p["score"] for p in row["predictions"]] == pytest.approx([p.score for p in expected.predictions],
-                                                                           abs=1e-5)
+        assert [p["score"] for p in row["predictions"]] == pytest.approx(
+            [p.score for p in expected.predictions], abs=1e-5
+        )
         assert [(v["clip"], v["crop"]) for v in row["views"]] == [(v.clip, v.crop) for v in expected.views]
 
 
 # Decoders that hang or crash
 
 
-def test_a_hung_and_a_crashed_decoder_cost_one_row_each(folder: Path, checkpoint: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hung_and_a_crashed_decoder_cost_one_row_each(
+    folder: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "preds.csv"
     faults.install(monkeypatch, hang_on="b.mp4", crash_on="c.avi")
-    result = invoke("batch", *(str(folder / n) for n in GOOD), "--model", str(checkpoint), "--out", str(out),
-                    "--timeout", "2", "--workers", "2")
+    result = invoke(
+        "batch",
+        *(str(folder / n) for n in GOOD),
+        "--model",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--timeout",
+        "2",
+        "--workers",
+        "2",
+    )
     assert result.exit_code == 4, result.stderr
     rows = {Path(r["path"]).name: r for r in parse(out, "csv")}
     assert sorted(rows) == ["a.avi", "b.mp4", "c.avi", "d.avi"]
@@ -208,9 +232,13 @@ def test_a_hung_and_a_crashed_decoder_cost_one_row_each(folder: Path, checkpoint
 
 def start(args: list[str], hang_on: str) -> subprocess.Popen:
     path = os.pathsep.join(p for p in (faults.ROOT, os.environ.get("PYTHONPATH")) if p)
-    return subprocess.Popen([*faults.cli_with_faults(hang_on=hang_on), "batch", *args],
-                            env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [*faults.cli_with_faults(hang_on=hang_on), "batch", *args],
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_rows(out: Path, fmt: str, count: int, process: subprocess.Popen) -> None:
@@ -222,10 +250,14 @@ def wait_for_rows(out: Path, fmt: str, count: int, process: subprocess.Popen) ->
     pytest.fail(f"no {count} rows in {out} (exit {process.poll()}): {process.stderr.read() if process.stderr else ''}")
 
 
-@pytest.mark.parametrize("sig, fmt", [(signal.SIGKILL, "json"), (signal.SIGINT, "csv"), (signal.SIGTERM, "jsonl")],
-                         ids=["SIGKILL", "SIGINT", "SIGTERM"])
-def test_a_killed_run_resumes_to_every_row_once(folder: Path, checkpoint: Path, tmp_path: Path, sig: int,
-                                                fmt: str) -> None:
+@pytest.mark.parametrize(
+    "sig, fmt",
+    [(signal.SIGKILL, "json"), (signal.SIGINT, "csv"), (signal.SIGTERM, "jsonl")],
+    ids=["SIGKILL", "SIGINT", "SIGTERM"],
+)
+def test_a_killed_run_resumes_to_every_row_once(
+    folder: Path, checkpoint: Path, tmp_path: Path, sig: int, fmt: str
+) -> None:
     out = tmp_path / f"preds.{fmt}"
     # One worker stuck on c.avi: a.avi and b.mp4 are done, and the run is killed while it waits.
     process = start([str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "-j", "1"], hang_on="c.avi")
@@ -245,8 +277,9 @@ def test_a_killed_run_resumes_to_every_row_once(folder: Path, checkpoint: Path, 
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
-def test_resume_after_a_torn_write_keeps_every_row_once_and_retries_errors(folder: Path, checkpoint: Path,
-                                                                           tmp_path: Path, fmt: str) -> None:
+def test_resume_after_a_torn_write_keeps_every_row_once_and_retries_errors(
+    folder: Path, checkpoint: Path, tmp_path: Path, fmt: str
+) -> None:
     out = tmp_path / f"preds.{fmt}"
     invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out))
     first = parse(out, fmt)
@@ -270,25 +303,34 @@ def test_resume_with_everything_done_loads_nothing(folder: Path, tmp_path: Path)
     assert result.exit_code == 0 and "1 already done" in result.stderr
 
 
-
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_resume_with_another_model_is_refused_and_leaves_the_file(folder: Path, checkpoint: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+def test_resume_with_another_model_is_refused_and_leaves_the_file(
+    folder: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
     out = tmp_path / f"preds.{fmt}"
     (tmp_path / "a.avi").symlink_to(folder / "a.avi")
     (tmp_path / "b.mp4").symlink_to(folder / "b.mp4")
     invoke("batch", str(tmp_path / "a.avi"), "--model", str(checkpoint), "--out", str(out))
     before = out.read_bytes()
     other = write_ours(tmp_path / "other", labels=["cooking", "dancing", "reading", "swimming", "typing"])
-    result = invoke("batch", str(tmp_path / "a.avi"), str(tmp_path / "b.mp4"), "--model", str(other),
-                    "--out", str(out), "--resume")
+    result = invoke(
+        "batch", str(tmp_path / "a.avi"), str(tmp_path / "b.mp4"), "--model", str(other), "--out", str(out), "--resume"
+    )
     assert result.exit_code == 2, result.stderr
     assert f"holds rows from {checkpoint}, not {other}" in result.stderr
     assert out.read_bytes() == before
     # The same folder spelt another way is the same model.
     monkeypatch.chdir(checkpoint.parent)
-    again = invoke("batch", str(tmp_path / "a.avi"), str(tmp_path / "b.mp4"), "--model", f"./{checkpoint.name}",
-                   "--out", str(out), "--resume")
+    again = invoke(
+        "batch",
+        str(tmp_path / "a.avi"),
+        str(tmp_path / "b.mp4"),
+        "--model",
+        f"./{checkpoint.name}",
+        "--out",
+        str(out),
+        "--resume",
+    )
     assert again.exit_code == 0, again.stderr
     assert [r["path"] for r in parse(out, fmt)] == [str(tmp_path / "a.avi"), str(tmp_path / "b.mp4")]
 
@@ -312,27 +354,33 @@ def test_parquet_holds_the_rows_of_jsonl_and_resumes_like_it(folder: Path, check
         assert (row["status"], row["error"], row["views"]) == (want["status"], want.get("error"), want.get("views", []))
         assert [p["label"] for p in row["predictions"]] == [p["label"] for p in want.get("predictions", [])]
         assert [p["score"] for p in row["predictions"]] == pytest.approx(
-            [p["score"] for p in want.get("predictions", [])], abs=1e-6)
+            [p["score"] for p in want.get("predictions", [])], abs=1e-6
+        )
     # --resume redoes only the error rows, each file keeps one row, and the ok rows stay as they were.
     again = invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out), "--resume")
     assert again.exit_code == 4 and f"{len(GOOD) - 1} already done" in again.stderr, again.stderr
     resumed = pq.read_table(out).to_pylist()
     assert sorted(r["path"] for r in resumed) == sorted(rows)
-    assert {r["path"]: r for r in resumed if r["status"] == "ok"} == {p: r for p, r in rows.items()
-                                                                     if r["status"] == "ok"}
+    assert {r["path"]: r for r in resumed if r["status"] == "ok"} == {
+        p: r for p, r in rows.items() if r["status"] == "ok"
+    }
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--format", "parquet"], "Parquet goes to a file, not to stdout"),
-    (["--out", "-", "--format", "parquet"], "Parquet goes to a file, not to stdout"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "parquet"], "Parquet goes to a file, not to stdout"),
+        (["--out", "-", "--format", "parquet"], "Parquet goes to a file, not to stdout"),
+    ],
+)
 def test_parquet_needs_a_file(folder: Path, args: list[str], message: str) -> None:
     result = invoke("batch", str(folder), "--model", "no/such-model", *args)
     assert result.exit_code == 2 and message in result.stderr
 
 
-def test_parquet_without_pyarrow_names_what_to_install(folder: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_without_pyarrow_names_what_to_install(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow raises ImportError
     result = invoke("batch", str(folder), "--model", "no/such-model", "--out", str(tmp_path / "p.parquet"))
     assert result.exit_code == 2 and "Parquet output needs pyarrow: pip install pyarrow" in result.stderr
@@ -366,8 +414,17 @@ def test_a_thousand_files_stream_with_flat_memory(checkpoint: Path, tmp_path: Pa
     tally = batch.Tally()
     started = time.monotonic()
     with DecodePool(2, 60) as pool, (tmp_path / "preds.jsonl").open("w") as stream:
-        local.run(classifier, batch.collect_videos([str(folder)]), pool, get_writer("jsonl", stream),
-                  Views(clips=4), top_k=1, batch_size=32, tally=tally, on_row=on_row)
+        local.run(
+            classifier,
+            batch.collect_videos([str(folder)]),
+            pool,
+            get_writer("jsonl", stream),
+            Views(clips=4),
+            top_k=1,
+            batch_size=32,
+            tally=tally,
+            on_row=on_row,
+        )
     elapsed = time.monotonic() - started
     assert (tally.ok, tally.failed) == (files, 0)
     assert len(list(read_records(tmp_path / "preds.jsonl", "jsonl"))) == files

@@ -45,8 +45,12 @@ def folder(hf_folder, tmp_path):
 
 # ---- saving ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides", [{}, dict(image_size=[16, 8], tubelet_size=[2, 8, 4], qkv_bias=False)],
-                         ids=["square", "non-square-no-bias"])
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, dict(image_size=[16, 8], tubelet_size=[2, 8, 4], qkv_bias=False)],
+    ids=["square", "non-square-no-bias"],
+)
 def test_our_checkpoint_loads_in_transformers(tmp_path, overrides):
     ours = ours_random(**overrides)
     save_pretrained(ours, tmp_path, PreprocessConfig(shortest_edge=18, crop_hw=(16, 16)))
@@ -118,11 +122,13 @@ def test_loaded_model_is_in_eval_mode_on_the_device_and_dtype(hf_folder):
 
 # ---- bad checkpoints ------------------------------------------------------------------------------
 
+
 def _edit_json(name, **changes):
     def edit(folder):
         path = folder / name
         raw = json.loads(path.read_text()) if path.exists() else {}
         path.write_text(json.dumps({**raw, **changes}))
+
     return edit
 
 
@@ -136,6 +142,7 @@ def _edit_weights(edit):
         weights = load_file(path)
         edit(weights)
         save_file(weights, path)
+
     return apply
 
 
@@ -148,6 +155,7 @@ def _to_bin(obj):
     def apply(folder):
         (folder / "model.safetensors").unlink()
         torch.save(obj, folder / "pytorch_model.bin")
+
     return apply
 
 
@@ -173,22 +181,40 @@ BAD = {  # name: (spoil the folder, expected error, text the message must hold)
     "truncated safetensors": (_truncate, CheckpointError, "cannot read"),
     "not safetensors at all": (_write("model.safetensors", "hello"), CheckpointError, "cannot read"),
     "missing shard": (_missing_shard, CheckpointError, "model-00001-of-00002.safetensors"),
-    "wrong shape": (_edit_weights(lambda w: w.update({LAYER_KEY: torch.zeros(3, 24)})), CheckpointError,
-                    f"wrong shapes: {LAYER_KEY} [3, 24] != [24, 24]"),
-    "missing key": (_edit_weights(lambda w: w.pop("vivit.layernorm.bias")), CheckpointError,
-                    "missing keys: vivit.layernorm.bias"),
+    "wrong shape": (
+        _edit_weights(lambda w: w.update({LAYER_KEY: torch.zeros(3, 24)})),
+        CheckpointError,
+        f"wrong shapes: {LAYER_KEY} [3, 24] != [24, 24]",
+    ),
+    "missing key": (
+        _edit_weights(lambda w: w.pop("vivit.layernorm.bias")),
+        CheckpointError,
+        "missing keys: vivit.layernorm.bias",
+    ),
     "many missing keys": (_edit_weights(_drop_layer), CheckpointError, "more)"),
-    "unexpected key": (_edit_weights(lambda w: w.update({"vivit.extra.weight": torch.zeros(2)})),
-                       CheckpointError, "unexpected keys: vivit.extra.weight"),
-    "more labels in config than in the head": (_edit_json("config.json", id2label={str(i): str(i) for i in range(7)}),
-                                               CheckpointError, "classifier.weight [5, 24] != [7, 24]"),
+    "unexpected key": (
+        _edit_weights(lambda w: w.update({"vivit.extra.weight": torch.zeros(2)})),
+        CheckpointError,
+        "unexpected keys: vivit.extra.weight",
+    ),
+    "more labels in config than in the head": (
+        _edit_json("config.json", id2label={str(i): str(i) for i in range(7)}),
+        CheckpointError,
+        "classifier.weight [5, 24] != [7, 24]",
+    ),
     "pickle of non-tensors": (_to_bin({"classifier.weight": 3}), CheckpointError, "state dict of tensors"),
     "pickle of a list": (_to_bin([torch.zeros(2)]), CheckpointError, "state dict of tensors"),
-    "malformed preprocessor config": (_write("preprocessor_config.json", "{"), ConfigError,
-                                      "preprocessor_config.json is not valid JSON"),
+    "malformed preprocessor config": (
+        _write("preprocessor_config.json", "{"),
+        ConfigError,
+        "preprocessor_config.json is not valid JSON",
+    ),
     "bad preprocessor value": (_edit_json("preprocessor_config.json", resample=9), ConfigError, "resample=9"),
-    "preprocessor size without sides": (_edit_json("preprocessor_config.json", size={"longest_edge": 3}),
-                                        ConfigError, "size"),
+    "preprocessor size without sides": (
+        _edit_json("preprocessor_config.json", size={"longest_edge": 3}),
+        ConfigError,
+        "size",
+    ),
 }
 
 
@@ -239,6 +265,7 @@ def test_pickle_that_would_run_code_is_refused(folder, tmp_path):
 
 # ---- load_model: devices and dtypes ---------------------------------------------------------------
 
+
 def test_load_model_defaults_to_cpu_float32_without_a_gpu(hf_folder, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     clf = pipeline.load_model(str(hf_folder))
@@ -263,13 +290,16 @@ def test_bfloat16_on_cpu_warns_without_native_support(hf_folder, monkeypatch, na
     assert len(bf16_warnings) == (0 if native else 1)
 
 
-@pytest.mark.parametrize(("device", "dtype", "needle"), [
-    ("meta", None, "unsupported device"),
-    ("xpu", None, "unsupported device"),
-    ("gpu", None, "unknown device"),
-    ("cuda:x", None, "unknown device"),
-    ("cpu", "float8", "unknown dtype"),
-])
+@pytest.mark.parametrize(
+    ("device", "dtype", "needle"),
+    [
+        ("meta", None, "unsupported device"),
+        ("xpu", None, "unsupported device"),
+        ("gpu", None, "unknown device"),
+        ("cuda:x", None, "unknown device"),
+        ("cpu", "float8", "unknown dtype"),
+    ],
+)
 def test_bad_device_or_dtype(hf_folder, device, dtype, needle):
     with pytest.raises(DeviceError, match=needle):
         pipeline.load_model(str(hf_folder), device=device, dtype=dtype)

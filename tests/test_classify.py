@@ -26,8 +26,9 @@ WAIT_S = 60  # for the decoding thread: only reached when it does not run (the t
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = make_hf(image_size=32, num_frames=4, id2label=dict(enumerate(LABELS)), label2id=None)
     folder = write_hf(model, tmp_path_factory.mktemp("ckpt"))
-    (folder / "preprocessor_config.json").write_text(json.dumps(
-        {"size": {"shortest_edge": 36}, "crop_size": {"height": 32, "width": 32}}))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"size": {"shortest_edge": 36}, "crop_size": {"height": 32, "width": 32}})
+    )
     return folder
 
 
@@ -64,7 +65,8 @@ def test_json_is_pure_and_complete(checkpoint: Path, clip: Path) -> None:
     assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0, abs=1e-5)
     assert {p["label"] for p in rec["predictions"]} == set(LABELS)
     assert [(v["clip"], v["crop"]) for v in rec["views"]] == [
-        (c, crop) for c in (0, 1) for crop in ("left", "center", "right")]
+        (c, crop) for c in (0, 1) for crop in ("left", "center", "right")
+    ]
     expected = sampling.clip_indices(40, sampling.Sampling(4, 2, 2))
     assert [tuple(v["frame_indices"]) for v in rec["views"][::3]] == expected
     assert rec["views"][0]["timestamps_s"] == pytest.approx([i / 30 for i in expected[0]], abs=1e-3)
@@ -108,7 +110,8 @@ def test_containers_sizes_and_lengths(checkpoint: Path, tmp_path: Path, name, fr
     assert rec["status"] == "ok" and len(rec["predictions"]) == 5
     landscape = size[0] >= size[1]
     assert [v["crop"] for v in rec["views"]] == (
-        ["left", "center", "right"] if landscape else ["top", "center", "bottom"])
+        ["left", "center", "right"] if landscape else ["top", "center", "bottom"]
+    )
     assert all(0 <= i < frames for v in rec["views"] for i in v["frame_indices"])
 
 
@@ -125,8 +128,13 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     good = write_video(tmp / "good.avi", 30)
     truncated = tmp / "truncated.avi"
     truncated.write_bytes(good.read_bytes()[:200])
-    return {"missing": tmp / "missing.mp4", "empty": tmp / "empty.mp4", "text": tmp / "text.mp4",
-            "dir": tmp / "folder.mp4", "truncated": truncated}
+    return {
+        "missing": tmp / "missing.mp4",
+        "empty": tmp / "empty.mp4",
+        "text": tmp / "text.mp4",
+        "dir": tmp / "folder.mp4",
+        "truncated": truncated,
+    }
 
 
 def test_each_bad_file_is_one_line_and_the_rest_still_run(checkpoint: Path, clip: Path, tmp_path: Path) -> None:
@@ -206,8 +214,9 @@ def test_frames_are_the_sampled_indices(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
-def test_several_videos_match_each_alone_with_errors_in_order(checkpoint: Path, clip: Path, tmp_path: Path,
-                                                              as_json: bool) -> None:
+def test_several_videos_match_each_alone_with_errors_in_order(
+    checkpoint: Path, clip: Path, tmp_path: Path, as_json: bool
+) -> None:
     other = write_video(tmp_path / "other.mp4", 30, size=(48, 64), fourcc="mp4v", frame_fn=corner_frame)
     bad = _bad_files(tmp_path)
     paths = [str(clip), str(bad["missing"]), str(other), str(bad["text"])]
@@ -223,8 +232,9 @@ def test_several_videos_match_each_alone_with_errors_in_order(checkpoint: Path, 
         assert [json.loads(line)["status"] for line in together.stdout.splitlines()] == ["ok", "error", "ok", "error"]
 
 
-def test_the_next_video_decodes_in_a_thread_while_the_model_runs(checkpoint: Path, clip: Path, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_next_video_decodes_in_a_thread_while_the_model_runs(
+    checkpoint: Path, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each wait below only returns once the background thread has decoded that video: done in turn, it hangs."""
     paths = [str(clip), *(str(write_video(tmp_path / f"v{i}.avi", 20 + i)) for i in range(3))]
     events: list[tuple[str, str, str]] = []
@@ -243,7 +253,7 @@ def test_the_next_video_decodes_in_a_thread_while_the_model_runs(checkpoint: Pat
 
     def classify_clips(self, path, *args, **kwargs):
         log("model", path)
-        after = paths[paths.index(path) + 1:]
+        after = paths[paths.index(path) + 1 :]
         assert not after or decoded[after[0]].wait(WAIT_S), "the next video was not decoded while the model ran"
         return real_classify(self, path, *args, **kwargs)
 
@@ -264,8 +274,9 @@ def test_the_next_video_decodes_in_a_thread_while_the_model_runs(checkpoint: Pat
     assert not any(t.name == "vivit-decode" for t in threading.enumerate())
 
 
-def test_an_interrupt_during_the_model_stops_the_decoding_thread(checkpoint: Path, clip: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupt_during_the_model_stops_the_decoding_thread(
+    checkpoint: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def classify_clips(self, path, *args, **kwargs):
         raise KeyboardInterrupt
 

@@ -19,9 +19,11 @@ REAL_CPU_FLAGS = devices.cpu_flags  # taken before conftest fakes it for every t
 BF16_LOGIT_TOLERANCE = 0.05  # bf16 against fp32, on a tiny random model
 
 
-@pytest.mark.parametrize("flags, expected", [(ZEN3, torch.float32), (ZEN4, torch.bfloat16),
-                                             (SAPPHIRE_RAPIDS, torch.bfloat16), (frozenset(), torch.float32)],
-                         ids=["avx2-only", "avx512_bf16", "amx", "unknown"])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [(ZEN3, torch.float32), (ZEN4, torch.bfloat16), (SAPPHIRE_RAPIDS, torch.bfloat16), (frozenset(), torch.float32)],
+    ids=["avx2-only", "avx512_bf16", "amx", "unknown"],
+)
 def test_auto_is_bf16_on_a_cpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch, flags, expected) -> None:
     monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
     cpu = torch.device("cpu")
@@ -29,11 +31,13 @@ def test_auto_is_bf16_on_a_cpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch,
     assert devices.resolve_dtype("float32", cpu) == torch.float32  # the way to transformers-exact numbers
 
 
-
 def test_cpu_flags_come_from_the_flags_line(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16 fma\n"
-                       "bugs\t\t: sysret_ss_attrs\n\nprocessor\t: 1\nflags\t\t: fpu\n", encoding="utf-8")
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16 fma\n"
+        "bugs\t\t: sysret_ss_attrs\n\nprocessor\t: 1\nflags\t\t: fpu\n",
+        encoding="utf-8",
+    )
     assert REAL_CPU_FLAGS(str(cpuinfo)) == {"fpu", "avx2", "avx512_bf16", "fma"}
     assert REAL_CPU_FLAGS(str(tmp_path / "missing")) == frozenset()  # not Linux: no flags, so fp32
 
@@ -43,8 +47,7 @@ def test_unknown_dtype_names_the_choices() -> None:
         devices.resolve_dtype("int8", torch.device("cpu"))
 
 
-def test_auto_on_a_bf16_cpu_loads_bf16_and_stays_close_to_fp32(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_on_a_bf16_cpu_loads_bf16_and_stays_close_to_fp32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = write_ours(tmp_path / "m", labels=["a", "b", "c"])
     monkeypatch.setattr(devices, "cpu_flags", lambda: ZEN4)
     auto = load_model(folder, device="cpu")

@@ -44,10 +44,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bytes
 
     folder = tmp_path_factory.mktemp("checkpoint")
     id2label = dict(enumerate(LABELS))
-    write_hf(
-        make_hf(num_labels=len(LABELS), id2label=id2label, label2id={v: k for k, v in id2label.items()}),
-        folder,
-    )
+    write_hf(make_hf(num_labels=len(LABELS), id2label=id2label, label2id={v: k for k, v in id2label.items()}), folder)
     size = TINY["image_size"]
     processor = hf().VivitImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     processor.save_pretrained(folder)

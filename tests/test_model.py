@@ -25,14 +25,31 @@ TOL = dict(atol=1e-4, rtol=1e-4)  # fp32 parity
 SHAPES = {
     "cubic": {},
     "non-square image, non-cubic tubelet, no qkv bias": dict(
-        image_size=[8, 24], num_frames=3, tubelet_size=[1, 4, 8], hidden_size=16, num_attention_heads=4,
-        qkv_bias=False, hidden_act="relu"),
+        image_size=[8, 24],
+        num_frames=3,
+        tubelet_size=[1, 4, 8],
+        hidden_size=16,
+        num_attention_heads=4,
+        qkv_bias=False,
+        hidden_act="relu",
+    ),
     "one head, long tubelets": dict(
-        image_size=12, num_frames=8, tubelet_size=[4, 6, 4], hidden_size=8, num_attention_heads=1,
-        hidden_act="quick_gelu"),
+        image_size=12,
+        num_frames=8,
+        tubelet_size=[4, 6, 4],
+        hidden_size=8,
+        num_attention_heads=1,
+        hidden_act="quick_gelu",
+    ),
     "eight heads, frames != image size": dict(
-        image_size=16, num_frames=6, tubelet_size=[3, 4, 8], hidden_size=32, num_attention_heads=8,
-        hidden_act="gelu", num_labels=1),
+        image_size=16,
+        num_frames=6,
+        tubelet_size=[3, 4, 8],
+        hidden_size=32,
+        num_attention_heads=8,
+        hidden_act="gelu",
+        num_labels=1,
+    ),
 }
 
 
@@ -42,8 +59,9 @@ def load_ours(folder):
         return load_checkpoint(folder).model
 
 
-@pytest.fixture(scope="module", params=[(s, f) for s in SHAPES for f in ("safetensors", "bin")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module", params=[(s, f) for s in SHAPES for f in ("safetensors", "bin")], ids=lambda p: f"{p[0]}-{p[1]}"
+)
 def pair(request, tmp_path_factory):
     """(transformers' VivitForVideoClassification, ours loaded from the folder transformers saved)."""
     shape, fmt = request.param
@@ -109,11 +127,9 @@ LOSSES = {  # name: (config overrides, labels for a batch of 2)
     "regression, one label": (dict(num_labels=1), lambda: torch.tensor([0.5, -1.5])),
     "regression, explicit": (dict(num_labels=3, problem_type="regression"), lambda: torch.randn(2, 3)),
     "single-label, inferred": (dict(num_labels=3), lambda: _long(2, 3)),
-    "single-label, explicit": (dict(num_labels=3, problem_type="single_label_classification"),
-                               lambda: _long(2, 3)),
+    "single-label, explicit": (dict(num_labels=3, problem_type="single_label_classification"), lambda: _long(2, 3)),
     "multi-label, inferred": (dict(num_labels=3), lambda: _multi_hot(2, 3)),
-    "multi-label, explicit": (dict(num_labels=3, problem_type="multi_label_classification"),
-                              lambda: _multi_hot(2, 3)),
+    "multi-label, explicit": (dict(num_labels=3, problem_type="multi_label_classification"), lambda: _multi_hot(2, 3)),
 }
 
 
@@ -148,8 +164,9 @@ LAYERS, HEADS = 2, 4
 
 @pytest.fixture(scope="module")
 def ours():
-    config = VivitConfig.from_dict({**TINY, "num_attention_heads": HEADS, "hidden_size": 32,
-                                    "num_hidden_layers": LAYERS})
+    config = VivitConfig.from_dict(
+        {**TINY, "num_attention_heads": HEADS, "hidden_size": 32, "num_hidden_layers": LAYERS}
+    )
     return randomize(VivitForVideoClassification(config), seed=3)
 
 
@@ -241,10 +258,18 @@ def test_bad_head_mask_shape_is_refused(ours, x):
 
 # ---- position embeddings at other sizes ---------------------------------------------------------
 
+
 def _embeddings(fill):
     """Embeddings of a (t0, h0, w0) = (2, 3, 4) grid whose table is fill(t, h, w, d)."""
-    config = VivitConfig(image_size=(12, 16), num_frames=4, tubelet_size=(2, 4, 4), hidden_size=4,
-                         num_hidden_layers=1, num_attention_heads=1, intermediate_size=4)
+    config = VivitConfig(
+        image_size=(12, 16),
+        num_frames=4,
+        tubelet_size=(2, 4, 4),
+        hidden_size=4,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=4,
+    )
     emb = Embeddings(config)
     t, h, w, d = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in (2, 3, 4, 4)), indexing="ij")
     with torch.no_grad():
@@ -312,14 +337,24 @@ def test_other_frame_counts_and_sizes_run(ours, frames, size):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize(("tubelet", "frames", "size"), [
-    ((2, 8, 8), 4, (16, 16)),
-    ((1, 4, 8), 3, (8, 24)),
-    ((3, 4, 2), 7, (10, 9)),  # remainders in every axis: dropped, as a strided Conv3d drops them
-])
+@pytest.mark.parametrize(
+    ("tubelet", "frames", "size"),
+    [
+        ((2, 8, 8), 4, (16, 16)),
+        ((1, 4, 8), 3, (8, 24)),
+        ((3, 4, 2), 7, (10, 9)),  # remainders in every axis: dropped, as a strided Conv3d drops them
+    ],
+)
 def test_patch_embedding_is_the_strided_conv3d(tubelet, frames, size):
-    config = VivitConfig(image_size=(8, 8), num_frames=3 * tubelet[0], tubelet_size=tubelet, hidden_size=8,
-                         num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    config = VivitConfig(
+        image_size=(8, 8),
+        num_frames=3 * tubelet[0],
+        tubelet_size=tubelet,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=8,
+    )
     emb = randomize(Embeddings(config)).eval()
     x = video(config, frames=frames, size=size)
     conv = F.conv3d(x.transpose(1, 2), emb.patch.weight, emb.patch.bias, stride=tubelet)  # (B, D, t, h, w)
@@ -334,6 +369,7 @@ def test_input_smaller_than_a_tubelet_is_refused(ours):
 
 
 # ---- training behaviour ---------------------------------------------------------------------------
+
 
 def _grads(model, x, checkpointing):
     model.zero_grad()
@@ -362,8 +398,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(x, monkeypatch):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("dropout", [dict(hidden_dropout_prob=0.2), dict(attention_probs_dropout_prob=0.3)],
-                         ids=["hidden", "attention"])
+@pytest.mark.parametrize(
+    "dropout", [dict(hidden_dropout_prob=0.2), dict(attention_probs_dropout_prob=0.3)], ids=["hidden", "attention"]
+)
 def test_dropout_only_in_train_mode(x, dropout):
     model = randomize(VivitForVideoClassification(VivitConfig.from_dict({**TINY, **dropout})))
     assert_close(model(x).logits, model(x).logits, atol=0, rtol=0)
@@ -375,9 +412,17 @@ def test_dropout_only_in_train_mode(x, dropout):
 
 def test_init_weights_statistics():
     std = 0.05
-    config = VivitConfig(image_size=32, num_frames=4, tubelet_size=(2, 8, 8), hidden_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, intermediate_size=256, initializer_range=std,
-                         id2label={i: str(i) for i in range(32)})
+    config = VivitConfig(
+        image_size=32,
+        num_frames=4,
+        tubelet_size=(2, 8, 8),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        initializer_range=std,
+        id2label={i: str(i) for i in range(32)},
+    )
     torch.manual_seed(0)
     for model in (VivitForVideoClassification(config), VivitModel(config, add_pooling_layer=True)):
         seen = 0

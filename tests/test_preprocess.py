@@ -67,13 +67,23 @@ IMAGENET = dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225
 CONFIGS = {  # preprocessor_config.json contents, small sizes to keep the test fast
     "no resize": dict(do_resize=False, crop_size={"height": 24, "width": 24}),
     "size as height and width": dict(size={"height": 20, "width": 30}, crop_size={"height": 16, "width": 24}),
-    "offset false, 1/255, imagenet": dict(offset=False, rescale_factor=1 / 255, size={"shortest_edge": 40},
-                                          crop_size={"height": 32, "width": 32}, **IMAGENET),
+    "offset false, 1/255, imagenet": dict(
+        offset=False,
+        rescale_factor=1 / 255,
+        size={"shortest_edge": 40},
+        crop_size={"height": 32, "width": 32},
+        **IMAGENET,
+    ),
     "sizes as ints, scalar mean and std": dict(size=40, crop_size=32, image_mean=0.45, image_std=0.225),
     "no crop": dict(do_center_crop=False, size={"shortest_edge": 40}),
     "crop larger than the resize": dict(size={"shortest_edge": 16}, crop_size={"height": 24, "width": 20}),
-    "grey levels only": dict(do_rescale=False, offset=False, do_normalize=False, size={"shortest_edge": 36},
-                             crop_size={"height": 32, "width": 28}),
+    "grey levels only": dict(
+        do_rescale=False,
+        offset=False,
+        do_normalize=False,
+        size={"shortest_edge": 36},
+        crop_size={"height": 32, "width": 28},
+    ),
 }
 SMALL_SIZES = [(48, 64), (70, 50), (40, 40), (17, 23), (33, 47)]
 
@@ -102,8 +112,15 @@ def test_offset_quirk_spans_minus_three_to_one():
 
 
 def test_our_preprocessor_file_is_read_by_transformers(tmp_path):
-    ours = PreprocessConfig(shortest_edge=30, crop_hw=(24, 28), offset=False, rescale_factor=1 / 255,
-                            image_mean=(0.4, 0.5, 0.6), image_std=(0.2, 0.3, 0.25), resample=3)
+    ours = PreprocessConfig(
+        shortest_edge=30,
+        crop_hw=(24, 28),
+        offset=False,
+        rescale_factor=1 / 255,
+        image_mean=(0.4, 0.5, 0.6),
+        image_std=(0.2, 0.3, 0.25),
+        resample=3,
+    )
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(ours.to_dict()))
     processor = hf().VivitImageProcessor.from_pretrained(tmp_path)
     frames = smooth(45, 61)
@@ -148,8 +165,9 @@ def test_center_crop_equals_transformers_crop_on_odd_margins():
     assert_same_as_transformers({**RAW_PIXELS, "crop_size": {"height": 4, "width": 6}}, noise(9, 13))
 
 
-@pytest.mark.parametrize("bad", [dict(crop="middle"), dict(frames=np.zeros((4, 4, 3), np.uint8))],
-                         ids=["crop name", "frame dims"])
+@pytest.mark.parametrize(
+    "bad", [dict(crop="middle"), dict(frames=np.zeros((4, 4, 3), np.uint8))], ids=["crop name", "frame dims"]
+)
 def test_bad_call_arguments(bad):
     with pytest.raises(ValueError):
         PreprocessConfig()(bad.get("frames", noise(8, 8)), crop=bad.get("crop", "center"))

@@ -77,15 +77,17 @@ def assert_same_rows(ours: list[dict], theirs: list[dict]) -> None:
         x, y = a[path], b[path]
         assert (x["status"], x["model"], x["revision"]) == (y["status"], y["model"], y["revision"]), path
         assert [p["label"] for p in x["predictions"]] == [p["label"] for p in y["predictions"]], path
-        np.testing.assert_allclose([p["score"] for p in x["predictions"]], [p["score"] for p in y["predictions"]],
-                                   atol=SCORE_TOLERANCE)
+        np.testing.assert_allclose(
+            [p["score"] for p in x["predictions"]], [p["score"] for p in y["predictions"]], atol=SCORE_TOLERANCE
+        )
         assert x["views"] == y["views"], path
         if CRASH_MARK not in path:  # a crash is told differently: the worker replaced, or the task retried
             assert x.get("error") == y.get("error"), path
 
 
-def test_rows_match_a_local_run(local_ray, folder: Path, checkpoint: Path, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_match_a_local_run(
+    local_ray, folder: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     faults.install(monkeypatch, crash_on=CRASH_MARK)
     monkeypatch.chdir(folder.parent)  # relative paths: the workers open them absolute, the rows keep them as given
     common = [folder.name, "--model", str(checkpoint), "--batch-size", "2"]
@@ -99,31 +101,51 @@ def test_rows_match_a_local_run(local_ray, folder: Path, checkpoint: Path, tmp_p
 
 
 def test_a_killed_model_worker_and_a_hung_decoder_lose_and_double_no_row(
-        local_ray, folder: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local_ray, folder: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marker = tmp_path / "died"
     monkeypatch.setattr(ray_runner, "ModelWorker", faults.dying_model_worker(str(marker)))
     faults.install(monkeypatch, hang_on=HANG_MARK)
-    result = invoke("batch", str(folder), "--model", str(checkpoint), "--batch-size", "1", "--workers", "2",
-                    "--timeout", str(HANG_TIMEOUT_S), "--ray")
+    result = invoke(
+        "batch",
+        str(folder),
+        "--model",
+        str(checkpoint),
+        "--batch-size",
+        "1",
+        "--workers",
+        "2",
+        "--timeout",
+        str(HANG_TIMEOUT_S),
+        "--ray",
+    )
     assert marker.exists(), "no model worker died: the fault was not injected"
     rows = by_path([json.loads(line) for line in result.stdout.splitlines()])  # Ray's messages go to stderr
     assert sorted(Path(p).name for p in rows) == sorted([*GOOD, SLOW, *BAD])
     assert {Path(p).name for p, r in rows.items() if r["status"] == "ok"} == {*GOOD, "crash.avi"}  # no crash swapped in
-    assert rows[str(folder / SLOW)]["error"] == (f"{folder / SLOW}: decoding took longer than {HANG_TIMEOUT_S:g} s "
-                                                 "(--timeout); its worker was stopped")
+    assert rows[str(folder / SLOW)]["error"] == (
+        f"{folder / SLOW}: decoding took longer than {HANG_TIMEOUT_S:g} s (--timeout); its worker was stopped"
+    )
     assert result.exit_code == 4
 
 
-def test_parquet_reads_back_and_resume_redoes_only_the_rest(local_ray, folder: Path, checkpoint: Path,
-                                                            tmp_path: Path) -> None:
+def test_parquet_reads_back_and_resume_redoes_only_the_rest(
+    local_ray, folder: Path, checkpoint: Path, tmp_path: Path
+) -> None:
     import pyarrow.parquet as pq
 
     from vivit_cli.writers import error_record
     from vivit_cli.writers.parquet import ParquetWriter
 
     out = tmp_path / "preds.parquet"
-    kept = {"path": str(folder / "a.avi"), "status": "ok", "predictions": [{"label": "kept", "score": 1.0,
-            "index": 0}], "views": [], "model": str(checkpoint), "revision": None}
+    kept = {
+        "path": str(folder / "a.avi"),
+        "status": "ok",
+        "predictions": [{"label": "kept", "score": 1.0, "index": 0}],
+        "views": [],
+        "model": str(checkpoint),
+        "revision": None,
+    }
     writer = ParquetWriter(str(out))  # an earlier run: a.avi done, b.mp4 failed, the rest never reached
     writer.write(kept)
     writer.write(error_record(str(folder / "b.mp4"), "transient", str(checkpoint)))
@@ -141,16 +163,16 @@ def test_parquet_reads_back_and_resume_redoes_only_the_rest(local_ray, folder: P
     assert all(r["predictions"][0]["score"] == r["score"] and r["views"] for r in redone)
 
 
-def test_without_ray_the_error_names_the_extra(folder: Path, checkpoint: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_ray_the_error_names_the_extra(folder: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     result = invoke("batch", str(folder), "--model", str(checkpoint), "--ray")
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.strip() == 'Error: --ray needs Ray, which is not installed: pip install "vivit-cli[ray]"'
 
 
-def test_an_unreachable_cluster_is_one_line(local_ray, folder: Path, checkpoint: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_cluster_is_one_line(
+    local_ray, folder: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refuse(**_: object) -> None:
         raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to.")
 
@@ -158,25 +180,31 @@ def test_an_unreachable_cluster_is_one_line(local_ray, folder: Path, checkpoint:
     monkeypatch.setattr(local_ray, "init", refuse)
     result = invoke("batch", str(folder), "--model", str(checkpoint), "--ray=auto")
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.strip() == ("Error: cannot reach a Ray cluster at auto: Could not find any running Ray "
-                                     "instance. Please specify the one to connect to.")
+    assert result.stderr.strip() == (
+        "Error: cannot reach a Ray cluster at auto: Could not find any running Ray "
+        "instance. Please specify the one to connect to."
+    )
 
 
-@pytest.mark.parametrize("address, sources, expected", [
-    ("", ["v"], ("", ("v",))),
-    ("auto", ["v"], ("auto", ("v",))),
-    ("ray://head:10001", ["v"], ("ray://head:10001", ("v",))),
-    ("{folder}", ["v"], ("", ("{folder}", "v"))),  # `--ray videos/ more/`: a folder is a source
-    ("@list.txt", ["v"], ("", ("@list.txt", "v"))),
-])
+@pytest.mark.parametrize(
+    "address, sources, expected",
+    [
+        ("", ["v"], ("", ("v",))),
+        ("auto", ["v"], ("auto", ("v",))),
+        ("ray://head:10001", ["v"], ("ray://head:10001", ("v",))),
+        ("{folder}", ["v"], ("", ("{folder}", "v"))),  # `--ray videos/ more/`: a folder is a source
+        ("@list.txt", ["v"], ("", ("@list.txt", "v"))),
+    ],
+)
 def test_a_path_after_ray_is_a_source(folder: Path, address: str, sources: list[str], expected: tuple) -> None:
     fill = str(folder)
     got = ray_runner.split_address(address.format(folder=fill), sources)
     assert got == (expected[0], tuple(s.format(folder=fill) for s in expected[1]))
 
 
-def test_a_hub_model_reaches_the_workers_pinned_to_its_commit(checkpoint: Path, monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_a_hub_model_reaches_the_workers_pinned_to_its_commit(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert ray_runner.resolve_model(str(checkpoint)).load_ref == str(checkpoint.resolve())  # a folder: absolute
     sha = "0123456789abcdef0123456789abcdef01234567"
     monkeypatch.setattr(hub, "fetch", lambda ref, **_: hub.LocalModel(checkpoint, ref.repo_id, sha))
@@ -204,9 +232,17 @@ def test_parquet_round_trips_a_record(tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
     from vivit_cli.writers.parquet import ParquetWriter, read_parquet_records
 
-    record = {"path": "x.mp4", "status": "ok", "predictions": [{"label": "a", "score": 0.75, "index": 2}],
-              "views": [{"clip": 0, "crop": "center", "frame_indices": [0, 2], "timestamps_s": [0.0, 0.0667]}],
-              "duration_s": 1.5, "num_frames": 45, "fps": 30.0, "model": "m", "revision": None}
+    record = {
+        "path": "x.mp4",
+        "status": "ok",
+        "predictions": [{"label": "a", "score": 0.75, "index": 2}],
+        "views": [{"clip": 0, "crop": "center", "frame_indices": [0, 2], "timestamps_s": [0.0, 0.0667]}],
+        "duration_s": 1.5,
+        "num_frames": 45,
+        "fps": 30.0,
+        "model": "m",
+        "revision": None,
+    }
     writer = ParquetWriter(str(tmp_path / "p.parquet"))
     writer.write(record)
     writer.finish()
@@ -254,19 +290,29 @@ def test_the_driver_imports_no_torch(folder: Path, checkpoint: Path) -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_parquet_resume_with_another_model_is_refused_before_ray_starts(folder: Path, checkpoint: Path,
-                                                                        tmp_path: Path) -> None:
+def test_parquet_resume_with_another_model_is_refused_before_ray_starts(
+    folder: Path, checkpoint: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("pyarrow")
     from vivit_cli.writers.parquet import ParquetWriter
 
     out = tmp_path / "preds.parquet"
     writer = ParquetWriter(str(out))
-    writer.write({"path": str(folder / "a.avi"), "status": "ok", "predictions": [{"label": "x", "score": 1.0,
-                  "index": 0}], "views": [], "model": "org/other", "revision": "0" * 40})
+    writer.write(
+        {
+            "path": str(folder / "a.avi"),
+            "status": "ok",
+            "predictions": [{"label": "x", "score": 1.0, "index": 0}],
+            "views": [],
+            "model": "org/other",
+            "revision": "0" * 40,
+        }
+    )
     writer.finish()
     before = out.read_bytes()
-    result = invoke("batch", str(folder), "--model", str(checkpoint), "--out", str(out), "--resume",
-                    "--ray=ray://127.0.0.1:9")  # refused before any connection is tried
+    result = invoke(
+        "batch", str(folder), "--model", str(checkpoint), "--out", str(out), "--resume", "--ray=ray://127.0.0.1:9"
+    )  # refused before any connection is tried
     assert result.exit_code == 2, result.stderr
     assert f"holds rows from org/other@000000000000, not {checkpoint}" in result.stderr
     assert out.read_bytes() == before

@@ -43,8 +43,14 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     uniformly, identity values and output put the mean of the normalised tokens into the CLS token. The MLP is
     off. The classifier's rows are the normalised colours: each logit is a cosine between clip and colour.
     """
-    model = make_hf(image_size=32, num_frames=4, num_hidden_layers=1, num_labels=len(LABELS),
-                    id2label=dict(enumerate(LABELS)), label2id=None)
+    model = make_hf(
+        image_size=32,
+        num_frames=4,
+        num_hidden_layers=1,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id=None,
+    )
     hidden = model.config.hidden_size
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -63,8 +69,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         protos = torch.layer_norm(protos, (hidden,))
         params["classifier.weight"].copy_(GAIN * protos / protos.norm(dim=1, keepdim=True))
     folder = write_hf(model, tmp_path_factory.mktemp("colour-ckpt"))
-    (folder / "preprocessor_config.json").write_text(json.dumps(
-        {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}, "do_normalize": False}))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}, "do_normalize": False})
+    )
     return folder
 
 
@@ -96,11 +103,24 @@ def csv_rows(text: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("every,stride,crops", [(0.5, 2, "1"), (1.0, 1, "3"), (0.3, 2, "1")])
-def test_segments_change_at_the_scene_change(checkpoint: Path, two_scenes: Path, tmp_path: Path, every, stride,
-                                              crops) -> None:
+def test_segments_change_at_the_scene_change(
+    checkpoint: Path, two_scenes: Path, tmp_path: Path, every, stride, crops
+) -> None:
     out = tmp_path / "t.csv"
-    result = run("timeline", str(two_scenes), "-m", str(checkpoint), "--every", str(every), "--stride", str(stride),
-                 "--crops", crops, "--out", str(out))
+    result = run(
+        "timeline",
+        str(two_scenes),
+        "-m",
+        str(checkpoint),
+        "--every",
+        str(every),
+        "--stride",
+        str(stride),
+        "--crops",
+        crops,
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.stderr
     assert "red" in result.stdout and "blue" in result.stdout  # the table
     rows = csv_rows(out.read_text())
@@ -142,8 +162,16 @@ def test_plot_has_the_layout_size_and_segment_colours(checkpoint: Path, two_scen
     result = run("-q", "timeline", str(two_scenes), "-m", str(checkpoint), "--every", "0.5", "--plot", str(png))
     assert result.exit_code == 0, result.stderr
     img = cv2.imread(str(png))
-    one_legend_row = (plot.TITLE_H_PX + plot.STRIP_H_PX + plot.GAP_PX + plot.CHART_H_PX + plot.AXIS_H_PX
-                      + plot.GAP_PX + plot.LEGEND_ROW_H_PX + plot.GAP_PX)
+    one_legend_row = (
+        plot.TITLE_H_PX
+        + plot.STRIP_H_PX
+        + plot.GAP_PX
+        + plot.CHART_H_PX
+        + plot.AXIS_H_PX
+        + plot.GAP_PX
+        + plot.LEGEND_ROW_H_PX
+        + plot.GAP_PX
+    )
     assert img.shape == (one_legend_row, plot.WIDTH_PX, 3)
     # Strip colours: the first label by time (red, 3.1 s) gets the first palette colour, blue the second.
     y = plot.TITLE_H_PX + plot.STRIP_H_PX - 4
@@ -182,8 +210,11 @@ def _fourcc(path: Path) -> str:
 
 # (frames, every_s, expected windows' frame indices): 4 frames 2 apart per window, 10 frames/s.
 END_CASES = [
-    (61, 0.5, [(0, 2, 4, 6)] + [(5 * i, 5 * i + 2, 5 * i + 4, 5 * i + 6) for i in range(1, 11)]
-     + [(55, 57, 59, 59)]),  # not a multiple of the step: the first open window holds the last frame it has
+    (
+        61,
+        0.5,
+        [(0, 2, 4, 6)] + [(5 * i, 5 * i + 2, 5 * i + 4, 5 * i + 6) for i in range(1, 11)] + [(55, 57, 59, 59)],
+    ),  # not a multiple of the step: the first open window holds the last frame it has
     (20, 0.7, [(0, 2, 4, 6), (7, 9, 11, 13), (14, 16, 18, 18)]),
     (7, 0.5, [(0, 2, 4, 6)]),  # exactly one window long
     (5, 0.5, [(0, 2, 4, 4)]),  # shorter than one window: as classify does, the last frame is held
@@ -205,8 +236,14 @@ def test_windows_at_the_end_of_the_video(checkpoint: Path, tmp_path: Path, frame
 def test_variable_frame_rate_uses_timestamps(checkpoint: Path, tmp_path: Path) -> None:
     """10 frames/s for 3 s, then 20 frames/s for 2 s: windows start every 0.5 s of time, not of frames."""
     # Keep every other frame of a 20 frames/s source for its first 3 s: the file's timestamps say when.
-    path = write_video_ffmpeg(tmp_path / "vfr.mkv", 100, (32, 32), fps=20, frame_fn=scene(60),
-                              codec=("-vf", "select='gte(n,60)+not(mod(n,2))'", "-fps_mode", "vfr", "-c:v", "ffv1"))
+    path = write_video_ffmpeg(
+        tmp_path / "vfr.mkv",
+        100,
+        (32, 32),
+        fps=20,
+        frame_fn=scene(60),
+        codec=("-vf", "select='gte(n,60)+not(mod(n,2))'", "-fps_mode", "vfr", "-c:v", "ffv1"),
+    )
     tl = timeline.scan(load_model(str(checkpoint)), path, Views(stride=2), every_s=0.5)
     assert [w.start_s for w in tl.windows] == pytest.approx([0.5 * i for i in range(10)], abs=1e-3)
     assert tl.windows[6].frame_indices == (30 + 0, 30 + 2, 30 + 4, 30 + 6)  # 3.0 s is frame 30
@@ -270,7 +307,8 @@ def test_batch_size_does_not_change_scores(checkpoint: Path, tmp_path: Path) -> 
     one, many = (timeline.scan(clf, path, every_s=0.4, batch_size=b) for b in (1, 5))
     np.testing.assert_allclose(one.probs, many.probs, atol=1e-6)  # batched matmuls round differently
     assert [(w.start_s, w.end_s, w.frame_indices, [p.label for p in w.predictions]) for w in one.windows] == [
-        (w.start_s, w.end_s, w.frame_indices, [p.label for p in w.predictions]) for w in many.windows]
+        (w.start_s, w.end_s, w.frame_indices, [p.label for p in w.predictions]) for w in many.windows
+    ]
 
 
 def window(i: int, label: str, score: float) -> Window:

@@ -23,9 +23,11 @@ from videos import decode_index, index_frame, write_video
 
 from vivit_cli.cli import cli
 from vivit_cli.errors import CaptureError, SourceError, VideoError
-from vivit_cli.live import capture, webcam
-from vivit_cli.live.capture import CaptureSettings, Frame, RingBuffer, Source
+from vivit_cli.live import settings as live
+from vivit_cli.live import webcam
+from vivit_cli.live.capture import Frame, RingBuffer
 from vivit_cli.live.draw import BAR_COLOUR, PANEL_ALPHA, draw_labels
+from vivit_cli.live.settings import CaptureSettings, Source
 from vivit_cli.live.webcam import LiveSettings, run_live
 from vivit_cli.results import Prediction
 
@@ -40,8 +42,9 @@ QUICK = CaptureSettings(open_timeout_s=1.0, read_timeout_s=1.0, reconnect=3, bac
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = make_hf(image_size=32, num_frames=NUM_FRAMES, id2label=dict(enumerate(LABELS)), label2id=None)
     folder = write_hf(model, tmp_path_factory.mktemp("ckpt"))
-    (folder / "preprocessor_config.json").write_text(json.dumps(
-        {"size": {"shortest_edge": 36}, "crop_size": {"height": 32, "width": 32}}))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"size": {"shortest_edge": 36}, "crop_size": {"height": 32, "width": 32}})
+    )
     return folder
 
 
@@ -141,23 +144,28 @@ def test_draw_labels_pixels(size: tuple[int, int], title: str | None) -> None:
 # ---- sources and the ring buffer -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,kind,target", [
-    ("0", "camera", 0), (" 12 ", "camera", 12), ("rtsp://cam.local/live", "stream", "rtsp://cam.local/live"),
-    ("HTTP://127.0.0.1:8080/x.mjpg", "stream", "HTTP://127.0.0.1:8080/x.mjpg"),
-])
+@pytest.mark.parametrize(
+    "text,kind,target",
+    [
+        ("0", "camera", 0),
+        (" 12 ", "camera", 12),
+        ("rtsp://cam.local/live", "stream", "rtsp://cam.local/live"),
+        ("HTTP://127.0.0.1:8080/x.mjpg", "stream", "HTTP://127.0.0.1:8080/x.mjpg"),
+    ],
+)
 def test_parse_source(text: str, kind: str, target) -> None:
-    assert capture.parse_source(text) == Source(kind, target)
+    assert live.parse_source(text) == Source(kind, target)
 
 
 def test_parse_source_files_and_errors(clip: Path, tmp_path: Path) -> None:
-    assert capture.parse_source(str(clip)) == Source("file", str(clip))
+    assert live.parse_source(str(clip)) == Source("file", str(clip))
     with pytest.raises(VideoError, match="no such file.*camera index"):
-        capture.parse_source(str(tmp_path / "missing.mp4"))
+        live.parse_source(str(tmp_path / "missing.mp4"))
     with pytest.raises(VideoError, match="not a regular file"):
-        capture.parse_source(str(tmp_path))
+        live.parse_source(str(tmp_path))
     for bad in ("", "ftp://host/x.mp4"):
         with pytest.raises(SourceError):
-            capture.parse_source(bad)
+            live.parse_source(bad)
     assert Source("stream", "rtsp://admin:hunter2@10.0.0.5:554/s").name == "rtsp://admin:***@10.0.0.5:554/s"
 
 
@@ -183,8 +191,21 @@ def test_ring_buffer_holds_the_newest_consecutive_frames() -> None:
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_fast_file_logs_three_rows_with_their_spans(checkpoint: Path, clip: Path, tmp_path: Path, fmt: str) -> None:
     log = tmp_path / f"log.{fmt}"
-    result = run("--source", str(clip), "--model", str(checkpoint), "--fast", "--max-predictions", "3",
-                 "--every", "5", "--out", str(log), "--top-k", "3")
+    result = run(
+        "--source",
+        str(clip),
+        "--model",
+        str(checkpoint),
+        "--fast",
+        "--max-predictions",
+        "3",
+        "--every",
+        "5",
+        "--out",
+        str(log),
+        "--top-k",
+        "3",
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     if fmt == "jsonl":
@@ -214,7 +235,7 @@ def test_out_dash_is_pure_jsonl_on_stdout(checkpoint: Path, clip: Path) -> None:
 
 def test_the_model_sees_every_stride_th_frame_of_the_window_in_rgb(clip: Path) -> None:
     model = FakeModel()
-    summary = run_live(capture.parse_source(str(clip)), model, LiveSettings(stride=STRIDE, every=10, fast=True))
+    summary = run_live(live.parse_source(str(clip)), model, LiveSettings(stride=STRIDE, every=10, fast=True))
     assert summary.reason == "end" and summary.frames_read == 40
     ends = [SPAN - 1 + 10 * j for j in range(4)]  # 6, 16, 26, 36: every window `every` frames after the last
     assert model.windows == [list(range(e - SPAN + 1, e + 1, STRIDE)) for e in ends]
@@ -224,7 +245,7 @@ def test_smoothing_and_threshold(clip: Path) -> None:
     script = [[0.7, 0.2, 0.1, 0, 0], [0.1, 0.7, 0.2, 0, 0], [0.1, 0.1, 0.8, 0, 0]]
     got: list[webcam.LivePrediction] = []
     settings = LiveSettings(stride=STRIDE, every=5, smooth=2, top_k=3, threshold=0.3, max_predictions=3, fast=True)
-    run_live(capture.parse_source(str(clip)), FakeModel(probs=script), settings, on_prediction=got.append)
+    run_live(live.parse_source(str(clip)), FakeModel(probs=script), settings, on_prediction=got.append)
     assert [p.smoothed_over for p in got] == [1, 2, 2]
     # mean of the last two: [0.4, 0.45, 0.15] then [0.1, 0.4, 0.5]; 0.15 and 0.1 fall under the threshold
     assert [[(x.label, round(x.score, 4)) for x in p.predictions] for p in got] == [
@@ -261,8 +282,9 @@ def test_a_file_shorter_than_one_window(checkpoint: Path, tmp_path: Path) -> Non
 def test_a_slow_model_drops_frames_and_scores_the_newest() -> None:
     camera = FakeCamera(fps=200.0)
     model = FakeModel(delay_s=0.08, camera=camera)
-    summary = run_live(Source("camera", 0), model, LiveSettings(stride=STRIDE, every=1, max_predictions=5),
-                       open_source=lambda: camera)
+    summary = run_live(
+        Source("camera", 0), model, LiveSettings(stride=STRIDE, every=1, max_predictions=5), open_source=lambda: camera
+    )
     assert summary.predictions == 5 and camera.released
     assert summary.max_buffered <= SPAN, "the ring buffer never holds more than one window"
     for window in model.windows:
@@ -276,9 +298,11 @@ def test_a_slow_model_drops_frames_and_scores_the_newest() -> None:
 
 def test_a_stream_that_drops_is_reopened_and_no_window_spans_a_reconnect() -> None:
     white = np.full((20, 20, 3), 255, np.uint8)  # would decode as 1023: a placeholder must never be scored
-    captures = [FakeCamera(1000.0, range(0, 10), then=(True, None)),
-                FakeCamera(1000.0, range(10, 20), then=(False, white)),
-                FakeCamera(1000.0, range(20, 30), then=(False, None))]
+    captures = [
+        FakeCamera(1000.0, range(0, 10), then=(True, None)),
+        FakeCamera(1000.0, range(10, 20), then=(False, white)),
+        FakeCamera(1000.0, range(20, 30), then=(False, None)),
+    ]
     pending = list(captures)
 
     def reopen():
@@ -288,8 +312,13 @@ def test_a_stream_that_drops_is_reopened_and_no_window_spans_a_reconnect() -> No
 
     model = FakeModel(delay_s=0.002)
     with pytest.raises(CaptureError, match="stopped sending frames; 3 reconnect"):
-        run_live(Source("stream", "rtsp://example/live"), model, LiveSettings(stride=STRIDE, every=1),
-                 QUICK, open_source=reopen)
+        run_live(
+            Source("stream", "rtsp://example/live"),
+            model,
+            LiveSettings(stride=STRIDE, every=1),
+            QUICK,
+            open_source=reopen,
+        )
     assert all(c.released for c in captures)
     assert model.windows, "windows were scored between the drops"
     for window in model.windows:
@@ -313,8 +342,9 @@ def test_keyboard_interrupt_inside_the_loop_releases_the_capture() -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_live(Source("camera", 0), FakeModel(), LiveSettings(every=2), on_prediction=interrupt,
-                 open_source=lambda: camera)
+        run_live(
+            Source("camera", 0), FakeModel(), LiveSettings(every=2), on_prediction=interrupt, open_source=lambda: camera
+        )
     assert camera.released
     assert not [t for t in threading.enumerate() if t.name.startswith("vivit-")]
 
@@ -361,12 +391,15 @@ def test_a_stream_that_does_not_answer_times_out(checkpoint: Path, silent_server
     assert "did not answer within 1 s" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("args,code,needle", [
-    (["--source", "0", "--fast"], 2, "--fast"),
-    (["--source", "{clip}", "--out", "log.txt"], 2, ".jsonl"),
-    (["--source", "nope.mp4"], 4, "no such file"),
-    (["--source", "ftp://host/x"], 2, "unsupported URL scheme"),
-])
+@pytest.mark.parametrize(
+    "args,code,needle",
+    [
+        (["--source", "0", "--fast"], 2, "--fast"),
+        (["--source", "{clip}", "--out", "log.txt"], 2, ".jsonl"),
+        (["--source", "nope.mp4"], 4, "no such file"),
+        (["--source", "ftp://host/x"], 2, "unsupported URL scheme"),
+    ],
+)
 def test_usage_errors_are_one_line(checkpoint: Path, clip: Path, args: list[str], code: int, needle: str) -> None:
     result = run(*[a.format(clip=clip) for a in args], "--model", str(checkpoint))
     assert result.exit_code == code, result.stderr
@@ -377,9 +410,25 @@ def test_ctrl_c_leaves_the_log_whole(checkpoint: Path, tmp_path: Path) -> None:
     long = write_video(tmp_path / "long.avi", 300, size=(64, 48), fps=FPS)  # 10 s at its own rate
     log = tmp_path / "log.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vivit_cli", "webcam", "--source", str(long), "--model", str(checkpoint),
-         "--every", "4", "--out", str(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        [
+            sys.executable,
+            "-m",
+            "vivit_cli",
+            "webcam",
+            "--source",
+            str(long),
+            "--model",
+            str(checkpoint),
+            "--every",
+            "4",
+            "--out",
+            str(log),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
     try:
         deadline = time.monotonic() + 60
         while not (log.exists() and log.read_text().count("\n") >= 2):
@@ -434,8 +483,18 @@ def test_terminal_panel_shows_the_top_k_the_capture_rate_and_the_latency() -> No
 
     from vivit_cli.live.view import TerminalView
 
-    p = webcam.LivePrediction(3, time.time(), 8, 14, 0.27, 0.47, (Prediction("juggling", 0.75, 3),
-                              Prediction("waving", 0.125, 0)), 0.042, 2, 5)
+    p = webcam.LivePrediction(
+        3,
+        time.time(),
+        8,
+        14,
+        0.27,
+        0.47,
+        (Prediction("juggling", 0.75, 3), Prediction("waving", 0.125, 0)),
+        0.042,
+        2,
+        5,
+    )
     status = webcam.LiveStatus(None, p, 29.97, 20, 5)
     out = io.StringIO()
     Console(file=out, width=100).print(TerminalView(None, "live", "camera 0").panel(status))

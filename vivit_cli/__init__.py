@@ -24,8 +24,18 @@ _LAZY = {
 }
 
 __all__ = [
-    "DEFAULT_MODEL", "Classifier", "PreprocessConfig", "Prediction", "VideoResult", "VivitConfig", "VivitError",
-    "VivitForVideoClassification", "VivitModel", "__version__", "load_model", "save_pretrained",
+    "DEFAULT_MODEL",
+    "Classifier",
+    "PreprocessConfig",
+    "Prediction",
+    "VideoResult",
+    "VivitConfig",
+    "VivitError",
+    "VivitForVideoClassification",
+    "VivitModel",
+    "__version__",
+    "load_model",
+    "save_pretrained",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

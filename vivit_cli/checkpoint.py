@@ -63,7 +63,7 @@ def to_hf_state_dict(ours: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Our state dict -> transformers' checkpoint keys (q/k/v split back out)."""
     out: dict[str, Tensor] = {}
     for key, t in ours.items():
-        prefix, rest = ("vivit.", key[len("vivit."):]) if key.startswith("vivit.") else ("", key)
+        prefix, rest = ("vivit.", key[len("vivit.") :]) if key.startswith("vivit.") else ("", key)
         if key.startswith("classifier."):
             out[key] = t
             continue
@@ -79,7 +79,7 @@ def to_hf_state_dict(ours: Mapping[str, Tensor]) -> dict[str, Tensor]:
             continue
         for mine, theirs in _TOP_KEYS.items():
             if rest == mine or rest.startswith(mine + "."):
-                out[prefix + theirs + rest[len(mine):]] = t
+                out[prefix + theirs + rest[len(mine) :]] = t
                 break
         else:
             raise AssertionError(f"no checkpoint name for {key}")
@@ -143,8 +143,11 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
     path = folder / PICKLE_FILE
     if not path.is_file():
         raise CheckpointError(f"no weights in {folder}: expected {SAFETENSORS_FILE} or {PICKLE_FILE}")
-    warnings.warn(f"{folder.name} has only {PICKLE_FILE}; loading it as tensors only (weights_only=True). "
-                  f"Prefer {SAFETENSORS_FILE}.", stacklevel=2)
+    warnings.warn(
+        f"{folder.name} has only {PICKLE_FILE}; loading it as tensors only (weights_only=True). "
+        f"Prefer {SAFETENSORS_FILE}.",
+        stacklevel=2,
+    )
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses anything but tensors; torch raises several types
@@ -195,9 +198,7 @@ def load_checkpoint(
 
 
 def save_pretrained(
-    model: VivitForVideoClassification | VivitModel,
-    folder: str | Path,
-    preprocess: PreprocessConfig | None = None,
+    model: VivitForVideoClassification | VivitModel, folder: str | Path, preprocess: PreprocessConfig | None = None
 ) -> Path:
     """Write config.json, model.safetensors and preprocessor_config.json that transformers loads."""
     from safetensors.torch import save_file

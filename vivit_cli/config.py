@@ -58,8 +58,14 @@ class VivitConfig:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"invalid ViViT config: {msg}")
 
-        for name in ("num_frames", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size"):
+        for name in (
+            "num_frames",
+            "num_channels",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise bad(f"{name} must be a positive integer, got {v!r}")
@@ -71,12 +77,15 @@ class VivitConfig:
         ):
             raise bad(f"image_size must be a positive integer or [height, width], got {self.image_size!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise bad(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-                      f"{self.num_attention_heads}")
+            raise bad(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
         t, h, w = self.tubelet_size
         if self.num_frames % t or self.image_hw[0] % h or self.image_hw[1] % w:
-            raise bad(f"num_frames {self.num_frames} and image_size {list(self.image_hw)} must be divisible by "
-                      f"tubelet_size {list(self.tubelet_size)}")
+            raise bad(
+                f"num_frames {self.num_frames} and image_size {list(self.image_hw)} must be divisible by "
+                f"tubelet_size {list(self.tubelet_size)}"
+            )
         for name in ("hidden_act", "pooler_act"):
             if getattr(self, name) not in ACTIVATIONS:
                 raise bad(f"{name} {getattr(self, name)!r} is not one of {', '.join(sorted(ACTIVATIONS))}")
@@ -130,8 +139,7 @@ class VivitConfig:
                 kw["id2label"] = {i: f"LABEL_{i}" for i in range(int(raw["num_labels"]))}
             if "pruned_heads" in kw:
                 kw["pruned_heads"] = {int(k): tuple(int(h) for h in v) for k, v in kw["pruned_heads"].items()}
-            for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range",
-                         "layer_norm_eps"):
+            for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps"):
                 if name in kw:
                     kw[name] = float(kw[name])
             if "chunk_size_feed_forward" in kw:
@@ -154,5 +162,3 @@ class VivitConfig:
         if d["problem_type"] is None:
             del d["problem_type"]
         return {"model_type": "vivit", **d}
-
-

@@ -69,5 +69,3 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     elif device.type == "cpu" and dtype == torch.float16:
         warnings.warn("float16 on a CPU is slow and less precise; float32 is the CPU default", stacklevel=2)
     return dtype
-
-

@@ -161,5 +161,3 @@ class Block(nn.Module):
         if self.chunk and h.shape[1] > self.chunk:
             return x + torch.cat([self.mlp(c) for c in h.split(self.chunk, dim=1)], dim=1), probs
         return x + self.mlp(h), probs
-
-

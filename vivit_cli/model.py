@@ -17,8 +17,19 @@ from vivit_cli.config import ACTIVATIONS, PROBLEM_TYPES, VivitConfig
 from vivit_cli.errors import VivitError
 from vivit_cli.layers import Block, Embeddings, activation
 
-__all__ = ["ACTIVATIONS", "PROBLEM_TYPES", "Embeddings", "VideoClassifierOutput", "VivitConfig",
-           "VivitForVideoClassification", "VivitModel", "VivitModelOutput", "classification_loss", "init_weights"]
+__all__ = [
+    "ACTIVATIONS",
+    "PROBLEM_TYPES",
+    "Embeddings",
+    "VideoClassifierOutput",
+    "VivitConfig",
+    "VivitForVideoClassification",
+    "VivitModel",
+    "VivitModelOutput",
+    "classification_loss",
+    "init_weights",
+]
+
 
 @dataclass
 class VivitModelOutput:
@@ -161,8 +172,10 @@ def classification_loss(logits: Tensor, labels: Tensor, config: VivitConfig) -> 
         else:
             kind = "multi_label_classification"
     if kind == "regression":
-        return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype)) if n == 1 else F.mse_loss(
-            logits, labels.to(logits.dtype)
+        return (
+            F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+            if n == 1
+            else F.mse_loss(logits, labels.to(logits.dtype))
         )
     if kind == "single_label_classification":
         return F.cross_entropy(logits.view(-1, n), labels.view(-1))

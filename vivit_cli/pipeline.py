@@ -93,8 +93,9 @@ class Classifier:
         info, clips = sample_clips(str(path), views.sampling(self.config.num_frames))
         return self.classify_clips(path, info, clips, views, k)
 
-    def classify_clips(self, path: str | Path, info: VideoInfo, clips: list[Clip], views: Views, k: int = 5
-                       ) -> VideoResult:
+    def classify_clips(
+        self, path: str | Path, info: VideoInfo, clips: list[Clip], views: Views, k: int = 5
+    ) -> VideoResult:
         """classify() for a video already decoded by sample_clips (video.ahead.ClipsAhead, in another thread)."""
         prepared = preprocess_clips(path, info, clips, self.preprocess, views)
         (probs,) = score_videos(self, [prepared.pixel_values], len(prepared.pixel_values))
@@ -175,8 +176,9 @@ class ViewBatcher:
         return done
 
 
-def score_videos(classifier: Classifier, videos: Sequence[torch.Tensor | np.ndarray], batch_size: int,
-                 output: Output = "probs") -> list[np.ndarray]:
+def score_videos(
+    classifier: Classifier, videos: Sequence[torch.Tensor | np.ndarray], batch_size: int, output: Output = "probs"
+) -> list[np.ndarray]:
     """Each video's views (V, T, C, S, S) -> its scores (V, L) or features (V, D), batch_size views per pass."""
     batcher = ViewBatcher(classifier, batch_size, output)
     found: dict[Hashable, np.ndarray] = {}

@@ -91,8 +91,9 @@ def _failed(path: str, why: str) -> dict[str, Any]:
 def _stop_hung(ledger: Any, path: str, timeout_s: float) -> None:
     import ray
 
-    ray.get(ledger.stopped.remote(path, f"decoding took longer than {timeout_s:g} s (--timeout); its worker was "
-                                        "stopped"))
+    ray.get(
+        ledger.stopped.remote(path, f"decoding took longer than {timeout_s:g} s (--timeout); its worker was stopped")
+    )
     os._exit(TIMEOUT_EXIT)
 
 
@@ -100,8 +101,9 @@ class ModelWorker:
     """One Ray actor of the model pool: loads the checkpoint once, then turns batches of decoded videos into
     records (JSON text, so that the driver writes them as they are)."""
 
-    def __init__(self, load_ref: str, info: ModelInfo, device: str, dtype: str, top_k: int, batch_size: int,
-                 threads: int | None) -> None:
+    def __init__(
+        self, load_ref: str, info: ModelInfo, device: str, dtype: str, top_k: int, batch_size: int, threads: int | None
+    ) -> None:
         from vivit_cli.pipeline import load_model
 
         use_threads(threads)
@@ -122,8 +124,9 @@ class ModelWorker:
         probs = score_videos(self.classifier, [p.pixel_values for _, p in decoded], self.batch_size)
         for (i, prepared), view_probs in zip(decoded, probs, strict=True):
             # The model string as the driver resolved it, not as the worker opened it: rows match a local run's.
-            records[i] = result_record(replace(self.classifier.result(prepared, view_probs, self.top_k),
-                                               model=self.info))
+            records[i] = result_record(
+                replace(self.classifier.result(prepared, view_probs, self.top_k), model=self.info)
+            )
         text = np.array([json.dumps(r, ensure_ascii=False) for r in records], dtype=object)
         return {"path": batch["path"], "record": text}
 

@@ -22,7 +22,7 @@ from vivit_cli.errors import ClusterError, VivitError
 from vivit_cli.results import ModelInfo
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
-from vivit_cli.writers.formats import RecordWriter
+from vivit_cli.writers.formats import LazyWriter
 from vivit_cli.writers.records import error_record
 
 EXTRA = 'pip install "vivit-cli[ray]"'
@@ -72,24 +72,13 @@ def resolve_model(model: str) -> ClusterModel:
         load_ref = os.path.abspath(local.folder)
     else:
         load_ref = f"{local.model_id}@{local.revision}"
-    return ClusterModel(load_ref, ModelInfo(local.model_id, local.revision), config.num_frames,
-                        read_preprocess(local.folder), local.note)
-
-
-class LazyWriter(RecordWriter):
-    """A writer that opens the output when the first row comes: a job that fails before (workers that cannot load
-    the model, an unreachable cluster) leaves an existing --out as it was, as a local run does. The output's own
-    writer is finished when the block of open_output ends."""
-
-    def __init__(self, open_writer: Callable[[], batch.Writer]) -> None:
-        self._open: Callable[[], batch.Writer] | None = open_writer
-        self._writer: batch.Writer | None = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self._writer is None:
-            assert self._open is not None
-            self._writer, self._open = self._open(), None
-        self._writer.write(record)
+    return ClusterModel(
+        load_ref,
+        ModelInfo(local.model_id, local.revision),
+        config.num_frames,
+        read_preprocess(local.folder),
+        local.note,
+    )
 
 
 @contextmanager
@@ -113,8 +102,12 @@ def connect(address: str, quiet: bool = False) -> Iterator[None]:
             yield
             return
         try:
-            ray.init(address=address or None, include_dashboard=False, log_to_driver=not quiet,
-                     logging_level=logging.ERROR if quiet else logging.WARNING)
+            ray.init(
+                address=address or None,
+                include_dashboard=False,
+                log_to_driver=not quiet,
+                logging_level=logging.ERROR if quiet else logging.WARNING,
+            )
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
             where = f"at {address}" if address else "(ray.init() found none and could not start one)"
             raise ClusterError(f"cannot reach a Ray cluster {where}: {one_line(str(e))}") from None
@@ -149,8 +142,9 @@ def size_pool(device: str, workers: int | None, gpus_per_worker: float | None) -
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if gpus and device != "cpu" else 0.0
     if gpus_per_worker > max(n.get("GPU", 0) for n in nodes):
-        raise ClusterError(f"--gpus-per-worker {gpus_per_worker:g}: no node of the cluster has that many GPUs "
-                           f"(it has {gpus:g} in all)")
+        raise ClusterError(
+            f"--gpus-per-worker {gpus_per_worker:g}: no node of the cluster has that many GPUs (it has {gpus:g} in all)"
+        )
     if gpus_per_worker:
         workers = workers or max(1, int(gpus // gpus_per_worker))
         return Pool(workers, gpus_per_worker, "cuda" if device == "auto" else device, GPU_WORKER_CPUS, None, None)
@@ -203,13 +197,22 @@ def run(
         ray.kill(ledger)
     for path in paths:  # never expected: every file has a row whatever happened to its tasks
         if batch.path_key(path) not in written:
-            emit(error_record(path, f"{path}: no answer from the Ray cluster", model.info.model_id,
-                              model.info.revision))
+            emit(
+                error_record(path, f"{path}: no answer from the Ray cluster", model.info.model_id, model.info.revision)
+            )
     return tally
 
 
-def _dataset(paths: Sequence[str], job: DecodeJob, model: ClusterModel, pool: Pool, views: Views, top_k: int,
-             dtype: str, batch_size: int) -> Any:
+def _dataset(
+    paths: Sequence[str],
+    job: DecodeJob,
+    model: ClusterModel,
+    pool: Pool,
+    views: Views,
+    top_k: int,
+    dtype: str,
+    batch_size: int,
+) -> Any:
     import ray.data
 
     context = ray.data.DataContext.get_current()
@@ -226,12 +229,24 @@ def _dataset(paths: Sequence[str], job: DecodeJob, model: ClusterModel, pool: Po
     per_video = views.clips * views.crops
     return (
         ray.data.from_items(items, override_num_blocks=min(len(items), MAX_DECODE_BLOCKS))
-        .map(decode_row, fn_kwargs={"job": job}, num_cpus=1, runtime_env=runtime_env,
-             compute=ray.data.TaskPoolStrategy(size=pool.decoders))
+        .map(
+            decode_row,
+            fn_kwargs={"job": job},
+            num_cpus=1,
+            runtime_env=runtime_env,
+            compute=ray.data.TaskPoolStrategy(size=pool.decoders),
+        )
         .map_batches(
             ModelWorker,
-            fn_constructor_kwargs=dict(load_ref=model.load_ref, info=model.info, device=pool.device, dtype=dtype,
-                                       top_k=top_k, batch_size=batch_size, threads=pool.threads),
+            fn_constructor_kwargs=dict(
+                load_ref=model.load_ref,
+                info=model.info,
+                device=pool.device,
+                dtype=dtype,
+                top_k=top_k,
+                batch_size=batch_size,
+                threads=pool.threads,
+            ),
             batch_size=max(1, batch_size // per_video),  # videos per call: --batch-size counts views
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=pool.workers),

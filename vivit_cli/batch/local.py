@@ -38,8 +38,11 @@ def run(
     tally.started_s = time.monotonic()
     per_video = views.clips * views.crops
     # Enough decoded ahead for the next batch while this one runs, plus two per worker: memory stays flat.
-    pool.submit(paths, DecodeSpec(classifier.config.num_frames, classifier.preprocess, views),
-                max_pending=math.ceil(batch_size / per_video) + 2 * pool.workers)
+    pool.submit(
+        paths,
+        DecodeSpec(classifier.config.num_frames, classifier.preprocess, views),
+        max_pending=math.ceil(batch_size / per_video) + 2 * pool.workers,
+    )
     model, revision = classifier.info.model_id, classifier.info.revision
     batcher = ViewBatcher(classifier, batch_size)
 
@@ -51,8 +54,9 @@ def run(
         if item is None:  # decoding has stalled (a slow or hung file): run what is ready rather than wait
             emit(batcher.step())
         elif item.prepared is None:
-            tally.write(writer, error_record(item.path, one_line(item.error or "unknown error"), model, revision),
-                        on_row)
+            tally.write(
+                writer, error_record(item.path, one_line(item.error or "unknown error"), model, revision), on_row
+            )
         else:
             emit(batcher.add(item.prepared, item.prepared.pixel_values))
     emit(batcher.drain())

@@ -21,11 +21,18 @@ from vivit_cli.writers.formats import PARQUET, RecordWriter, format_for, get_wri
 from vivit_cli.writers.records import BATCH
 
 if TYPE_CHECKING:
-
     from vivit_cli.results import ModelInfo
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TIMEOUT_S", "Plan", "Tally", "check_model", "collect_videos", "plan",
-           "open_output"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_TIMEOUT_S",
+    "Plan",
+    "Tally",
+    "check_model",
+    "collect_videos",
+    "plan",
+    "open_output",
+]
 
 Writer = RecordWriter  # where rows go: CSV, JSON or JSONL text, or Parquet
 
@@ -59,7 +66,7 @@ def collect_videos(sources: Sequence[str], recursive: bool = False) -> list[str]
 
 def _expand(source: str, recursive: bool) -> list[str]:
     if source.startswith(LIST_PREFIX) and not os.path.lexists(source):
-        return _read_list(source[len(LIST_PREFIX):])
+        return _read_list(source[len(LIST_PREFIX) :])
     if os.path.isdir(source):
         paths = _walk(source, recursive)
         if not paths:
@@ -72,8 +79,9 @@ def _expand(source: str, recursive: bool) -> list[str]:
         matches = sorted(glob.glob(source, recursive=True))
         videos = [p for p in matches if is_video_name(p)]
         if not videos:
-            raise SourceError(f"{source}: the pattern matches {len(matches)} paths, none of them with a video "
-                              f"suffix ({_suffixes()})")
+            raise SourceError(
+                f"{source}: the pattern matches {len(matches)} paths, none of them with a video suffix ({_suffixes()})"
+            )
         return videos
     raise SourceError(f"{source}: no such file, folder or pattern")
 
@@ -94,8 +102,9 @@ def _read_list(list_path: str) -> list[str]:
     try:
         text = Path(list_path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise SourceError(f"{LIST_PREFIX}{list_path}: cannot read the list ({getattr(e, 'strerror', None) or e})"
-                          ) from None
+        raise SourceError(
+            f"{LIST_PREFIX}{list_path}: cannot read the list ({getattr(e, 'strerror', None) or e})"
+        ) from None
     paths = [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith(LIST_COMMENT)]
     if not paths:
         raise SourceError(f"{LIST_PREFIX}{list_path}: the list names no files")
@@ -151,8 +160,9 @@ def check_model(job: Plan, info: ModelInfo) -> None:
         model, revision = others[0]
         them = f"{model}@{revision[:12]}" if revision else model
         me = f"{ours[0]}@{ours[1][:12]}" if ours[1] else ours[0]
-        raise SourceError(f"--resume: {job.out} holds rows from {them}, not {me}: resume with that --model, or "
-                          "write to another --out")
+        raise SourceError(
+            f"--resume: {job.out} holds rows from {them}, not {me}: resume with that --model, or write to another --out"
+        )
 
 
 def _same_model(a: tuple[str, str], b: tuple[str, str]) -> bool:
@@ -237,8 +247,9 @@ class Tally:
     skipped: int = 0  # already done in the output (--resume)
     started_s: float = field(default_factory=time.monotonic)
 
-    def write(self, writer: Writer, record: dict[str, Any],
-              on_row: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def write(
+        self, writer: Writer, record: dict[str, Any], on_row: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         """Write one row, count it, and hand it to `on_row`: the one way rows leave a run, local or on Ray."""
         writer.write(record)
         if record["status"] == "ok":
@@ -252,9 +263,11 @@ class Tally:
         """One line for stderr: what was done, how fast, and where it went."""
         elapsed = time.monotonic() - self.started_s
         done = self.ok + self.failed
-        line = (f"{'Interrupted' if interrupted else 'Done'}: {self.ok} ok, {self.failed} failed"
-                + (f", {self.skipped} already done" if self.skipped else "")
-                + f"; {done} videos in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.2f} videos/s)")
+        line = (
+            f"{'Interrupted' if interrupted else 'Done'}: {self.ok} ok, {self.failed} failed"
+            + (f", {self.skipped} already done" if self.skipped else "")
+            + f"; {done} videos in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.2f} videos/s)"
+        )
         if out is not None:
             line += f" -> {out}"
         if interrupted and out is not None:

@@ -38,6 +38,7 @@ class _End(Enum):
 
 DONE = _End.DONE  # what DecodePool.get returns once every submitted file has its answer
 
+
 @dataclass(frozen=True)
 class Decoded:
     """A worker's answer for one file: the prepared video (pixel_values as numpy), or why there is none."""
@@ -180,8 +181,7 @@ class DecodePool:
                 self._receive(w)  # answers it sent before dying are still in the pipe
                 self._replace(w, None)
             elif w.tasks and time.monotonic() > w.started_s + self.timeout_s:
-                self._replace(w, f"decoding took longer than {self.timeout_s:g} s (--timeout); its worker "
-                              "was stopped")
+                self._replace(w, f"decoding took longer than {self.timeout_s:g} s (--timeout); its worker was stopped")
 
     def _receive(self, w: _Worker) -> None:
         try:
@@ -208,8 +208,9 @@ class DecodePool:
         if w.tasks:
             _, path = w.tasks.popleft()
             self._in_flight -= 1
-            error = timeout_error or (f"the decoder crashed ({_describe_exit(w.process.exitcode)}); its worker "
-                                      "was replaced")
+            error = timeout_error or (
+                f"the decoder crashed ({_describe_exit(w.process.exitcode)}); its worker was replaced"
+            )
             self._out.put(Decoded(path, None, f"{path}: {error}"))
         self._in_flight -= len(w.tasks)
         self._retry.extendleft(reversed(w.tasks))
@@ -217,8 +218,9 @@ class DecodePool:
 
     def _start_worker(self) -> _Worker:
         parent_end, child_end = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(child_end, self._decode), daemon=True,
-                                    name="vivit-decode")
+        process = self._ctx.Process(
+            target=_worker_main, args=(child_end, self._decode), daemon=True, name="vivit-decode"
+        )
         process.start()
         child_end.close()
         return _Worker(process, parent_end)

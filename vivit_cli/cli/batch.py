@@ -19,29 +19,76 @@ from vivit_cli.cli.options import load_classifier, model_options, note, quiet_hu
 @click.argument("sources", nargs=-1, required=True)
 @model_options
 @view_options
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
-              help="Output file: .csv, .json, .jsonl or .parquet; - for stdout. [default: JSONL on stdout]")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl", "parquet"]),
-              help="Output format, when not the --out suffix's.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Output file: .csv, .json, .jsonl or .parquet; - for stdout. [default: JSONL on stdout]",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "jsonl", "parquet"]),
+    help="Output format, when not the --out suffix's.",
+)
 @click.option("--recursive", "-r", is_flag=True, help="Look in the subfolders of folder sources.")
 @click.option("--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried).")
-@click.option("--workers", "-j", type=click.IntRange(1),
-              help="Decode processes; with --ray, model workers. [default: from the cores and device]")
-@click.option("--batch-size", "-b", type=click.IntRange(1), default=batch.DEFAULT_BATCH_SIZE,
-              show_default=True, help="Views (clips x crops) per forward pass.")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=batch.DEFAULT_TIMEOUT_S,
-              show_default=True,
-              help="Seconds one file may take to decode; then its worker is stopped and the file gets an error row.")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="", metavar="[ADDRESS]",  # "": ray.init() decides
-              help="Run on Ray: a running cluster (or a new local one), auto, or ray://host:port; "
-                   "needs the ray extra. Put it after SOURCES, or write --ray=ADDRESS.")
-@click.option("--gpus-per-worker", type=click.FloatRange(0),
-              help="With --ray: GPUs per model worker. [default: 1 if the cluster has GPUs, else 0]")
+@click.option(
+    "--workers",
+    "-j",
+    type=click.IntRange(1),
+    help="Decode processes; with --ray, model workers. [default: from the cores and device]",
+)
+@click.option(
+    "--batch-size",
+    "-b",
+    type=click.IntRange(1),
+    default=batch.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Views (clips x crops) per forward pass.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=batch.DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Seconds one file may take to decode; then its worker is stopped and the file gets an error row.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    metavar="[ADDRESS]",  # "": ray.init() decides
+    help="Run on Ray: a running cluster (or a new local one), auto, or ray://host:port; "
+    "needs the ray extra. Put it after SOURCES, or write --ray=ADDRESS.",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(0),
+    help="With --ray: GPUs per model worker. [default: 1 if the cluster has GPUs, else 0]",
+)
 @click.pass_context
-def batch_command(ctx: click.Context, sources: tuple[str, ...], model: str, device: str, dtype: str, stride: int,
-                  clips: int, crops: str, top_k: int, out: str | None, fmt: str | None, recursive: bool,
-                  resume: bool, workers: int | None, batch_size: int, timeout: float, ray_address: str | None,
-                  gpus_per_worker: float | None) -> None:
+def batch_command(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    model: str,
+    device: str,
+    dtype: str,
+    stride: int,
+    clips: int,
+    crops: str,
+    top_k: int,
+    out: str | None,
+    fmt: str | None,
+    recursive: bool,
+    resume: bool,
+    workers: int | None,
+    batch_size: int,
+    timeout: float,
+    ray_address: str | None,
+    gpus_per_worker: float | None,
+) -> None:
     """Classify every video in SOURCES into one CSV, JSON, JSONL or Parquet file: a row per video, ok or error.
 
     A SOURCE is a folder, a glob, a file or @list.txt (one file per line). Rows are written as videos finish.
@@ -91,8 +138,19 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     with cluster.connect(address, ctx.obj["quiet"]):
         pool = cluster.size_pool(p["device"], p["workers"], p["gpus_per_worker"])
         with _progress(ctx, job, tally) as on_row, cluster.open_output(job, stdout) as writer:
-            cluster.run(job.todo, model, pool, writer, views, p["top_k"], p["dtype"], p["batch_size"],
-                           p["timeout"], tally, on_row)
+            cluster.run(
+                job.todo,
+                model,
+                pool,
+                writer,
+                views,
+                p["top_k"],
+                p["dtype"],
+                p["batch_size"],
+                p["timeout"],
+                tally,
+                on_row,
+            )
     if tally.failed:
         ctx.exit(VideoError.exit_code)
 

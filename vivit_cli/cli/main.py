@@ -104,8 +104,18 @@ def labels_command(ctx: click.Context, model: str) -> None:
 @view_options
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout: one object per video, per line.")
 @click.pass_context
-def classify_command(ctx: click.Context, videos: tuple[str, ...], model: str, device: str, dtype: str,
-                     stride: int, clips: int, crops: str, top_k: int, as_json: bool) -> None:
+def classify_command(
+    ctx: click.Context,
+    videos: tuple[str, ...],
+    model: str,
+    device: str,
+    dtype: str,
+    stride: int,
+    clips: int,
+    crops: str,
+    top_k: int,
+    as_json: bool,
+) -> None:
     """Classify each VIDEO and show its top labels.
 
     Exit codes: 0 all classified, 4 a video failed (each one is named on stderr, the rest still run),
@@ -158,4 +168,3 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     keep_freed_memory()
     cli(prog_name="vivit")
-

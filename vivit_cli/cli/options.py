@@ -68,15 +68,36 @@ def note(ctx: click.Context, note: str | None) -> None:
 
 def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--stride, --clips, --crops and --top-k, shared by the commands that classify videos."""
-    f = click.option("--top-k", "-k", type=click.IntRange(1), default=5, show_default=True,
-                     help="How many labels to report per video.")(f)
-    f = click.option("--crops", type=click.Choice(["1", "3"]), default="1", show_default=True,
-                     help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).")(f)
-    f = click.option("--clips", type=click.IntRange(1), default=1, show_default=True,
-                     help="Clips spread evenly over the video; their scores are averaged.")(f)
-    f = click.option("--stride", type=click.IntRange(1), default=DEFAULT_STRIDE, show_default=True,
-                     envvar="VIVIT_STRIDE",
-                     help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]")(f)
+    f = click.option(
+        "--top-k",
+        "-k",
+        type=click.IntRange(1),
+        default=5,
+        show_default=True,
+        help="How many labels to report per video.",
+    )(f)
+    f = click.option(
+        "--crops",
+        type=click.Choice(["1", "3"]),
+        default="1",
+        show_default=True,
+        help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).",
+    )(f)
+    f = click.option(
+        "--clips",
+        type=click.IntRange(1),
+        default=1,
+        show_default=True,
+        help="Clips spread evenly over the video; their scores are averaged.",
+    )(f)
+    f = click.option(
+        "--stride",
+        type=click.IntRange(1),
+        default=DEFAULT_STRIDE,
+        show_default=True,
+        envvar="VIVIT_STRIDE",
+        help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]",
+    )(f)
     return f
 
 

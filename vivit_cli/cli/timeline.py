@@ -14,21 +14,58 @@ from vivit_cli.live.timeline import DEFAULT_BATCH_SIZE, DEFAULT_EVERY_S, DEFAULT
 @click.argument("video_path", metavar="VIDEO", type=click.Path(path_type=str))
 @model_options
 @view_options
-@click.option("--every", type=click.FloatRange(0, min_open=True), default=DEFAULT_EVERY_S, show_default=True,
-              help="Seconds between window starts; each window is one clip (num_frames frames, --stride apart).")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=DEFAULT_THRESHOLD, show_default=True,
-              help="Top-1 score a window needs to join a segment; weaker windows leave a gap.")
-@click.option("--batch-size", "-b", type=click.IntRange(1), default=DEFAULT_BATCH_SIZE, show_default=True,
-              help="Windows per forward pass (each is --crops views).")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
-              help="Segment and window rows: a .csv, .json or .jsonl file, or - for JSONL on stdout.")
+@click.option(
+    "--every",
+    type=click.FloatRange(0, min_open=True),
+    default=DEFAULT_EVERY_S,
+    show_default=True,
+    help="Seconds between window starts; each window is one clip (num_frames frames, --stride apart).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_THRESHOLD,
+    show_default=True,
+    help="Top-1 score a window needs to join a segment; weaker windows leave a gap.",
+)
+@click.option(
+    "--batch-size",
+    "-b",
+    type=click.IntRange(1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Windows per forward pass (each is --crops views).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Segment and window rows: a .csv, .json or .jsonl file, or - for JSONL on stdout.",
+)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=str), help="Draw the timeline into a .png.")
-@click.option("--overlay", type=click.Path(dir_okay=False, path_type=str),
-              help="Write the video with each frame's labels drawn on it (.mp4; H.264 with PyAV installed).")
+@click.option(
+    "--overlay",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write the video with each frame's labels drawn on it (.mp4; H.264 with PyAV installed).",
+)
 @click.pass_context
-def timeline_command(ctx: click.Context, video_path: str, model: str, device: str, dtype: str, stride: int,
-                     clips: int, crops: str, top_k: int, every: float, threshold: float, batch_size: int,
-                     out: str | None, plot: str | None, overlay: str | None) -> None:
+def timeline_command(
+    ctx: click.Context,
+    video_path: str,
+    model: str,
+    device: str,
+    dtype: str,
+    stride: int,
+    clips: int,
+    crops: str,
+    top_k: int,
+    every: float,
+    threshold: float,
+    batch_size: int,
+    out: str | None,
+    plot: str | None,
+    overlay: str | None,
+) -> None:
     """Label VIDEO over time: a window every --every seconds, merged into segments of one label.
 
     Prints the segments (with --out -, JSONL rows instead). A window is one clip, so --clips must be 1.
@@ -59,8 +96,9 @@ def timeline_command(ctx: click.Context, video_path: str, model: str, device: st
     classifier = load_classifier(ctx, model, device, dtype)
     quiet = ctx.obj["quiet"]
     with tqdm(unit="frame", desc="scoring", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
-        result = timeline.scan(classifier, video_path, views, every, top_k, batch_size, threshold,
-                               progress=tqdm_progress(bar))
+        result = timeline.scan(
+            classifier, video_path, views, every, top_k, batch_size, threshold, progress=tqdm_progress(bar)
+        )
     if out:
         write_all(out, timeline_records(result), TIMELINE, sys.stdout)
     print_segments_table(Console(stderr=out == "-"), result)

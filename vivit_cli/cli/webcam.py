@@ -5,38 +5,102 @@ from __future__ import annotations
 import click
 
 from vivit_cli.cli.options import load_classifier, model_options
+from vivit_cli.live import settings as live
 
 
 @click.command("webcam")
-@click.option("--source", "-s", default="0", show_default=True,
-              help="A camera index, a video file, or a stream URL (rtsp://, http://, ...).")
+@click.option(
+    "--source",
+    "-s",
+    default="0",
+    show_default=True,
+    help="A camera index, a video file, or a stream URL (rtsp://, http://, ...).",
+)
 @model_options
-@click.option("--stride", type=click.IntRange(1), default=2, show_default=True, envvar="VIVIT_STRIDE",
-              help="Frames between the sampled frames of a window. [env: VIVIT_STRIDE]")
-@click.option("--top-k", "-k", type=click.IntRange(1), default=5, show_default=True, help="Labels per prediction.")
-@click.option("--every", type=click.IntRange(1), default=8, show_default=True,
-              help="Frames between predictions (more when the model is slower than the source).")
-@click.option("--smooth", type=click.IntRange(1), default=1, show_default=True,
-              help="Average the probabilities of the last K predictions.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Leave out labels whose (smoothed) score is below this, on screen and in the log.")
+@click.option(
+    "--stride",
+    type=click.IntRange(1),
+    default=live.DEFAULT_STRIDE,
+    show_default=True,
+    envvar="VIVIT_STRIDE",
+    help="Frames between the sampled frames of a window. [env: VIVIT_STRIDE]",
+)
+@click.option(
+    "--top-k", "-k", type=click.IntRange(1), default=live.TOP_K, show_default=True, help="Labels per prediction."
+)
+@click.option(
+    "--every",
+    type=click.IntRange(1),
+    default=live.WEBCAM_EVERY,
+    show_default=True,
+    help="Frames between predictions (more when the model is slower than the source).",
+)
+@click.option(
+    "--smooth",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Average the probabilities of the last K predictions.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Leave out labels whose (smoothed) score is below this, on screen and in the log.",
+)
 @click.option("--show", is_flag=True, help="Open a window with the frames and the labels; q or Esc quits.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=str),
-              help="Log one row per prediction: a .csv or .jsonl file, or - for JSONL on stdout.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Log one row per prediction: a .csv or .jsonl file, or - for JSONL on stdout.",
+)
 @click.option("--max-predictions", "-n", type=click.IntRange(1), help="Stop after N predictions.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after S seconds.")
 @click.option("--fast", is_flag=True, help="Read a file as fast as the model goes, scoring every window.")
-@click.option("--reconnect", type=click.IntRange(0), default=5, show_default=True,
-              help="Attempts to reopen a stream or camera that stops, with growing pauses.")
-@click.option("--open-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
-              help="Seconds a stream may take to answer.")
-@click.option("--read-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
-              help="Seconds without a frame before a stream counts as dropped.")
+@click.option(
+    "--reconnect",
+    type=click.IntRange(0),
+    default=live.RECONNECT_ATTEMPTS,
+    show_default=True,
+    help="Attempts to reopen a stream or camera that stops, with growing pauses.",
+)
+@click.option(
+    "--open-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=live.OPEN_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a stream may take to answer.",
+)
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=live.READ_TIMEOUT_S,
+    show_default=True,
+    help="Seconds without a frame before a stream counts as dropped.",
+)
 @click.pass_context
-def webcam_command(ctx: click.Context, source: str, model: str, device: str, dtype: str, stride: int, top_k: int,
-                   every: int, smooth: int, threshold: float, show: bool, out: str | None,
-                   max_predictions: int | None, duration: float | None, fast: bool, reconnect: int,
-                   open_timeout: float, read_timeout: float) -> None:
+def webcam_command(
+    ctx: click.Context,
+    source: str,
+    model: str,
+    device: str,
+    dtype: str,
+    stride: int,
+    top_k: int,
+    every: int,
+    smooth: int,
+    threshold: float,
+    show: bool,
+    out: str | None,
+    max_predictions: int | None,
+    duration: float | None,
+    fast: bool,
+    reconnect: int,
+    open_timeout: float,
+    read_timeout: float,
+) -> None:
     """Label what a camera, a file or a stream shows, live.
 
     Exit codes: 0 stopped by a limit, q or the end of a file; 5 no camera, a stream that does not answer or
@@ -47,14 +111,14 @@ def webcam_command(ctx: click.Context, source: str, model: str, device: str, dty
 
     from rich.console import Console
 
-    from vivit_cli.live import capture, view, webcam
+    from vivit_cli.live import view, webcam
     from vivit_cli.results import LivePrediction
     from vivit_cli.writers.formats import format_for, open_output
     from vivit_cli.writers.records import WEBCAM, webcam_record
 
-    src = capture.parse_source(source)  # usage errors before the model loads
-    settings = webcam.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)
-    capture_settings = capture.CaptureSettings(open_timeout, read_timeout, reconnect)
+    src = live.parse_source(source)  # usage errors before the model loads
+    settings = live.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)
+    capture_settings = live.CaptureSettings(open_timeout, read_timeout, reconnect)
     if out:
         format_for(out, None, WEBCAM)
     live_model = webcam.ClassifierModel(load_classifier(ctx, model, device, dtype))
@@ -78,6 +142,8 @@ def webcam_command(ctx: click.Context, source: str, model: str, device: str, dty
 
         summary = webcam.run_live(src, live_model, settings, capture_settings, on_prediction, on_tick)
     if not ctx.obj["quiet"]:
-        click.echo(f"{summary.predictions} predictions from {summary.frames_read} frames "
-                   f"({summary.frames_skipped} skipped while the model was busy); stopped: {summary.reason}.",
-                   err=True)
+        click.echo(
+            f"{summary.predictions} predictions from {summary.frames_read} frames "
+            f"({summary.frames_skipped} skipped while the model was busy); stopped: {summary.reason}.",
+            err=True,
+        )

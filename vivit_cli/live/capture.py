@@ -6,79 +6,22 @@ import collections
 import contextlib
 import glob
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 
-from vivit_cli.errors import CaptureError, SourceError, VideoError
+from vivit_cli.errors import CaptureError, VideoError
+from vivit_cli.live.settings import CaptureSettings, Source
 
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
-OPEN_TIMEOUT_S = 10.0  # seconds a stream may take to answer before it counts as unreachable
-READ_TIMEOUT_S = 10.0  # seconds without a frame before a stream counts as dropped
-RECONNECT_ATTEMPTS = 5  # reopenings of a dropped stream before giving up
-BACKOFF_S = 0.5  # seconds before the first reopening; doubles with each failed attempt ...
 MAX_BACKOFF_S = 8.0  # ... up to this many seconds
 FPS_WINDOW_FRAMES = 30  # frames the measured capture rate is averaged over
 TIMEOUT_SLACK = 0.9  # an open that failed after this fraction of the open timeout failed by timing out
-
-
-@dataclass(frozen=True)
-class Source:
-    """What --source named: a camera index, a video file or a stream URL."""
-
-    kind: str  # "camera", "file" or "stream"
-    target: int | str  # camera index, file path or URL
-
-    @property
-    def name(self) -> str:
-        """How messages and logs show the source: a URL's password is masked."""
-        if self.kind == "camera":
-            return f"camera {self.target}"
-        if self.kind == "stream":
-            return _redact(str(self.target))
-        return str(self.target)
-
-
-def parse_source(text: str) -> Source:
-    """The user's --source string -> a Source: digits are a camera, scheme:// a stream, else an existing file."""
-    text = text.strip()
-    if not text:
-        raise SourceError(f"empty --source: {_SUPPORTED}")
-    if re.fullmatch(r"[0-9]+", text):
-        return Source("camera", int(text))
-    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
-    if scheme:
-        if scheme.group(1).lower() not in STREAM_SCHEMES:
-            raise SourceError(f"{_redact(text)}: unsupported URL scheme {scheme.group(1)!r}; streams may use "
-                              f"{', '.join(STREAM_SCHEMES)}")
-        return Source("stream", text)
-    if not os.path.isfile(text):
-        why = "is not a regular file" if os.path.exists(text) else "no such file"
-        raise VideoError(f"{text}: {why}; {_SUPPORTED}")
-    return Source("file", text)
-
-
-_SUPPORTED = "--source takes a camera index (0), a video file or a stream URL (rtsp://, http://, ...)"
-
-
-@dataclass(frozen=True)
-class CaptureSettings:
-    open_timeout_s: float = OPEN_TIMEOUT_S
-    read_timeout_s: float = READ_TIMEOUT_S
-    reconnect: int = RECONNECT_ATTEMPTS
-    backoff_s: float = BACKOFF_S
-
-    def __post_init__(self) -> None:
-        if self.open_timeout_s <= 0 or self.read_timeout_s <= 0 or self.reconnect < 0 or self.backoff_s < 0:
-            raise CaptureError("timeouts must be positive and --reconnect at least 0")
 
 
 class Capture(Protocol):
@@ -100,8 +43,12 @@ def open_capture(source: Source, settings: CaptureSettings = CaptureSettings()) 
             # An absolute path cannot be mistaken by FFmpeg for a protocol ("pipe:0", "http:x").
             cap = cv2.VideoCapture(os.path.abspath(str(source.target)), cv2.CAP_FFMPEG)
         else:
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(1000 * settings.open_timeout_s),
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(1000 * settings.read_timeout_s)]
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                round(1000 * settings.open_timeout_s),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                round(1000 * settings.read_timeout_s),
+            ]
             cap = cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG, params)
     try:
         if not cap.isOpened():
@@ -141,15 +88,6 @@ def _quiet_opencv() -> Iterator[None]:
         yield
     finally:
         cv2.utils.logging.setLogLevel(level)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
 
 
 # eq=False: dataclass equality would compare the images element-wise.
@@ -216,8 +154,16 @@ class RingBuffer:
 class Grabber:
     """Reads a source as fast as it gives frames (a file paced to its frame rate), reopening one that drops."""
 
-    def __init__(self, source: Source, capture: Capture, reopen: Callable[[], Capture], settings: CaptureSettings,
-                 stop: threading.Event, fps: float | None = None, pace: bool = False) -> None:
+    def __init__(
+        self,
+        source: Source,
+        capture: Capture,
+        reopen: Callable[[], Capture],
+        settings: CaptureSettings,
+        stop: threading.Event,
+        fps: float | None = None,
+        pace: bool = False,
+    ) -> None:
         self.source, self.settings, self.stop = source, settings, stop
         self.fps, self.pace = fps, pace and fps is not None
         self.frames_read = 0
@@ -257,8 +203,10 @@ class Grabber:
             self.release()
             while self._cap is None:
                 if failures >= self.settings.reconnect:
-                    raise CaptureError(f"{self.source.name}: stopped sending frames; "
-                                       f"{failures} reconnect attempt(s) failed (--reconnect)")
+                    raise CaptureError(
+                        f"{self.source.name}: stopped sending frames; "
+                        f"{failures} reconnect attempt(s) failed (--reconnect)"
+                    )
                 delay = min(MAX_BACKOFF_S, self.settings.backoff_s * 2**failures)
                 failures += 1
                 if self.stop.wait(delay):

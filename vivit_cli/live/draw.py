@@ -41,7 +41,8 @@ def draw_labels(frame: np.ndarray, predictions: Sequence[Prediction], title: str
             bar_w = int((panel_w - 2 * pad) * max(0.0, min(1.0, score)))
             if bar_w > 0:  # cv2.rectangle's corners are inclusive: a bar of width 0 would still be 1 px wide
                 cv2.rectangle(out, (pad, y + int(line * 0.8)), (pad + bar_w - 1, y + int(line * 0.92)), BAR_COLOUR, -1)
-        cv2.putText(out, text, (pad, y + int(line * 0.68)), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, thickness,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, text, (pad, y + int(line * 0.68)), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, thickness, cv2.LINE_AA
+        )
         y += line
     return out

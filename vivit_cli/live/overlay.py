@@ -30,8 +30,10 @@ H264_ENCODERS = ("libx264", "libopenh264", "h264")  # PyAV encoder names, best f
 H264_CRF = "20"  # x264 constant quality (lower is better; its default is 23): keeps the label text crisp
 PTS_PER_S = 90_000  # PyAV time base: MPEG's clock, fine enough for any frame rate
 FALLBACK_FOURCC = "mp4v"
-FALLBACK_NOTE = ("no H.264 encoder (pip install 'vivit-cli[overlay]' for PyAV): wrote MPEG-4 Part 2 (mp4v), "
-                 "which most browsers will not play")
+FALLBACK_NOTE = (
+    "no H.264 encoder (pip install 'vivit-cli[overlay]' for PyAV): wrote MPEG-4 Part 2 (mp4v), "
+    "which most browsers will not play"
+)
 
 
 @dataclass(frozen=True)
@@ -173,4 +175,3 @@ class _Mp4v:
 
     def close(self, flush: bool = True) -> None:
         self.writer.release()
-

@@ -29,8 +29,18 @@ TITLE_SCALE = 0.6
 FILL_ALPHA = 0.18  # of the area under each score curve
 
 # Tableau 10 as BGR: distinct for most colour-blind readers and on paper.
-PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
-           (194, 119, 227), (34, 189, 188), (207, 190, 23), (127, 127, 127)]
+PALETTE = [
+    (180, 119, 31),
+    (14, 127, 255),
+    (44, 160, 44),
+    (40, 39, 214),
+    (189, 103, 148),
+    (75, 86, 140),
+    (194, 119, 227),
+    (34, 189, 188),
+    (207, 190, 23),
+    (127, 127, 127),
+]
 OTHER = (200, 200, 200)  # labels past MAX_LABELS
 UNSURE = (238, 238, 238)  # stretches below the threshold
 BACKGROUND = (255, 255, 255)
@@ -72,8 +82,10 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
         return round(left + (t - t0) / (t1 - t0) * (right - left))
 
     name = Path(timeline.source).name
-    title = (f"{name}   {clock(t1 - t0, 1)}   {len(timeline.windows)} windows every {timeline.every_s:g} s   "
-             f"model {timeline.model.model_id}")
+    title = (
+        f"{name}   {clock(t1 - t0, 1)}   {len(timeline.windows)} windows every {timeline.every_s:g} s   "
+        f"model {timeline.model.model_id}"
+    )
     _text(img, _fit(title, width - 2 * GAP_PX, TITLE_SCALE), (GAP_PX, 27), TITLE_SCALE, INK)
 
     # The segment strip: unsure stretches are pale, so the eye reads only the confident labels.
@@ -101,8 +113,13 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
         cv2.line(img, (left, y_of(p)), (right, y_of(p)), GRID, 1)
         _text(img, f"{100 * p:.0f}%", (8, y_of(p) + 5), FONT_SCALE, MUTED)
     _dashed(img, y_of(timeline.threshold), left, right, MUTED)
-    _text(img, f"threshold {100 * timeline.threshold:.0f}%", (right - 130, y_of(timeline.threshold) - 5),
-          FONT_SCALE, MUTED)
+    _text(
+        img,
+        f"threshold {100 * timeline.threshold:.0f}%",
+        (right - 130, y_of(timeline.threshold) - 5),
+        FONT_SCALE,
+        MUTED,
+    )
     for idx in reversed(shown):  # the longest-held label last, on top
         points = []
         for (a, b), p in zip(timeline.cells, timeline.probs[:, idx], strict=True):
@@ -163,8 +180,10 @@ def _legend_layout(timeline: Timeline, shown: list[int], width: int) -> list[tup
     # Shares of the video in segments, as the strip shows them; the rest is below the threshold.
     total = (timeline.end_s - timeline.start_s) or 1.0
     in_segments, _ = _label_times(timeline)
-    entries = [(f"{timeline.labels[i]}  {100 * in_segments.get(i, 0.0) / total:.0f}%", PALETTE[n % len(PALETTE)])
-               for n, i in enumerate(shown)]
+    entries = [
+        (f"{timeline.labels[i]}  {100 * in_segments.get(i, 0.0) / total:.0f}%", PALETTE[n % len(PALETTE)])
+        for n, i in enumerate(shown)
+    ]
     other = sum(t for i, t in in_segments.items() if i not in shown)
     if other:
         entries.append((f"other  {100 * other / total:.0f}%", OTHER))

@@ -45,8 +45,17 @@ def merge_segments(
     def close() -> None:
         if run:
             score = sum(w.predictions[0].score for w in run) / len(run)
-            segments.append(Segment(len(segments), run[0].predictions[0].label, score,
-                                    spans[run[0].index][0], spans[run[-1].index][1], run[0].index, run[-1].index))
+            segments.append(
+                Segment(
+                    len(segments),
+                    run[0].predictions[0].label,
+                    score,
+                    spans[run[0].index][0],
+                    spans[run[-1].index][1],
+                    run[0].index,
+                    run[-1].index,
+                )
+            )
             run.clear()
 
     for w in windows:
@@ -160,8 +169,9 @@ class _Scanner:
         clips = [torch.stack(w.frames, dim=1) for w in self.done]  # each (crops, T, C, S, S)
         scored = score_videos(self.classifier, clips, batch_size=sum(len(c) for c in clips))  # each (crops, L)
         for w, p in zip(self.done, (s.mean(axis=0) for s in scored), strict=True):
-            self.windows.append(Window(len(self.windows), w.start_s, w.end_s, tuple(w.indices),
-                                       self.classifier.top_k(p, self.k)))
+            self.windows.append(
+                Window(len(self.windows), w.start_s, w.end_s, tuple(w.indices), self.classifier.top_k(p, self.k))
+            )
             self.probs.append(p)
         self.done.clear()
 

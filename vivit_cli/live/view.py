@@ -48,9 +48,13 @@ class TerminalView:
             self._live.update(self.panel(self._status), refresh=True)
         elif self.mode == "lines":
             labels = ", ".join(f"{x.label} {percent(x.score)}" for x in p.predictions) or "(none over threshold)"
-            self.console.print(f"#{p.number} frames {p.first_frame}-{p.last_frame} ({p.first_s:.2f}-{p.last_s:.2f} s)"
-                               f"  {labels}  [{1000 * p.latency_s:.0f} ms]", markup=False, highlight=False,
-                               soft_wrap=True)
+            self.console.print(
+                f"#{p.number} frames {p.first_frame}-{p.last_frame} ({p.first_s:.2f}-{p.last_s:.2f} s)"
+                f"  {labels}  [{1000 * p.latency_s:.0f} ms]",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
     def tick(self, status: LiveStatus) -> None:
         now = time.monotonic()
@@ -67,8 +71,13 @@ class TerminalView:
         p = status.latest
         fps = f"{status.capture_fps:.1f} fps" if status.capture_fps else "- fps"
         latency = f"{1000 * p.latency_s:.0f} ms" if p else "- ms"
-        table = Table(title=f"{self.source}  [dim]{fps} capture, model {latency}[/dim]", title_justify="left",
-                      caption=_caption(status), caption_justify="left", min_width=PANEL_WIDTH)
+        table = Table(
+            title=f"{self.source}  [dim]{fps} capture, model {latency}[/dim]",
+            title_justify="left",
+            caption=_caption(status),
+            caption_justify="left",
+            min_width=PANEL_WIDTH,
+        )
         table.add_column("label")
         table.add_column("score", justify="right")
         table.add_column("", width=BAR_WIDTH)
@@ -95,8 +104,10 @@ class Window:
         on_linux = sys.platform.startswith("linux")
         if on_linux and not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
             # Qt aborts the whole process (not an exception) when it finds no display.
-            raise DeviceError("--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; "
-                              "use --out to log the labels instead")
+            raise DeviceError(
+                "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; "
+                "use --out to log the labels instead"
+            )
         try:
             cv2.namedWindow(name, cv2.WINDOW_NORMAL)
         except cv2.error as e:

@@ -14,35 +14,13 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from vivit_cli.errors import SourceError, VideoError, VivitError
-from vivit_cli.live.capture import CaptureSettings, Frame, Grabber, RingBuffer, Source, file_fps, open_capture
+from vivit_cli.errors import SourceError, VideoError
+from vivit_cli.live.capture import Frame, Grabber, RingBuffer, file_fps, open_capture
+from vivit_cli.live.settings import CaptureSettings, LiveSettings, Source
 from vivit_cli.results import LivePrediction, Prediction
 
-WEBCAM_EVERY = 8  # frames between predictions
 TICK_S = 1 / 60  # seconds between display refreshes (and stop checks) of the main thread
 JOIN_TIMEOUT_S = 5.0  # seconds to wait for a thread at shutdown; a stream read may hang up to its read timeout
-
-
-@dataclass(frozen=True)
-class LiveSettings:
-    stride: int = 2  # frames between the sampled frames of a window
-    every: int = WEBCAM_EVERY  # frames between predictions (at least; more when the model is slower)
-    smooth: int = 1  # predictions whose probabilities are averaged
-    top_k: int = 5
-    threshold: float = 0.0  # smoothed scores below this are left out of the top-k
-    max_predictions: int | None = None  # stop after this many
-    duration_s: float | None = None  # stop after this many seconds
-    fast: bool = False  # a file as fast as the model goes, every window scored, instead of at its frame rate
-
-    def __post_init__(self) -> None:
-        if min(self.stride, self.every, self.smooth, self.top_k) < 1:
-            raise VivitError("--stride, --every, --smooth and --top-k must be at least 1")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise VivitError(f"--threshold is a probability in [0, 1], got {self.threshold}")
-
-    def span(self, num_frames: int) -> int:
-        """Frames one window covers, first to last inclusive: the ring buffer's capacity."""
-        return (num_frames - 1) * self.stride + 1
 
 
 class ClipModel(Protocol):
@@ -123,8 +101,18 @@ class _Scorer:
         if self.last_end is not None:
             self.skipped += max(0, end - self.last_end - self.settings.every)
         self.count, self.last_end = self.count + 1, end
-        return LivePrediction(self.count, time.time(), window[0].index, end, window[0].time_s, window[-1].time_s,
-                              top, latency, n, self.skipped)
+        return LivePrediction(
+            self.count,
+            time.time(),
+            window[0].index,
+            end,
+            window[0].time_s,
+            window[-1].time_s,
+            top,
+            latency,
+            n,
+            self.skipped,
+        )
 
 
 def run_live(
@@ -160,15 +148,23 @@ def run_live(
     loop = _fast_loop if settings.fast else _threaded_loop
     reason = loop(grabber, ring, scorer, settings, deliver, on_tick, stop)
     if scorer.count == 0 and reason == "end":
-        raise VideoError(f"{source.name}: ended after {grabber.frames_read} frames, before one full window of "
-                         f"{ring.capacity} ({model.num_frames} frames {settings.stride} apart); try a smaller --stride")
+        raise VideoError(
+            f"{source.name}: ended after {grabber.frames_read} frames, before one full window of "
+            f"{ring.capacity} ({model.num_frames} frames {settings.stride} apart); try a smaller --stride"
+        )
     skipped = delivered[-1].frames_skipped if delivered else 0
     return LiveSummary(len(delivered), grabber.frames_read, skipped, ring.peak, reason)
 
 
-def _fast_loop(grabber: Grabber, ring: RingBuffer, scorer: _Scorer, settings: LiveSettings,
-               on_prediction: Callable[[LivePrediction], None], on_tick: Callable[[LiveStatus], bool] | None,
-               stop: threading.Event) -> str:
+def _fast_loop(
+    grabber: Grabber,
+    ring: RingBuffer,
+    scorer: _Scorer,
+    settings: LiveSettings,
+    on_prediction: Callable[[LivePrediction], None],
+    on_tick: Callable[[LiveStatus], bool] | None,
+    stop: threading.Event,
+) -> str:
     """One thread, nothing dropped: every window `every` frames after the last is scored, in order."""
     deadline = None if settings.duration_s is None else time.monotonic() + settings.duration_s
     latest = None
@@ -191,9 +187,15 @@ def _fast_loop(grabber: Grabber, ring: RingBuffer, scorer: _Scorer, settings: Li
         grabber.release()
 
 
-def _threaded_loop(grabber: Grabber, ring: RingBuffer, scorer: _Scorer, settings: LiveSettings,
-                   on_prediction: Callable[[LivePrediction], None], on_tick: Callable[[LiveStatus], bool] | None,
-                   stop: threading.Event) -> str:
+def _threaded_loop(
+    grabber: Grabber,
+    ring: RingBuffer,
+    scorer: _Scorer,
+    settings: LiveSettings,
+    on_prediction: Callable[[LivePrediction], None],
+    on_tick: Callable[[LiveStatus], bool] | None,
+    stop: threading.Event,
+) -> str:
     """Capture and model in threads of their own; the model takes the newest window whenever it is free."""
     results: queue.SimpleQueue[LivePrediction] = queue.SimpleQueue()
     errors: list[BaseException] = []

@@ -58,5 +58,3 @@ def _outcome(outcome: tuple[VideoInfo, list[Clip]] | BaseException) -> tuple[Vid
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
-
-

@@ -176,5 +176,3 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.shape[2] == 4:
         return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
-

@@ -94,8 +94,11 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The preprocessor_config.json that transformers' VivitImageProcessor reads."""
-        size = {"shortest_edge": self.shortest_edge} if self.resize_hw is None else {
-            "height": self.resize_hw[0], "width": self.resize_hw[1]}
+        size = (
+            {"shortest_edge": self.shortest_edge}
+            if self.resize_hw is None
+            else {"height": self.resize_hw[0], "width": self.resize_hw[1]}
+        )
         return {
             "image_processor_type": "VivitImageProcessor",
             "do_resize": self.do_resize,

@@ -143,5 +143,3 @@ def _count_by_grabbing(name: str) -> int:
 def _show(name: str) -> str:
     """A path fit for a one-line message: quoted only if it holds control characters."""
     return name if name.isprintable() else ascii(name)
-
-

@@ -84,5 +84,3 @@ def clip_indices(frame_count: int, sampling: Sampling) -> list[tuple[int, ...]]:
     # A video shorter than a clip holds its last frame rather than looping: a jump back to frame 0 would
     # read as motion that never happened, and indices stay non-decreasing.
     return [tuple(min(start + j * sampling.stride, last) for j in range(sampling.num_frames)) for start in starts]
-
-

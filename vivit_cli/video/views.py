@@ -49,9 +49,7 @@ def preprocess_clips(
     for clip in clips:
         for where in CROP_NAMES[views.crops]:
             tensors.append(preprocess(clip.frames, crop=where))  # (T, C, S, S)
-            described.append(View(clip.index, crop_label(where, info.height, info.width), clip.frame_indices,
-                                  clip.timestamps_s))
-    return PreparedVideo(str(path), torch.stack(tensors), tuple(described), info.duration_s, info.frame_count,
-                         info.fps)
-
-
+            described.append(
+                View(clip.index, crop_label(where, info.height, info.width), clip.frame_indices, clip.timestamps_s)
+            )
+    return PreparedVideo(str(path), torch.stack(tensors), tuple(described), info.duration_s, info.frame_count, info.fps)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, ClassVar
@@ -244,3 +244,18 @@ def _csv_records(text: str) -> Iterator[Record]:
     except csv.Error:
         return
 
+
+class LazyWriter(RecordWriter):
+    """A writer that opens the output when the first row comes: a job that fails before (workers that cannot load
+    the model, an unreachable cluster) leaves an existing --out as it was. Whoever opens the real writer finishes
+    it."""
+
+    def __init__(self, open_writer: Callable[[], RecordWriter]) -> None:
+        self._open: Callable[[], RecordWriter] | None = open_writer
+        self._writer: RecordWriter | None = None
+
+    def write(self, record: Record) -> None:
+        if self._writer is None:
+            assert self._open is not None
+            self._writer, self._open = self._open(), None
+        self._writer.write(record)

@@ -17,8 +17,20 @@ SUFFIX = f".{PARQUET}"
 ROW_GROUP_ROWS = 4096  # records held in memory before they go to the file as one row group
 READ_BATCH_ROWS = 65536  # records read back at a time (--resume), so a huge file is never all in memory
 # The record's keys, in this order; label and score repeat the first prediction so queries need no unnesting.
-COLUMNS = ("path", "status", "label", "score", "predictions", "views", "duration_s", "num_frames", "fps", "model",
-           "revision", "error")
+COLUMNS = (
+    "path",
+    "status",
+    "label",
+    "score",
+    "predictions",
+    "views",
+    "duration_s",
+    "num_frames",
+    "fps",
+    "model",
+    "revision",
+    "error",
+)
 
 
 def require_pyarrow() -> None:
@@ -26,18 +38,31 @@ def require_pyarrow() -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise SourceError('Parquet output needs pyarrow: pip install pyarrow (or "vivit-cli[ray]", which has it)'
-                          ) from None
+        raise SourceError(
+            'Parquet output needs pyarrow: pip install pyarrow (or "vivit-cli[ray]", which has it)'
+        ) from None
 
 
 def schema() -> Any:
     import pyarrow as pa
 
     prediction = pa.struct([("label", pa.string()), ("score", pa.float64()), ("index", pa.int64())])
-    view = pa.struct([("clip", pa.int64()), ("crop", pa.string()), ("frame_indices", pa.list_(pa.int64())),
-                      ("timestamps_s", pa.list_(pa.float64()))])
-    types = {"score": pa.float64(), "predictions": pa.list_(prediction), "views": pa.list_(view),
-             "duration_s": pa.float64(), "num_frames": pa.int64(), "fps": pa.float64()}
+    view = pa.struct(
+        [
+            ("clip", pa.int64()),
+            ("crop", pa.string()),
+            ("frame_indices", pa.list_(pa.int64())),
+            ("timestamps_s", pa.list_(pa.float64())),
+        ]
+    )
+    types = {
+        "score": pa.float64(),
+        "predictions": pa.list_(prediction),
+        "views": pa.list_(view),
+        "duration_s": pa.float64(),
+        "num_frames": pa.int64(),
+        "fps": pa.float64(),
+    }
     return pa.schema([(name, types.get(name, pa.string())) for name in COLUMNS])
 
 
@@ -45,8 +70,12 @@ def to_row(record: Record) -> dict[str, Any]:
     """A JSON record -> a row of `schema()`: the top-1 label and score as columns of their own."""
     preds = record.get("predictions") or []
     row = {name: record.get(name) for name in COLUMNS}
-    row.update(label=preds[0]["label"] if preds else None, score=preds[0]["score"] if preds else None,
-               predictions=preds, views=record.get("views") or [])
+    row.update(
+        label=preds[0]["label"] if preds else None,
+        score=preds[0]["score"] if preds else None,
+        predictions=preds,
+        views=record.get("views") or [],
+    )
     return row
 
 

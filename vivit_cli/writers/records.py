@@ -64,8 +64,7 @@ def _score_cell(score: float) -> str:
 
 # classify --json and batch: one row per video.
 
-BATCH_COLUMNS = ("path", "status", "label", "score", "top_labels", "top_scores", "views", "model", "revision",
-                 "error")
+BATCH_COLUMNS = ("path", "status", "label", "score", "top_labels", "top_scores", "views", "model", "revision", "error")
 
 
 def result_record(result: VideoResult) -> Record:
@@ -75,8 +74,12 @@ def result_record(result: VideoResult) -> Record:
         "status": "ok",
         "predictions": [prediction_record(p) for p in result.predictions],
         "views": [
-            {"clip": v.clip, "crop": v.crop, "frame_indices": list(v.frame_indices),
-             "timestamps_s": [round(t, SECONDS_DECIMALS) for t in v.timestamps_s]}
+            {
+                "clip": v.clip,
+                "crop": v.crop,
+                "frame_indices": list(v.frame_indices),
+                "timestamps_s": [round(t, SECONDS_DECIMALS) for t in v.timestamps_s],
+            }
             for v in result.views
         ],
         "duration_s": _rounded(result.duration_s),
@@ -89,8 +92,15 @@ def result_record(result: VideoResult) -> Record:
 
 def error_record(path: str, message: str, model: str | None = None, revision: str | None = None) -> Record:
     """The JSON object for a video that could not be classified."""
-    return {"path": path, "status": "error", "error": message, "predictions": [], "views": [],
-            "model": model, "revision": revision}
+    return {
+        "path": path,
+        "status": "error",
+        "error": message,
+        "predictions": [],
+        "views": [],
+        "model": model,
+        "revision": revision,
+    }
 
 
 def batch_row(record: Record) -> Record:
@@ -118,8 +128,24 @@ def _rounded(value: float | None) -> float | None:
 # timeline: one row per segment, then one per window, in the same columns; `kind` tells them apart. Segment rows
 # span the stretch their windows speak for (these tile the video); window rows span the frames they sampled.
 
-TIMELINE_COLUMNS = ("path", "kind", "index", "start_s", "end_s", "label", "score", "segment", "first_window",
-                    "last_window", "first_frame", "last_frame", "top_labels", "top_scores", "model", "revision")
+TIMELINE_COLUMNS = (
+    "path",
+    "kind",
+    "index",
+    "start_s",
+    "end_s",
+    "label",
+    "score",
+    "segment",
+    "first_window",
+    "last_window",
+    "first_frame",
+    "last_frame",
+    "top_labels",
+    "top_scores",
+    "model",
+    "revision",
+)
 
 
 def timeline_records(timeline: Timeline) -> list[Record]:
@@ -130,11 +156,37 @@ def timeline_records(timeline: Timeline) -> list[Record]:
     for s in timeline.segments:
         first, last = timeline.windows[s.first_window], timeline.windows[s.last_window]
         label = Prediction(s.label, s.score, first.predictions[0].index)
-        rows.append(_span_record(common, "segment", s.index, s.start_s, s.end_s, s.index, s.first_window,
-                                 s.last_window, first.frame_indices[0], last.frame_indices[-1], (label,)))
+        rows.append(
+            _span_record(
+                common,
+                "segment",
+                s.index,
+                s.start_s,
+                s.end_s,
+                s.index,
+                s.first_window,
+                s.last_window,
+                first.frame_indices[0],
+                last.frame_indices[-1],
+                (label,),
+            )
+        )
     for w in timeline.windows:
-        rows.append(_span_record(common, "window", w.index, w.start_s, w.end_s, of_window.get(w.index), w.index,
-                                 w.index, w.frame_indices[0], w.frame_indices[-1], w.predictions))
+        rows.append(
+            _span_record(
+                common,
+                "window",
+                w.index,
+                w.start_s,
+                w.end_s,
+                of_window.get(w.index),
+                w.index,
+                w.index,
+                w.frame_indices[0],
+                w.frame_indices[-1],
+                w.predictions,
+            )
+        )
     return rows
 
 
@@ -146,20 +198,56 @@ def timeline_row(record: Record) -> Record:
     return row
 
 
-def _span_record(common: Record, kind: str, index: int, start_s: float, end_s: float, segment: int | None,
-                 first_window: int, last_window: int, first_frame: int, last_frame: int,
-                 predictions: Sequence[Prediction]) -> Record:
+def _span_record(
+    common: Record,
+    kind: str,
+    index: int,
+    start_s: float,
+    end_s: float,
+    segment: int | None,
+    first_window: int,
+    last_window: int,
+    first_frame: int,
+    last_frame: int,
+    predictions: Sequence[Prediction],
+) -> Record:
     top = [prediction_record(p) for p in predictions]
-    return {"path": common["path"], "kind": kind, "index": index, "start_s": round(start_s, TIME_DECIMALS),
-            "end_s": round(end_s, TIME_DECIMALS), "label": top[0]["label"], "score": top[0]["score"],
-            "segment": segment, "first_window": first_window, "last_window": last_window, "first_frame": first_frame,
-            "last_frame": last_frame, "predictions": top, "model": common["model"], "revision": common["revision"]}
+    return {
+        "path": common["path"],
+        "kind": kind,
+        "index": index,
+        "start_s": round(start_s, TIME_DECIMALS),
+        "end_s": round(end_s, TIME_DECIMALS),
+        "label": top[0]["label"],
+        "score": top[0]["score"],
+        "segment": segment,
+        "first_window": first_window,
+        "last_window": last_window,
+        "first_frame": first_frame,
+        "last_frame": last_frame,
+        "predictions": top,
+        "model": common["model"],
+        "revision": common["revision"],
+    }
 
 
 # webcam --out: one row per prediction.
 
-WEBCAM_COLUMNS = ("time", "source", "prediction", "first_frame", "last_frame", "first_s", "last_s", "latency_s",
-                  "smoothed_over", "label", "score", "top_labels", "top_scores")
+WEBCAM_COLUMNS = (
+    "time",
+    "source",
+    "prediction",
+    "first_frame",
+    "last_frame",
+    "first_s",
+    "last_s",
+    "latency_s",
+    "smoothed_over",
+    "label",
+    "score",
+    "top_labels",
+    "top_scores",
+)
 
 
 def webcam_record(p: LivePrediction, source: str) -> Record:
@@ -183,11 +271,24 @@ def webcam_row(record: Record) -> Record:
     return {**{k: v for k, v in record.items() if k != "predictions"}, **best_cells(record["predictions"])}
 
 
-BATCH = Schema(BATCH_COLUMNS, batch_row, ("csv", "json", "jsonl", "parquet"),
-               unknown="cannot tell the format of {path}: use a .csv, .json or .jsonl name, or --format")
-TIMELINE = Schema(TIMELINE_COLUMNS, timeline_row, ("csv", "json", "jsonl"),
-                  unknown="{path}: cannot tell the format: use a .csv, .json or .jsonl name, or - for JSONL on stdout",
-                  unwritable="{path}: cannot write there ({reason})", json_indent=1)
-WEBCAM = Schema(WEBCAM_COLUMNS, webcam_row, ("csv", "jsonl"),
-                unknown="--out {path}: use a .csv or .jsonl name (or - for JSONL on stdout)",
-                unwritable="--out {path}: cannot be written ({reason})")
+BATCH = Schema(
+    BATCH_COLUMNS,
+    batch_row,
+    ("csv", "json", "jsonl", "parquet"),
+    unknown="cannot tell the format of {path}: use a .csv, .json or .jsonl name, or --format",
+)
+TIMELINE = Schema(
+    TIMELINE_COLUMNS,
+    timeline_row,
+    ("csv", "json", "jsonl"),
+    unknown="{path}: cannot tell the format: use a .csv, .json or .jsonl name, or - for JSONL on stdout",
+    unwritable="{path}: cannot write there ({reason})",
+    json_indent=1,
+)
+WEBCAM = Schema(
+    WEBCAM_COLUMNS,
+    webcam_row,
+    ("csv", "jsonl"),
+    unknown="--out {path}: use a .csv or .jsonl name (or - for JSONL on stdout)",
+    unwritable="--out {path}: cannot be written ({reason})",
+)

@@ -56,8 +56,10 @@ def print_segments_table(console: Any, timeline: Timeline) -> None:
     from rich.table import Table
 
     name = Path(timeline.source).name
-    details = (f"{clock(timeline.end_s - timeline.start_s)}, {len(timeline.windows)} windows every "
-               f"{timeline.every_s:g} s, threshold {timeline.threshold:g}")
+    details = (
+        f"{clock(timeline.end_s - timeline.start_s)}, {len(timeline.windows)} windows every "
+        f"{timeline.every_s:g} s, threshold {timeline.threshold:g}"
+    )
     table = Table(
         title=f"{name}  [dim]{details}[/dim]",
         title_justify="left",
@@ -65,8 +67,14 @@ def print_segments_table(console: Any, timeline: Timeline) -> None:
         caption=model_caption(timeline.model),
         caption_justify="left",
     )
-    for column, justify in (("#", "right"), ("start", "right"), ("end", "right"), ("label", "left"),
-                            ("score", "right"), ("windows", "right")):
+    for column, justify in (
+        ("#", "right"),
+        ("start", "right"),
+        ("end", "right"),
+        ("label", "left"),
+        ("score", "right"),
+        ("windows", "right"),
+    ):
         table.add_column(column, justify=justify, style="dim" if column == "#" else None)  # type: ignore[arg-type]
     at = timeline.start_s
     for s in timeline.segments:
