@@ -17,7 +17,6 @@ The target is batch loop / model only <= 1.1 on a CPU.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_description, gpu_description, make_checkpoint, make_video  # noqa: E402
+from common import (  # noqa: E402
+    cpu_description,
+    gpu_description,
+    make_checkpoint,
+    make_tiny_checkpoint,
+    make_video_folder,
+)
 
 from vivit_cli import batch  # noqa: E402
 from vivit_cli.decode_pool import DecodePool  # noqa: E402
@@ -36,28 +41,6 @@ from vivit_cli.writers import RecordWriter  # noqa: E402
 
 TARGET = 1.1  # batch loop / model only, on a CPU
 SIZE, FPS, SECONDS = (320, 240), 30, 4  # each video: 120 frames, enough for a 32-frame clip at stride 2
-TINY = dict(image_size=32, num_frames=4, tubelet_size=(2, 8, 8), hidden_size=24, num_hidden_layers=2,
-            num_attention_heads=3, intermediate_size=32)
-
-
-def make_video_folder(folder: Path, count: int) -> tuple[Path, str]:
-    """`count` copies of one made video (decoding costs the same for each); returns the folder and codec."""
-    folder.mkdir()
-    codec = make_video(folder / "v000.mp4", SIZE, FPS, SECONDS)
-    for i in range(1, count):
-        shutil.copyfile(folder / "v000.mp4", folder / f"v{i:03d}.mp4")
-    return folder, codec
-
-
-def make_tiny_checkpoint(folder: Path) -> Path:
-    from vivit_cli.checkpoint import save_pretrained
-    from vivit_cli.model import VivitConfig, VivitForVideoClassification
-    from vivit_cli.preprocess import PreprocessConfig
-
-    torch.manual_seed(0)
-    config = VivitConfig(**TINY, id2label={i: f"class {i}" for i in range(400)})
-    return save_pretrained(VivitForVideoClassification(config), folder, PreprocessConfig(shortest_edge=32,
-                                                                                         crop_hw=(32, 32)))
 
 
 def main() -> None:
@@ -76,7 +59,7 @@ def main() -> None:
     views = Views(clips=args.clips)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        videos, codec = make_video_folder(root / "videos", args.videos)
+        videos, codec = make_video_folder(root / "videos", args.videos, SIZE, FPS, SECONDS)
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")
         classifier = load_model(folder, device="cpu")
         workers = args.workers or batch.default_workers(classifier.device.type)

@@ -33,8 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import make_tiny_checkpoint  # noqa: E402
-from common import best_time, cpu_description, make_checkpoint, make_video  # noqa: E402
+from common import best_time, cpu_description, make_checkpoint, make_tiny_checkpoint, make_video  # noqa: E402
 
 from vivit_cli.pipeline import Views, load_model  # noqa: E402
 

@@ -24,8 +24,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import SIZE, make_tiny_checkpoint, make_video_folder  # noqa: E402
-from common import best_time, cpu_description, gpu_description, make_checkpoint  # noqa: E402
+from bench_batch import FPS, SECONDS, SIZE  # noqa: E402
+from common import (  # noqa: E402
+    best_time,
+    cpu_description,
+    gpu_description,
+    make_checkpoint,
+    make_tiny_checkpoint,
+    make_video_folder,
+)
 
 from vivit_cli.pipeline import Views, load_model, prepare_video  # noqa: E402
 from vivit_cli.writers import read_records  # noqa: E402
@@ -69,7 +76,7 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        videos, codec = make_video_folder(root / "videos", args.videos)
+        videos, codec = make_video_folder(root / "videos", args.videos, SIZE, FPS, SECONDS)
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")
         print(f"model: {'tiny' if args.tiny else 'ViViT-B/16x2'} (random weights, fp32); {args.videos} videos "
               f"{SIZE[0]}x{SIZE[1]} {codec}, 1 clip each; batch size {args.batch_size}\n")
