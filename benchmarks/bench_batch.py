@@ -1,6 +1,6 @@
 """`vivit batch` against the model alone: does decoding hide behind inference?
 
-    python benchmarks/bench_batch.py [--videos 16] [--batch-size 4] [--workers N] [--repeats 2] [--tiny]
+    python benchmarks/bench_batch.py [--videos 16] [--batch-size 4] [--workers N] [--repeats 2] [--tiny] [--json PATH]
 
 Makes its own videos (320x240, 30 fps; H.264 through the ffmpeg that imageio-ffmpeg bundles, else OpenCV's
 mp4v) and a full-size ViViT-B with random weights (--tiny: a two-layer model at 32 px, for a quick check of
@@ -32,6 +32,7 @@ from common import (  # noqa: E402
     make_checkpoint,
     make_tiny_checkpoint,
     make_video_folder,
+    write_json,
 )
 
 from vivit_cli import batch  # noqa: E402
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a two-layer 32 px model: checks the harness in seconds")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best is kept")
     ap.add_argument("--no-cli", action="store_true", help="skip the whole-command timing")
+    ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     print(f"CPU: {cpu_description()}")
     if gpu_description():
@@ -109,6 +111,9 @@ def main() -> None:
         print(f"{name:<13}{s:>9.2f}{clips / s:>9.2f}{s / model_s:>9.2f}x")
     ratio = loop_s / model_s
     print(f"\nbatch loop / model only = {ratio:.2f}: {'meets' if ratio <= TARGET else 'misses'} the {TARGET} target")
+    write_json(args.json, {"cpu": cpu_description(), "tiny": args.tiny, "clips": clips, "batch_size": args.batch_size,
+                           "workers": workers, "model_only_s": model_s, "batch_loop_s": loop_s, "cli_s": cli_s,
+                           "loop_over_model": ratio, "cli_over_model": cli_s / model_s if cli_s else None})
 
 
 def wait_ready(pool: DecodePool) -> None:
