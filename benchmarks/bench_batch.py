@@ -1,6 +1,6 @@
 """`vivit batch` against the model alone: does decoding hide behind inference?
 
-    python benchmarks/bench_batch.py [--videos 16] [--batch-size 4] [--workers N] [--repeats 2] [--tiny]
+    python benchmarks/bench_batch.py [--videos 16] [--batch-size 4] [--workers N] [--repeats 2] [--tiny] [--json PATH]
 
 Makes its own videos (320x240, 30 fps; H.264 through the ffmpeg that imageio-ffmpeg bundles, else OpenCV's
 mp4v) and a full-size ViViT-B with random weights (--tiny: a two-layer model at 32 px, for a quick check of
@@ -17,7 +17,6 @@ The target is batch loop / model only <= 1.1 on a CPU.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_description, gpu_description, make_checkpoint, make_video  # noqa: E402
+from common import (  # noqa: E402
+    cpu_description,
+    gpu_description,
+    make_checkpoint,
+    make_tiny_checkpoint,
+    make_video_folder,
+    write_json,
+)
 
 from vivit_cli.batch import local  # noqa: E402
 from vivit_cli.batch import plan as batch  # noqa: E402
@@ -39,28 +45,6 @@ from vivit_cli.writers import get_writer  # noqa: E402
 
 TARGET = 1.1  # batch loop / model only, on a CPU
 SIZE, FPS, SECONDS = (320, 240), 30, 4  # each video: 120 frames, enough for a 32-frame clip at stride 2
-TINY = dict(image_size=32, num_frames=4, tubelet_size=(2, 8, 8), hidden_size=24, num_hidden_layers=2,
-            num_attention_heads=3, intermediate_size=32)
-
-
-def make_video_folder(folder: Path, count: int) -> tuple[Path, str]:
-    """`count` copies of one made video (decoding costs the same for each); returns the folder and codec."""
-    folder.mkdir()
-    codec = make_video(folder / "v000.mp4", SIZE, FPS, SECONDS)
-    for i in range(1, count):
-        shutil.copyfile(folder / "v000.mp4", folder / f"v{i:03d}.mp4")
-    return folder, codec
-
-
-def make_tiny_checkpoint(folder: Path) -> Path:
-    from vivit_cli.checkpoint import save_pretrained
-    from vivit_cli.model import VivitConfig, VivitForVideoClassification
-    from vivit_cli.video.preprocess import PreprocessConfig
-
-    torch.manual_seed(0)
-    config = VivitConfig(**TINY, id2label={i: f"class {i}" for i in range(400)})
-    return save_pretrained(VivitForVideoClassification(config), folder, PreprocessConfig(shortest_edge=32,
-                                                                                         crop_hw=(32, 32)))
 
 
 def main() -> None:
@@ -72,6 +56,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a two-layer 32 px model: checks the harness in seconds")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best is kept")
     ap.add_argument("--no-cli", action="store_true", help="skip the whole-command timing")
+    ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     print(f"CPU: {cpu_description()}")
     if gpu_description():
@@ -79,7 +64,7 @@ def main() -> None:
     views = Views(clips=args.clips)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        videos, codec = make_video_folder(root / "videos", args.videos)
+        videos, codec = make_video_folder(root / "videos", args.videos, SIZE, FPS, SECONDS)
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")
         classifier = load_model(folder, device="cpu")
         workers = args.workers or batch.default_workers(classifier.device.type)
@@ -129,6 +114,9 @@ def main() -> None:
         print(f"{name:<13}{s:>9.2f}{clips / s:>9.2f}{s / model_s:>9.2f}x")
     ratio = loop_s / model_s
     print(f"\nbatch loop / model only = {ratio:.2f}: {'meets' if ratio <= TARGET else 'misses'} the {TARGET} target")
+    write_json(args.json, {"cpu": cpu_description(), "tiny": args.tiny, "clips": clips, "batch_size": args.batch_size,
+                           "workers": workers, "model_only_s": model_s, "batch_loop_s": loop_s, "cli_s": cli_s,
+                           "loop_over_model": ratio, "cli_over_model": cli_s / model_s if cli_s else None})
 
 
 def wait_ready(pool: DecodePool) -> None:

@@ -1,7 +1,7 @@
 """`vivit classify` end to end against transformers' video-classification pipeline: in one process and fresh.
 
     pip install av   # transformers' pipeline decodes with PyAV
-    python benchmarks/bench_classify.py [--repeats 2] [--seconds 10] [--views 4x3] [--tiny]
+    python benchmarks/bench_classify.py [--repeats 2] [--seconds 10] [--views 4x3] [--tiny] [--json PATH]
 
 Both classify the same made video (H.264 640x272 at 30 fps through the ffmpeg that imageio-ffmpeg bundles,
 else OpenCV's mp4v) with the same full-size ViViT-B (random weights) saved to a folder (--tiny: bench_batch's
@@ -33,8 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import make_tiny_checkpoint  # noqa: E402
-from common import best_time, cpu_description, make_checkpoint, make_video  # noqa: E402
+from common import best_time, cpu_description, make_checkpoint, make_tiny_checkpoint, make_video, write_json  # noqa: E402
 
 from vivit_cli.pipeline import load_model  # noqa: E402
 from vivit_cli.video.sampling import Views  # noqa: E402
@@ -84,6 +83,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--views", default="", help="also time ours with CLIPSxCROPS views, e.g. 4x3")
     ap.add_argument("--tiny", action="store_true", help="a two-layer 32 px model: checks the harness quickly")
+    ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     import transformers
 
@@ -155,6 +155,14 @@ def main() -> None:
     print(f"  fresh process:          {verdict(fresh['ours'] / fresh['theirs'])}")
     print(f"  in-process first call:  {verdict(ours_first / theirs_first)}")
 
+    write_json(args.json, {
+        "cpu": cpu_description(), "tiny": args.tiny,
+        "in_process_s": {"ours": {"first": ours_first, "warm": ours_warm, "model": ours_model},
+                         "theirs": {"first": theirs_first, "warm": theirs_warm, "model": theirs_model}},
+        "fresh_s": fresh,
+        "ratios": {"fresh": fresh["ours"] / fresh["theirs"], "first_call": ours_first / theirs_first,
+                   "warm_call": ours_warm / theirs_warm, "model_only": ours_model / theirs_model},
+    })  # fmt: skip
     if args.views:
         print(f"\n--clips {clips} --crops {crops}: {views_s:.2f} s = {views_s / ours_model:.1f} model passes of "
               f"one clip ({clips * crops} views)")

@@ -1,7 +1,7 @@
 """`vivit batch` on one machine against `vivit batch --ray` on a local Ray started by the run, same folder.
 
     pip install "vivit-cli[ray]"
-    python benchmarks/bench_ray.py [--videos 8] [--batch-size 8] [--tiny]
+    python benchmarks/bench_ray.py [--videos 8] [--batch-size 8] [--tiny] [--job-sizes 2,6] [--json PATH]
 
 Makes its own videos (bench_batch.py's: 320x240 H.264, 30 fps, 4 s) and a full-size ViViT-B with random weights
 (--tiny: a two-layer 32 px model, to check the harness in a minute). Both runs are the whole command in a fresh
@@ -24,8 +24,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import SIZE, make_tiny_checkpoint, make_video_folder  # noqa: E402
-from common import best_time, cpu_description, gpu_description, make_checkpoint  # noqa: E402
+from bench_batch import FPS, SECONDS, SIZE  # noqa: E402
+from common import (  # noqa: E402
+    best_time,
+    cpu_description,
+    gpu_description,
+    make_checkpoint,
+    make_tiny_checkpoint,
+    make_video_folder,
+    write_json,
+)
 
 from vivit_cli.pipeline import load_model  # noqa: E402
 from vivit_cli.video.sampling import Views  # noqa: E402
@@ -64,21 +72,26 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=8, help="views per forward pass, as --batch-size")
     ap.add_argument("--tiny", action="store_true", help="a two-layer 32 px model: checks the harness quickly")
+    ap.add_argument("--job-sizes", help="e.g. 2,6: both runs at each job size, and from the two ends a fixed start-up "
+                    "cost (s) and a steady-state per-clip ratio; replaces --videos")
+    ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
+    sizes = [int(n) for n in args.job_sizes.split(",")] if args.job_sizes else [args.videos]
     print(f"CPU: {cpu_description()}")
     if gpu_description():
         print(f"GPU: {gpu_description()} (not used: both runs on --device cpu)")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        videos, codec = make_video_folder(root / "videos", args.videos)
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")
-        print(f"model: {'tiny' if args.tiny else 'ViViT-B/16x2'} (random weights, fp32); {args.videos} videos "
-              f"{SIZE[0]}x{SIZE[1]} {codec}, 1 clip each; batch size {args.batch_size}\n")
-
-        local_s = run_cli(videos, folder, root / "local.jsonl", args.batch_size, [])
-        ray_s = run_cli(videos, folder, root / "ray.jsonl", args.batch_size, ["--ray"])
-        agree = same_rows(root / "local.jsonl", root / "ray.jsonl")
+        runs = []  # (videos, local s, Ray s, rows agree)
+        for n in sizes:
+            videos, codec = make_video_folder(root / f"videos-{n}", n, SIZE, FPS, SECONDS)
+            print(f"model: {'tiny' if args.tiny else 'ViViT-B/16x2'} (random weights, fp32); {n} videos "
+                  f"{SIZE[0]}x{SIZE[1]} {codec}, 1 clip each; batch size {args.batch_size}")
+            local_s = run_cli(videos, folder, root / f"local-{n}.jsonl", args.batch_size, [])
+            ray_s = run_cli(videos, folder, root / f"ray-{n}.jsonl", args.batch_size, ["--ray"])
+            runs.append((n, local_s, ray_s, same_rows(root / f"local-{n}.jsonl", root / f"ray-{n}.jsonl")))
 
         classifier = load_model(folder, device="cpu")
         cfg = classifier.config
@@ -91,15 +104,27 @@ def main() -> None:
         classifier.scores(clip.pixel_values)  # warm-up: first-call allocations
         model_s = best_time(lambda: classifier.scores(clip.pixel_values), repeats=2)
 
-    n = args.videos
-    print(f"{'':<22}{'seconds':>9}{'clips/s':>9}")
-    print(f"{'vivit batch':<22}{local_s:>9.2f}{n / local_s:>9.2f}")
-    print(f"{'vivit batch --ray':<22}{ray_s:>9.2f}{n / ray_s:>9.2f}")
-    ratio = ray_s / local_s
-    print(f"\nRay / local = {ratio:.2f}: {'meets' if ratio <= TARGET else 'misses'} the {TARGET} target; "
-          f"rows {'agree' if agree else 'DIFFER'}")
+    print(f"\n{'videos':>6}  {'':<22}{'seconds':>9}{'clips/s':>9}")
+    for n, local_s, ray_s, agree in runs:
+        print(f"{n:>6}  {'vivit batch':<22}{local_s:>9.2f}{n / local_s:>9.2f}")
+        print(f"{n:>6}  {'vivit batch --ray':<22}{ray_s:>9.2f}{n / ray_s:>9.2f}")
+        ratio = ray_s / local_s
+        print(f"{n:>6}  Ray / local = {ratio:.2f}: {'meets' if ratio <= TARGET else 'misses'} the {TARGET} target; "
+              f"rows {'agree' if agree else 'DIFFER'}")
+    figures: dict = {"cpu": cpu_description(), "tiny": args.tiny, "batch_size": args.batch_size,
+                     "runs": [{"videos": n, "local_s": a, "ray_s": b, "rows_agree": ok} for n, a, b, ok in runs]}
+    if len(runs) >= 2:
+        (n1, l1, r1, _), (n2, l2, r2, _) = runs[0], runs[-1]
+        local_per, ray_per = (l2 - l1) / (n2 - n1), (r2 - r1) / (n2 - n1)  # seconds per extra clip
+        start_up = (r1 - ray_per * n1) - (l1 - local_per * n1)  # Ray's fixed cost beyond the local one
+        figures |= {"ray_start_up_s": start_up, "local_s_per_clip": local_per, "ray_s_per_clip": ray_per,
+                    "steady_state_ratio": ray_per / local_per}
+        print(f"from {n1} and {n2} videos: Ray costs {start_up:.1f} s more at start, then {ray_per:.2f} s per clip "
+              f"against {local_per:.2f} s locally ({ray_per / local_per:.2f}x)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     extra_s = ray_s - local_s
+    figures |= {"decode_s_per_clip_1_core": decode_s, "model_s_per_clip": model_s}
+    write_json(args.json, figures)
     print(json.dumps({"decode_s_per_clip_1_core": round(decode_s, 3),
                       f"model_s_per_clip_{threads}_threads": round(model_s, 3),
                       "ray_extra_s": round(extra_s, 1)}))
