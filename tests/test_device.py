@@ -58,3 +58,29 @@ def test_auto_on_a_bf16_cpu_loads_bf16_and_stays_close_to_fp32(tmp_path: Path, m
         got = auto.model(x.bfloat16()).logits.float().numpy()
         want = exact.model(x).logits.numpy()
     assert np.abs(got - want).max() <= BF16_LOGIT_TOLERANCE
+
+
+def test_every_output_says_where_and_in_what_the_model_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from tests.videos import write_video
+    from vivit_cli.cli import cli
+
+    folder = write_ours(tmp_path / "m", labels=["a", "b", "c"])
+    video = write_video(tmp_path / "v.avi", 12, size=(40, 32))
+    monkeypatch.setattr(devices, "cpu_flags", lambda: ZEN4)
+    monkeypatch.delenv("VIVIT_DTYPE")  # auto
+    common = ["--model", str(folder), "--device", "cpu"]
+    (record,) = [
+        json.loads(line)
+        for line in CliRunner().invoke(cli, ["classify", str(video), *common, "--json"]).stdout.splitlines()
+    ]
+    assert (record["device"], record["dtype"]) == ("cpu", "bfloat16")
+    table = CliRunner().invoke(cli, ["classify", str(video), *common, "--dtype", "float32"]).stdout
+    assert "on cpu, float32" in " ".join(table.split())
+    out = tmp_path / "rows.csv"
+    CliRunner().invoke(cli, ["batch", str(video), *common, "--out", str(out), "--workers", "1"])
+    header, row = out.read_text().splitlines()
+    assert dict(zip(header.split(","), row.split(","), strict=True))["dtype"] == "bfloat16"

@@ -351,7 +351,7 @@ def test_load_model_through_the_hub(hub: FakeHub, files: dict) -> None:
     classifier = load_model(REPO, device="cpu")
     assert classifier.labels == list(LABELS)
     assert classifier.source.revision == sha
-    assert classifier.info == ModelInfo(REPO, sha)
+    assert classifier.info == ModelInfo(REPO, sha, "cpu", "float32")  # and where it ran, in what
 
 
 # --- the commands ---------------------------------------------------------------------------------

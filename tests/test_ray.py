@@ -247,7 +247,7 @@ def test_parquet_round_trips_a_record(tmp_path: Path) -> None:
     writer.write(record)
     writer.finish()
     (back,) = read_parquet_records(tmp_path / "p.parquet")
-    assert back == {**record, "label": "a", "score": 0.75, "error": None}
+    assert back == {**record, "label": "a", "score": 0.75, "error": None, "device": None, "dtype": None}
     assert json.loads(json.dumps(back)) == back
 
 

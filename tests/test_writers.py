@@ -48,6 +48,8 @@ OK = {
     "fps": 30.0,
     "model": "org/m",
     "revision": "abc",
+    "device": "cpu",
+    "dtype": "bfloat16",
 }
 
 
@@ -118,8 +120,13 @@ def test_batch_rows() -> None:
         "status": "ok",
         **best_cells(TOP3),
         "views": "2x3",
+        "duration_s": 1.5,
+        "num_frames": 45,
+        "fps": 30.0,
         "model": "org/m",
         "revision": "abc",
+        "device": "cpu",
+        "dtype": "bfloat16",
         "error": "",
     }
     failed = batch_row(error_record("b.mp4", "not a video", "org/m"))
@@ -131,8 +138,13 @@ def test_batch_rows() -> None:
         "top_labels": "",
         "top_scores": "",
         "views": "",
+        "duration_s": "",
+        "num_frames": "",
+        "fps": "",
         "model": "org/m",
         "revision": "",
+        "device": "",
+        "dtype": "",
         "error": "not a video",
     }
     assert batch_row(batch_row(OK)) == batch_row(OK)  # a row read back from a CSV file is already flat
@@ -142,28 +154,29 @@ def test_csv_bytes_of_every_command() -> None:
     stream = io.StringIO()
     get_writer("csv", stream, BATCH).write(OK)
     assert stream.getvalue() == (
-        "path,status,label,score,top_labels,top_scores,views,model,revision,error\n"
+        "path,status,label,score,top_labels,top_scores,views,duration_s,num_frames,fps,model,revision,device,dtype,"
+        "error\n"
         "a.mp4,ok,juggling,0.500000,juggling|waving|archery,0.500000|0.250000|0.000123,"
-        "2x3,org/m,abc,\n"
+        "2x3,1.5,45,30.0,org/m,abc,cpu,bfloat16,\n"
     )
     stream = io.StringIO()
-    get_writer("csv", stream, WEBCAM).write(webcam_record(LIVE, "camera 0"))
+    get_writer("csv", stream, WEBCAM).write(webcam_record(LIVE, "camera 0", ModelInfo("org/m", None, "cpu", "float32")))
     header, row = stream.getvalue().splitlines()
     assert header == (
         "time,source,prediction,first_frame,last_frame,first_s,last_s,latency_s,smoothed_over,label,"
-        "score,top_labels,top_scores"
+        "score,top_labels,top_scores,model,revision,device,dtype"
     )
     assert row.split(",", 1)[1] == (
-        "camera 0,3,8,14,0.2667,0.4667,0.0123,2,juggling,0.750000,juggling|waving,0.750000|0.125000"
+        "camera 0,3,8,14,0.2667,0.4667,0.0123,2,juggling,0.750000,juggling|waving,0.750000|0.125000,org/m,,cpu,float32"
     )
     stream = io.StringIO()
     writer = get_writer("csv", stream, TIMELINE)
     for record in timeline_records(TIMELINE_OF_TWO):
         writer.write(record)
     assert stream.getvalue().splitlines()[1:] == [
-        "v.mp4,segment,0,0.0,2.0,juggling,0.7,0,0,1,0,13,,,org/m,",
-        "v.mp4,window,0,0.0,0.9,juggling,0.6,0,0,0,0,6,juggling|waving,0.600000|0.300000,org/m,",
-        "v.mp4,window,1,1.0,1.9,juggling,0.8,0,1,1,7,13,juggling,0.800000,org/m,",
+        "v.mp4,segment,0,0.0,2.0,juggling,0.7,0,0,1,0,13,,,org/m,,,",
+        "v.mp4,window,0,0.0,0.9,juggling,0.6,0,0,0,0,6,juggling|waving,0.600000|0.300000,org/m,,,",
+        "v.mp4,window,1,1.0,1.9,juggling,0.8,0,1,1,7,13,juggling,0.800000,org/m,,,",
     ]
 
 

@@ -51,7 +51,8 @@ class Classifier:
 
     @cached_property
     def info(self) -> ModelInfo:
-        return ModelInfo(self.source.model_id, self.source.revision)
+        dtype = str(self.dtype).removeprefix("torch.")
+        return ModelInfo(self.source.model_id, self.source.revision, str(self.device), dtype)
 
     def forward(self, pixel_values: torch.Tensor, output: Output = "probs") -> np.ndarray:
         """(B, T, C, S, S) -> probabilities (B, num_labels) or features (B, hidden_size), float32 numpy."""

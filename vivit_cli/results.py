@@ -34,6 +34,8 @@ class ModelInfo:
 
     model_id: str
     revision: str | None = None  # resolved commit hash; None for a local folder
+    device: str | None = None  # where it ran ("cpu", "cuda:0"); None where no model ran (an error row)
+    dtype: str | None = None  # what it computed in ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,10 @@ class ModelWorker:
         use_threads(threads)
         keep_freed_memory()
         self.classifier = load_model(load_ref, device=device, dtype=dtype)
-        self.info, self.top_k, self.batch_size = info, top_k, batch_size
+        # The model string as the driver resolved it, with where this worker runs it.
+        here = self.classifier.info
+        self.info = replace(info, device=here.device, dtype=here.dtype)
+        self.top_k, self.batch_size = top_k, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from vivit_cli.pipeline import score_videos

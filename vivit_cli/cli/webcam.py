@@ -133,7 +133,7 @@ def webcam_command(
 
         def on_prediction(p: LivePrediction) -> None:
             if log:
-                log.write(webcam_record(p, src.name))
+                log.write(webcam_record(p, src.name, live_model.classifier.info))
             terminal.prediction(p)
 
         def on_tick(status: webcam.LiveStatus) -> bool:

@@ -29,6 +29,8 @@ COLUMNS = (
     "fps",
     "model",
     "revision",
+    "device",
+    "dtype",
     "error",
 )
 

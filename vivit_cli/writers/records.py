@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vivit_cli.results import LivePrediction, Prediction, Timeline, VideoResult
+from vivit_cli.results import LivePrediction, ModelInfo, Prediction, Timeline, VideoResult
 
 Record = dict[str, Any]  # one row as JSON: what every writer takes
 
@@ -64,7 +64,28 @@ def _score_cell(score: float) -> str:
 
 # classify --json and batch: one row per video.
 
-BATCH_COLUMNS = ("path", "status", "label", "score", "top_labels", "top_scores", "views", "model", "revision", "error")
+BATCH_COLUMNS = (
+    "path",
+    "status",
+    "label",
+    "score",
+    "top_labels",
+    "top_scores",
+    "views",
+    "duration_s",
+    "num_frames",
+    "fps",
+    "model",
+    "revision",
+    "device",
+    "dtype",
+    "error",
+)
+
+
+def model_fields(model: ModelInfo) -> Record:
+    """What answered, as every record says it: the model and its commit, the device and dtype it ran in."""
+    return {"model": model.model_id, "revision": model.revision, "device": model.device, "dtype": model.dtype}
 
 
 def result_record(result: VideoResult) -> Record:
@@ -85,8 +106,7 @@ def result_record(result: VideoResult) -> Record:
         "duration_s": _rounded(result.duration_s),
         "num_frames": result.num_frames,
         "fps": _rounded(result.fps),
-        "model": result.model.model_id,
-        "revision": result.model.revision,
+        **model_fields(result.model),
     }
 
 
@@ -100,6 +120,8 @@ def error_record(path: str, message: str, model: str | None = None, revision: st
         "views": [],
         "model": model,
         "revision": revision,
+        "device": None,  # no model pass produced this row
+        "dtype": None,
     }
 
 
@@ -117,8 +139,12 @@ def batch_row(record: Record) -> Record:
         "status": record["status"],
         **best_cells(record.get("predictions") or []),
         "views": f"{clips}x{len(views) // clips}" if clips else "",
-        **{column: record.get(column) or "" for column in ("model", "revision", "error")},
+        **{column: _cell(record.get(column)) for column in BATCH_COLUMNS[7:]},
     }
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def _rounded(value: float | None) -> float | None:
@@ -145,12 +171,14 @@ TIMELINE_COLUMNS = (
     "top_scores",
     "model",
     "revision",
+    "device",
+    "dtype",
 )
 
 
 def timeline_records(timeline: Timeline) -> list[Record]:
     """The JSON objects: segments first, then windows; `predictions` is the top-k ([the label] for a segment)."""
-    common = {"path": timeline.source, "model": timeline.model.model_id, "revision": timeline.model.revision}
+    common = {"path": timeline.source, **model_fields(timeline.model)}
     of_window = {w: s.index for s in timeline.segments for w in range(s.first_window, s.last_window + 1)}
     rows = []
     for s in timeline.segments:
@@ -226,8 +254,7 @@ def _span_record(
         "first_frame": first_frame,
         "last_frame": last_frame,
         "predictions": top,
-        "model": common["model"],
-        "revision": common["revision"],
+        **{k: common[k] for k in ("model", "revision", "device", "dtype")},
     }
 
 
@@ -247,10 +274,14 @@ WEBCAM_COLUMNS = (
     "score",
     "top_labels",
     "top_scores",
+    "model",
+    "revision",
+    "device",
+    "dtype",
 )
 
 
-def webcam_record(p: LivePrediction, source: str) -> Record:
+def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None) -> Record:
     """The JSON object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
     return {
         "time": datetime.fromtimestamp(p.wall_time).astimezone().isoformat(timespec="milliseconds"),
@@ -263,6 +294,7 @@ def webcam_record(p: LivePrediction, source: str) -> Record:
         "latency_s": round(p.latency_s, SECONDS_DECIMALS),
         "smoothed_over": p.smoothed_over,
         "predictions": [prediction_record(x) for x in p.predictions],
+        **(model_fields(model) if model else dict.fromkeys(("model", "revision", "device", "dtype"))),
     }
 
 

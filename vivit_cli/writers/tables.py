@@ -24,8 +24,9 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 
 
 def model_caption(model: ModelInfo) -> str:
-    """'model org/name @ abc1234def56', for a table's footer."""
-    return f"model {model.model_id}" + (f" @ {model.revision[:12]}" if model.revision else "")
+    """'model org/name @ abc1234def56 on cpu, float32', for a table's footer."""
+    where = f" on {model.device}, {model.dtype}" if model.device and model.dtype else ""
+    return f"model {model.model_id}" + (f" @ {model.revision[:12]}" if model.revision else "") + where
 
 
 def print_results_table(console: Any, result: VideoResult, title_extra: str = "") -> None:
