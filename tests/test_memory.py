@@ -12,7 +12,7 @@ HIDDEN_PAGES = 1024 * 16384 * 4 // 4096  # the 64 MB hidden tensor below: over g
 WARM, MEASURED = 10, 5  # layers run before counting (the heap settles), and counted
 CODE = f"""
 import resource, sys, torch
-from vivit_cli.memory import keep_freed_memory
+from vivit_cli.device import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
 x, w1, w2 = torch.ones(1024, 64), torch.ones(16384, 64), torch.ones(64, 16384)
 def layer():  # an MLP's pattern: a 64 MB hidden tensor made and freed between two small ones

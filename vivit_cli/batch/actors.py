@@ -17,7 +17,7 @@ import numpy as np
 
 from vivit_cli.batch import worker
 from vivit_cli.batch.worker import DecodeSpec
-from vivit_cli.memory import keep_freed_memory
+from vivit_cli.device import keep_freed_memory
 from vivit_cli.results import ModelInfo
 from vivit_cli.writers import error_record, result_record
 
