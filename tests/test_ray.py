@@ -207,7 +207,8 @@ def test_a_hub_model_reaches_the_workers_pinned_to_its_commit(
 ) -> None:
     assert ray_runner.resolve_model(str(checkpoint)).load_ref == str(checkpoint.resolve())  # a folder: absolute
     sha = "0123456789abcdef0123456789abcdef01234567"
-    monkeypatch.setattr(hub, "fetch", lambda ref, **_: hub.LocalModel(checkpoint, ref.repo_id, sha))
+    real_parse = hub.parse_model
+    monkeypatch.setattr(hub, "fetch", lambda ref, **_: hub.LocalModel(checkpoint, real_parse(str(ref)).repo_id, sha))
     model = ray_runner.resolve_model("org/vivit-tiny")  # a branch name: every worker gets the same commit
     assert model.load_ref == f"org/vivit-tiny@{sha}"
     assert (model.info.model_id, model.info.revision) == ("org/vivit-tiny", sha)

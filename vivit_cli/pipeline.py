@@ -194,13 +194,13 @@ def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def load_model(
-    name_or_path: str | Path = DEFAULT_MODEL,
+    name_or_path: str | Path | hub.ModelRef = DEFAULT_MODEL,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
 ) -> Classifier:
     """A Hub repo id (org/name[@revision]) or a checkpoint folder -> a Classifier on device, in eval mode."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    local = hub.fetch(hub.parse_model(str(name_or_path)))
+    local = hub.fetch(name_or_path if isinstance(name_or_path, hub.ModelRef) else str(name_or_path))
     ckpt = load_checkpoint(local.folder, dev, dt)
     return Classifier(ckpt.model, ckpt.config, ckpt.preprocess, local, dev, dt)

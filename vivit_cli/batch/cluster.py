@@ -62,11 +62,11 @@ class ClusterModel:
     note: str | None  # hub's note (offline, from the cache) for stderr
 
 
-def resolve_model(model: str) -> ClusterModel:
+def resolve_model(model: str | hub.ModelRef) -> ClusterModel:
     """Fetch the model here (a Hub name becomes a commit) and read what the decode tasks need."""
     from vivit_cli.checkpoint import read_config, read_preprocess
 
-    local = hub.fetch(hub.parse_model(model))
+    local = hub.fetch(model)
     config, _ = read_config(local.folder)
     if local.revision is None:
         load_ref = os.path.abspath(local.folder)

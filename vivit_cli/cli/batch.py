@@ -120,6 +120,7 @@ def batch_command(
 
 def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     """`vivit batch --ray`: the same rows, files and exit codes as a local run, from a Ray cluster."""
+    from vivit_cli import hub
     from vivit_cli.batch import cluster
     from vivit_cli.errors import VideoError
 
@@ -130,8 +131,9 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     tally = batch.Tally(skipped=job.skipped)
     if _nothing_to_do(ctx, job, tally):
         return
-    quiet_hub(ctx, p["model"])
-    model = cluster.resolve_model(p["model"])  # once, here: every worker loads the same commit
+    ref = hub.parse_model(p["model"])
+    quiet_hub(ctx, ref)
+    model = cluster.resolve_model(ref)  # once, here: every worker loads the same commit
     batch.check_model(job, model.info)
     note(ctx, model.note)
     stdout = sys.stdout  # taken before Ray's messages move to stderr

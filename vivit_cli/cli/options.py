@@ -45,17 +45,16 @@ def fetch_model(ctx: click.Context, model: str, weights: bool = True) -> Any:
     """MODEL -> a hub.LocalModel through the Hugging Face cache; its note (offline, cached) on stderr."""
     from vivit_cli import hub
 
-    quiet_hub(ctx, model)
-    local = hub.fetch(hub.parse_model(model), weights=weights)
+    ref = hub.parse_model(model)
+    quiet_hub(ctx, ref)
+    local = hub.fetch(ref, weights=weights)
     note(ctx, local.note)
     return local
 
 
-def quiet_hub(ctx: click.Context, model: str) -> None:
+def quiet_hub(ctx: click.Context, model: Any) -> None:
     """With --quiet, huggingface_hub's progress bars stay off too (a local folder never imports it)."""
-    from vivit_cli import hub
-
-    if ctx.obj["quiet"] and hub.parse_model(model).folder is None:
+    if ctx.obj["quiet"] and model.folder is None:
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
@@ -103,10 +102,12 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def load_classifier(ctx: click.Context, model: str, device: str, dtype: str) -> Any:
     """Load the model the way every command does, with the Hub's note (offline, cached) on stderr."""
+    from vivit_cli import hub
     from vivit_cli.pipeline import load_model
 
-    quiet_hub(ctx, model)
-    classifier = load_model(model, device=device, dtype=dtype)
+    ref = hub.parse_model(model)  # once: the folder-or-Hub question and the fetch read the same answer
+    quiet_hub(ctx, ref)
+    classifier = load_model(ref, device=device, dtype=dtype)
     note(ctx, classifier.source.note)
     return classifier
 
