@@ -19,7 +19,7 @@ import torch
 from vivit_cli import DEFAULT_MODEL, hub
 from vivit_cli.checkpoint import load_checkpoint
 from vivit_cli.device import resolve_device, resolve_dtype
-from vivit_cli.errors import VivitError
+from vivit_cli.errors import DeviceError, VivitError
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
 from vivit_cli.results import ModelInfo, Prediction, VideoResult
 from vivit_cli.video.decode import sample_clips
@@ -51,21 +51,39 @@ class Classifier:
 
     @cached_property
     def info(self) -> ModelInfo:
-        dtype = str(self.dtype).removeprefix("torch.")
-        return ModelInfo(self.source.model_id, self.source.revision, str(self.device), dtype)
+        return ModelInfo(self.source.model_id, self.source.revision, str(self.device), self.dtype_name)
 
     def forward(self, pixel_values: torch.Tensor, output: Output = "probs") -> np.ndarray:
         """(B, T, C, S, S) -> probabilities (B, num_labels) or features (B, hidden_size), float32 numpy."""
         if output == "probs" and not (isinstance(self.model, VivitForVideoClassification) and self.config.num_labels):
             raise VivitError(f"{self.source.model_id} has no classification head (it is a bare VivitModel)")
-        with torch.inference_mode():
-            x = pixel_values.to(self.device, self.dtype, non_blocking=True)
-            if output == "features":
-                backbone = self.model.vivit if isinstance(self.model, VivitForVideoClassification) else self.model
-                out = backbone(x, cls_only=True).last_hidden_state[:, 0].float()  # (B, D)
-            else:
-                out = self.model(x).logits.float().softmax(dim=-1)  # (B, L)
-            return out.cpu().numpy()
+        try:
+            with torch.inference_mode():
+                x = self._to_device(pixel_values)  # (B, T, C, S, S)
+                if output == "features":
+                    backbone = self.model.vivit if isinstance(self.model, VivitForVideoClassification) else self.model
+                    out = backbone(x, cls_only=True).last_hidden_state[:, 0].float()  # (B, D)
+                else:
+                    out = self.model(x).logits.float().softmax(dim=-1)  # (B, L)
+                return out.cpu().numpy()  # the one wait for the device per batch
+        except torch.OutOfMemoryError:
+            if self.device.type == "cpu":
+                raise
+            fits = max(1, len(pixel_values) // 2)
+            raise DeviceError(
+                f"{self.device} ran out of memory on a batch of {len(pixel_values)} views in {self.dtype_name}: "
+                f"try --batch-size {fits}" + ("" if len(pixel_values) > 1 else ", or another --dtype or device")
+            ) from None
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs onto the model's device: on a GPU from pinned memory, without waiting, cast there."""
+        if self.device.type != "cuda":
+            return x.to(self.device, self.dtype)
+        return x.pin_memory().to(self.device, non_blocking=True).to(self.dtype)
 
     def scores(self, pixel_values: torch.Tensor) -> np.ndarray:
         """(B, T, C, S, S) -> class probabilities (B, num_labels), float32 numpy."""
