@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_TIMEOUT_S",
     "Plan",
+    "Rows",
     "Tally",
     "check_model",
     "collect_videos",
@@ -240,24 +241,19 @@ def _cores() -> int:
 
 @dataclass
 class Tally:
-    """Counts kept as rows are written; the CLI reads them for its summary, after an interrupt too."""
+    """Counts of the rows a run wrote; the CLI reads them for its summary, after an interrupt too."""
 
     ok: int = 0
     failed: int = 0
     skipped: int = 0  # already done in the output (--resume)
     started_s: float = field(default_factory=time.monotonic)
 
-    def write(
-        self, writer: Writer, record: dict[str, Any], on_row: Callable[[dict[str, Any]], None] | None = None
-    ) -> None:
-        """Write one row, count it, and hand it to `on_row`: the one way rows leave a run, local or on Ray."""
-        writer.write(record)
+    def count(self, record: dict[str, Any]) -> None:
+        """Count one row written, ok or error."""
         if record["status"] == "ok":
             self.ok += 1
         else:
             self.failed += 1
-        if on_row is not None:
-            on_row(record)
 
     def summary(self, out: str | None, interrupted: bool = False) -> str:
         """One line for stderr: what was done, how fast, and where it went."""
@@ -273,3 +269,18 @@ class Tally:
         if interrupted and out is not None:
             line += "; run again with --resume to finish"
         return line
+
+
+@dataclass
+class Rows:
+    """The one way rows leave a run, local or on Ray: written, counted in the tally, then handed to `on_row`."""
+
+    writer: Writer
+    tally: Tally
+    on_row: Callable[[dict[str, Any]], None] | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.writer.write(record)
+        self.tally.count(record)
+        if self.on_row is not None:
+            self.on_row(record)

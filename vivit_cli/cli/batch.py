@@ -136,12 +136,12 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     note(ctx, model.note)
     stdout = sys.stdout  # taken before Ray's messages move to stderr
     with cluster.connect(address, ctx.obj["quiet"]):
-        pool = cluster.size_pool(p["device"], p["workers"], p["gpus_per_worker"])
+        sizes = cluster.size_workers(p["device"], p["workers"], p["gpus_per_worker"])
         with _progress(ctx, job, tally) as on_row, cluster.open_output(job, stdout) as writer:
             cluster.run(
                 job.todo,
                 model,
-                pool,
+                sizes,
                 writer,
                 views,
                 p["top_k"],
