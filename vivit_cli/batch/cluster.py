@@ -168,16 +168,18 @@ def run(
     views: Views,
     top_k: int,
     dtype: str = "auto",
-    batch_size: int = batch.DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     timeout_s: float = batch.DEFAULT_TIMEOUT_S,
     tally: batch.Tally | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> batch.Tally:
-    """Classify `paths` on the connected cluster and write one row per file, in completion order."""
+    """Classify `paths` on the connected cluster and write one row per file, in completion order. `batch_size`
+    None picks it by the workers' device (batch.default_batch_size)."""
     import json
 
     import ray
 
+    batch_size = batch_size or batch.default_batch_size(sizes.device)
     tally = tally or batch.Tally()
     rows = batch.Rows(writer, tally, on_row)
     written: set[str] = set()
@@ -199,9 +201,7 @@ def run(
         ray.kill(ledger)
     for path in paths:  # never expected: every file has a row whatever happened to its tasks
         if batch.path_key(path) not in written:
-            emit(
-                error_record(path, f"{path}: no answer from the Ray cluster", model.info.model_id, model.info.revision)
-            )
+            emit(error_record(path, "no answer from the Ray cluster", model.info.model_id, model.info.revision))
     return tally
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vivit_cli.batch.plan import DEFAULT_BATCH_SIZE, FLUSH_AFTER_S, Rows, Tally, Writer
+from vivit_cli.batch.plan import FLUSH_AFTER_S, Rows, Tally, Writer, default_batch_size
 from vivit_cli.batch.pool import DONE, DecodePool
 from vivit_cli.batch.worker import DecodeSpec, one_line
 from vivit_cli.writers.records import error_record, result_record
@@ -26,14 +26,16 @@ def run(
     writer: Writer,
     views: Views,
     top_k: int,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     tally: Tally | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> Tally:
     """Decode `paths` in the pool, classify `batch_size` views per forward pass, and write each file's row (ok or
-    error) as soon as it is known: rows come in completion order, not in the order of `paths`."""
+    error) as soon as it is known: rows come in completion order, not in the order of `paths`. `batch_size` None
+    picks it by the classifier's device (default_batch_size)."""
     from vivit_cli.pipeline import ViewBatcher
 
+    batch_size = batch_size or default_batch_size(classifier.device.type)
     tally = tally or Tally()
     tally.started_s = time.monotonic()
     rows = Rows(writer, tally, on_row)
