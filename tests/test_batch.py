@@ -14,7 +14,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from tests import faults
@@ -25,7 +27,7 @@ from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
 from vivit_cli.cli import cli
 from vivit_cli.errors import SourceError
-from vivit_cli.pipeline import load_model
+from vivit_cli.pipeline import Classifier, load_model
 from vivit_cli.video.sampling import Views
 from vivit_cli.writers.formats import get_writer, read_records
 from vivit_cli.writers.records import BATCH_COLUMNS as CSV_COLUMNS
@@ -148,13 +150,17 @@ def test_every_file_gets_one_row_in_every_format(folder: Path, checkpoint: Path,
     assert result.stdout == ""
     assert "4 ok, 4 failed" in result.stderr
     rows = parse(out, fmt)
+    # After the summary, each failed file with why; the rows say only why, next to the path.
+    failed = result.stderr.split("\nFailed:\n", 1)[1].splitlines()
+    assert sorted(failed) == sorted(f"  {r['path']}: {r['error']}" for r in rows if r["status"] == "error")
+    assert f"  {folder / 'empty.mp4'}: empty file (0 bytes)" in failed
     assert names(rows) == sorted([Path(n).name for n in GOOD] + list(BAD))
     status = {Path(r["path"]).name: r["status"] for r in rows}
     assert {n for n, s in status.items() if s == "ok"} == {Path(n).name for n in GOOD}
     for row in rows:
         assert row["model"] == str(checkpoint)
         if row["status"] == "error":
-            assert row["error"].startswith(row["path"])
+            assert row["error"] and row["path"] not in row["error"]
             continue
         labels = row["top_labels"].split("|") if fmt == "csv" else [p["label"] for p in row["predictions"]]
         assert len(labels) == 3 and set(labels) <= {"waving", "running", "eating", "juggling", "archery"}
@@ -197,6 +203,80 @@ def test_rows_match_classify_across_split_batches(folder: Path, checkpoint: Path
             [p.score for p in expected.predictions], abs=1e-5
         )
         assert [(v["clip"], v["crop"]) for v in row["views"]] == [(v.clip, v.crop) for v in expected.views]
+
+
+def test_the_end_of_a_run_lists_the_first_failures_and_counts_the_rest() -> None:
+    from vivit_cli.writers.records import error_record
+
+    tally = batch.Tally()
+    for i in range(batch.LISTED_FAILURES + 2):
+        tally.count(error_record(f"v/{i}.mp4", f"v/{i}.mp4: empty file (0 bytes)"))
+    tally.count({"path": "v/ok.mp4", "status": "ok"})
+    assert (tally.ok, tally.failed, len(tally.failures)) == (1, batch.LISTED_FAILURES + 2, batch.LISTED_FAILURES)
+    lines = tally.failure_lines("preds.csv")
+    assert lines[:2] == ["Failed:", "  v/0.mp4: empty file (0 bytes)"]
+    assert lines[-1] == "  and 2 more: see their error rows in preds.csv"
+    assert len(lines) == batch.LISTED_FAILURES + 2
+    assert batch.Tally().failure_lines(None) == []
+
+
+# --batch-size auto: by the device
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_batch_size_auto_is_one_view_on_a_cpu_and_a_batch_on_a_gpu(
+    folder: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """The device is faked: the classifier says it is on `device`, and its forward pass only records the batches."""
+    classifier = load_model(checkpoint)
+    monkeypatch.setattr(classifier, "device", torch.device(device))
+    labels, passes = len(classifier.labels), []
+
+    def forward(x: torch.Tensor, output: str = "probs") -> np.ndarray:
+        passes.append(len(x))
+        return np.full((len(x), labels), 1 / labels, dtype=np.float32)
+
+    monkeypatch.setattr(classifier, "forward", forward)
+    paths = [str(folder / n) for n in GOOD]
+    with DecodePool(1, 60) as pool, (tmp_path / "preds.jsonl").open("w") as stream:
+        tally = local.run(classifier, paths, pool, get_writer("jsonl", stream), Views(clips=2), top_k=1)
+    assert tally.ok == len(GOOD) and sum(passes) == 2 * len(GOOD)
+    if device == "cpu":
+        assert batch.default_batch_size("cpu") == 1 and set(passes) == {1}
+    else:  # 8 views at most; more than one, as a file's 2 views come together (a slow decode may flush part-full)
+        assert batch.default_batch_size("cuda:0") == 8 and 1 < max(passes) <= 8
+    assert batch.default_batch_size("mps") == batch.GPU_BATCH_SIZE
+
+
+def test_on_a_cpu_each_row_is_written_before_the_next_file_runs_and_survives_ctrl_c(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the third video keeps the rows of the first two (in batches of 8 views it kept none)."""
+    videos = tmp_path / "videos"
+    (videos / "0.mp4").parent.mkdir()
+    (videos / "0.mp4").write_bytes(b"")  # decoded first, by the one worker: its error row comes first
+    for name in ("a.avi", "b.avi", "c.avi"):
+        make_video(videos / name)
+    out = tmp_path / "preds.jsonl"
+    real_forward, seen = Classifier.forward, []  # (views in the pass, ok rows in --out when it began)
+
+    def forward(self: Classifier, x: torch.Tensor, output: str = "probs") -> np.ndarray:
+        seen.append((len(x), sum(r["status"] == "ok" for r in read_records(out, "jsonl"))))
+        if len(seen) == 5:  # c.avi's first view
+            raise KeyboardInterrupt
+        return real_forward(self, x, output)
+
+    monkeypatch.setattr(Classifier, "forward", forward)
+    result = invoke("batch", str(videos), "--model", str(checkpoint), "--out", str(out), "--clips", "2", "-j", "1")
+    assert result.exit_code == 130, result.stderr
+    assert seen == [(1, 0), (1, 0), (1, 1), (1, 1), (1, 2)]
+    assert [(Path(r["path"]).name, r["status"]) for r in read_records(out, "jsonl")] == [
+        ("0.mp4", "error"),
+        ("a.avi", "ok"),
+        ("b.avi", "ok"),
+    ]
+    assert "Interrupted: 2 ok, 1 failed" in result.stderr
+    assert f"\nFailed:\n  {videos / '0.mp4'}: empty file (0 bytes)\n" in result.stderr
 
 
 # Decoders that hang or crash

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_a_killed_model_worker_and_a_hung_decoder_lose_and_double_no_row(
     assert sorted(Path(p).name for p in rows) == sorted([*GOOD, SLOW, *BAD])
     assert {Path(p).name for p, r in rows.items() if r["status"] == "ok"} == {*GOOD, "crash.avi"}  # no crash swapped in
     assert rows[str(folder / SLOW)]["error"] == (
-        f"{folder / SLOW}: decoding took longer than {HANG_TIMEOUT_S:g} s (--timeout); its worker was stopped"
+        f"decoding took longer than {HANG_TIMEOUT_S:g} s (--timeout); its worker was stopped"
     )
     assert result.exit_code == 4
 
@@ -161,6 +162,37 @@ def test_parquet_reads_back_and_resume_redoes_only_the_rest(
     redone = [r for path, r in rows.items() if r["status"] == "ok" and path != kept["path"]]
     assert len(redone) == len(GOOD) + 1  # with slow.avi and crash.avi, good videos here, less a.avi
     assert all(r["predictions"][0]["score"] == r["score"] and r["views"] for r in redone)
+
+
+def test_batch_size_auto_follows_the_workers_device(
+    local_ray, folder: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node with a GPU is faked: workers on it take 8 views a pass, workers on its CPU one (the job is faked
+    too, and answers nothing: its file gets the driver's error row)."""
+    import io
+
+    from vivit_cli.video.sampling import Views
+    from vivit_cli.writers import get_writer
+
+    class NoRows:
+        def iter_rows(self) -> Any:
+            return iter([])
+
+    passes: dict[str, int] = {}
+
+    def dataset(*args: Any) -> NoRows:  # (paths, job, model, sizes, views, top_k, dtype, batch_size)
+        passes[args[3].device] = args[7]
+        return NoRows()
+
+    monkeypatch.setattr(ray_runner, "_dataset", dataset)
+    monkeypatch.setattr(local_ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0, "GPU": 1.0}}])
+    model = ray_runner.resolve_model(str(checkpoint))
+    for device in ("auto", "cpu"):
+        sizes = ray_runner.size_workers(device, None, None)
+        writer = get_writer("jsonl", io.StringIO())
+        tally = ray_runner.run([str(folder / "a.avi")], model, sizes, writer, Views(), top_k=1)
+        assert (tally.failed, tally.failures) == (1, [(str(folder / "a.avi"), "no answer from the Ray cluster")])
+    assert passes == {"cuda": 8, "cpu": 1}
 
 
 def test_without_ray_the_error_names_the_extra(folder: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -215,6 +215,19 @@ def test_rows_of_webcam_and_timeline() -> None:
     assert timeline_row(first)["top_labels"] == "juggling|waving"
 
 
+def test_tables_count_from_one_where_rows_count_from_zero() -> None:
+    from rich.console import Console
+
+    from vivit_cli.writers.tables import print_segments_table
+
+    console = Console(file=io.StringIO(), width=100)
+    print_segments_table(console, TIMELINE_OF_TWO)
+    (row,) = [line for line in console.file.getvalue().splitlines() if "juggling" in line]
+    assert row.split()[:2] == ["│", "1"]
+    segment, first, _ = timeline_records(TIMELINE_OF_TWO)
+    assert segment["index"] == first["index"] == 0
+
+
 # JSON: valid after every row, and laid out as json.dump would.
 
 

@@ -85,7 +85,7 @@ def decode_row(row: dict[str, Any], job: DecodeJob) -> dict[str, Any]:
 
 
 def _failed(path: str, why: str) -> dict[str, Any]:
-    return {"path": path, "prepared": b"", "error": f"{path}: {why}"}
+    return {"path": path, "prepared": b"", "error": why}
 
 
 def _stop_hung(ledger: Any, path: str, timeout_s: float) -> None:

@@ -118,8 +118,8 @@ def connect(address: str, quiet: bool = False) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class Pool:
-    """The model workers: how many, and what each reserves and uses."""
+class WorkerSizes:
+    """How many model workers, what each reserves and uses, and how many decode tasks run at once."""
 
     workers: int
     gpus_per_worker: float
@@ -129,7 +129,7 @@ class Pool:
     decoders: int | None  # decode tasks at once; None: as many as the cluster's CPUs allow
 
 
-def size_pool(device: str, workers: int | None, gpus_per_worker: float | None) -> Pool:
+def size_workers(device: str, workers: int | None, gpus_per_worker: float | None) -> WorkerSizes:
     """Defaults from the cluster: a worker per GPU when there are GPUs (and the device is not cpu), else one per
     node using its cores, with decoding held to the share of the cores a local run gives it."""
     import ray
@@ -147,7 +147,8 @@ def size_pool(device: str, workers: int | None, gpus_per_worker: float | None) -
         )
     if gpus_per_worker:
         workers = workers or max(1, int(gpus // gpus_per_worker))
-        return Pool(workers, gpus_per_worker, "cuda" if device == "auto" else device, GPU_WORKER_CPUS, None, None)
+        device = "cuda" if device == "auto" else device
+        return WorkerSizes(workers, gpus_per_worker, device, GPU_WORKER_CPUS, None, None)
     if device.startswith("cuda"):
         raise ClusterError(f"--device {device} under --ray needs --gpus-per-worker above 0")
     workers = workers or len(nodes)
@@ -156,28 +157,31 @@ def size_pool(device: str, workers: int | None, gpus_per_worker: float | None) -
     decoders = sum(batch.default_workers("cpu", int(n["CPU"])) for n in nodes)
     # The model's cores are its threads, not reserved in Ray: on a small node they would leave none to decoding
     # (2 cores: one decode task and the model on both, as a local run has them).
-    return Pool(workers, 0.0, "cpu" if device == "auto" else device, 0.0, threads, decoders)
+    return WorkerSizes(workers, 0.0, "cpu" if device == "auto" else device, 0.0, threads, decoders)
 
 
 def run(
     paths: Sequence[str],
     model: ClusterModel,
-    pool: Pool,
+    sizes: WorkerSizes,
     writer: batch.Writer,
     views: Views,
     top_k: int,
     dtype: str = "auto",
-    batch_size: int = batch.DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     timeout_s: float = batch.DEFAULT_TIMEOUT_S,
     tally: batch.Tally | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> batch.Tally:
-    """Classify `paths` on the connected cluster and write one row per file, in completion order."""
+    """Classify `paths` on the connected cluster and write one row per file, in completion order. `batch_size`
+    None picks it by the workers' device (batch.default_batch_size)."""
     import json
 
     import ray
 
+    batch_size = batch_size or batch.default_batch_size(sizes.device)
     tally = tally or batch.Tally()
+    rows = batch.Rows(writer, tally, on_row)
     written: set[str] = set()
 
     def emit(record: dict[str, Any]) -> None:
@@ -185,21 +189,19 @@ def run(
         if key in written:  # a retried task can send its rows again
             return
         written.add(key)
-        tally.write(writer, record, on_row)
+        rows.write(record)
 
     ledger = ray.remote(num_cpus=0)(Ledger).remote()
     try:
         job = DecodeJob(DecodeSpec(model.num_frames, model.preprocess, views), timeout_s, ledger, worker.decode)
-        dataset = _dataset(paths, job, model, pool, views, top_k, dtype, batch_size)
+        dataset = _dataset(paths, job, model, sizes, views, top_k, dtype, batch_size)
         for row in _rows(dataset):
             emit(json.loads(row["record"]))
     finally:
         ray.kill(ledger)
     for path in paths:  # never expected: every file has a row whatever happened to its tasks
         if batch.path_key(path) not in written:
-            emit(
-                error_record(path, f"{path}: no answer from the Ray cluster", model.info.model_id, model.info.revision)
-            )
+            emit(error_record(path, "no answer from the Ray cluster", model.info.model_id, model.info.revision))
     return tally
 
 
@@ -207,7 +209,7 @@ def _dataset(
     paths: Sequence[str],
     job: DecodeJob,
     model: ClusterModel,
-    pool: Pool,
+    sizes: WorkerSizes,
     views: Views,
     top_k: int,
     dtype: str,
@@ -234,24 +236,24 @@ def _dataset(
             fn_kwargs={"job": job},
             num_cpus=1,
             runtime_env=runtime_env,
-            compute=ray.data.TaskPoolStrategy(size=pool.decoders),
+            compute=ray.data.TaskPoolStrategy(size=sizes.decoders),
         )
         .map_batches(
             ModelWorker,
             fn_constructor_kwargs=dict(
                 load_ref=model.load_ref,
                 info=model.info,
-                device=pool.device,
+                device=sizes.device,
                 dtype=dtype,
                 top_k=top_k,
                 batch_size=batch_size,
-                threads=pool.threads,
+                threads=sizes.threads,
             ),
             batch_size=max(1, batch_size // per_video),  # videos per call: --batch-size counts views
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=pool.workers),
-            num_cpus=pool.cpus_per_worker,
-            num_gpus=pool.gpus_per_worker or None,
+            compute=ray.data.ActorPoolStrategy(size=sizes.workers),
+            num_cpus=sizes.cpus_per_worker,
+            num_gpus=sizes.gpus_per_worker or None,
             runtime_env=runtime_env,
         )
     )

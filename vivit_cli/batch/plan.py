@@ -24,22 +24,29 @@ if TYPE_CHECKING:
     from vivit_cli.results import ModelInfo
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
     "DEFAULT_TIMEOUT_S",
     "Plan",
+    "Rows",
     "Tally",
     "check_model",
     "collect_videos",
+    "default_batch_size",
     "plan",
     "open_output",
 ]
 
 Writer = RecordWriter  # where rows go: CSV, JSON or JSONL text, or Parquet
 
-DEFAULT_BATCH_SIZE = 8  # views (clips x crops) per forward pass
+# Views (clips x crops) per forward pass, by device (--batch-size auto). On a CPU batching barely pays (ViViT-B:
+# 8.83 s a view one at a time, 8.59 s in batches of 4) and one view a pass writes each file's row, and moves the
+# bar, as soon as the file is done. On a GPU a batch amortises the launches; with the model at tens of ms a view,
+# decoding is the limit there, so a bigger batch would only hold rows back and take memory.
+CPU_BATCH_SIZE = 1
+GPU_BATCH_SIZE = 8
 MAX_WORKERS = 8  # decode processes by default, at most
 CPU_CORES_PER_WORKER = 4  # on a CPU the model is the bottleneck: a worker per this many cores keeps it fed
 FLUSH_AFTER_S = 1.0  # seconds without a newly decoded file after which a part-full batch runs anyway
+LISTED_FAILURES = 5  # failed files named, with why, at the end of a run; the others are only counted
 LIST_PREFIX = "@"  # @list.txt: a file of paths, one per line
 LIST_COMMENT = "#"  # lines of a list starting with this are skipped
 
@@ -223,6 +230,11 @@ def _rewrite_kept(job: Plan) -> None:
     os.replace(tmp, job.out)
 
 
+def default_batch_size(device: str) -> int:
+    """--batch-size auto for a device ("cpu", "cuda:0", "mps"): CPU_BATCH_SIZE on a CPU, else GPU_BATCH_SIZE."""
+    return CPU_BATCH_SIZE if device.partition(":")[0] == "cpu" else GPU_BATCH_SIZE
+
+
 def default_workers(device_type: str, cores: int | None = None) -> int:
     """Decode processes: on a CPU the model is far slower than decoding, so few; on a GPU, most of the cores."""
     cores = cores or _cores()
@@ -240,24 +252,22 @@ def _cores() -> int:
 
 @dataclass
 class Tally:
-    """Counts kept as rows are written; the CLI reads them for its summary, after an interrupt too."""
+    """Counts of the rows a run wrote; the CLI reads them for its summary, after an interrupt too."""
 
     ok: int = 0
     failed: int = 0
     skipped: int = 0  # already done in the output (--resume)
     started_s: float = field(default_factory=time.monotonic)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of the first LISTED_FAILURES
 
-    def write(
-        self, writer: Writer, record: dict[str, Any], on_row: Callable[[dict[str, Any]], None] | None = None
-    ) -> None:
-        """Write one row, count it, and hand it to `on_row`: the one way rows leave a run, local or on Ray."""
-        writer.write(record)
+    def count(self, record: dict[str, Any]) -> None:
+        """Count one row written, ok or error, and keep the first few errors to list at the end."""
         if record["status"] == "ok":
             self.ok += 1
-        else:
-            self.failed += 1
-        if on_row is not None:
-            on_row(record)
+            return
+        self.failed += 1
+        if len(self.failures) < LISTED_FAILURES:
+            self.failures.append((str(record["path"]), str(record.get("error") or "unknown error")))
 
     def summary(self, out: str | None, interrupted: bool = False) -> str:
         """One line for stderr: what was done, how fast, and where it went."""
@@ -273,3 +283,33 @@ class Tally:
         if interrupted and out is not None:
             line += "; run again with --resume to finish"
         return line
+
+    def failure_lines(self, out: str | None) -> list[str]:
+        """What follows the summary when files failed: 'Failed:', then 'path: why' for the first few."""
+        if not self.failed:
+            return []
+        lines = ["Failed:"] + [f"  {_printable(path)}: {why}" for path, why in self.failures]
+        more = self.failed - len(self.failures)
+        if more:
+            lines.append(f"  and {more} more: see their error rows" + (f" in {out}" if out is not None else ""))
+        return lines
+
+
+def _printable(path: str) -> str:
+    """A path fit for one line of a terminal: quoted only if it holds control characters."""
+    return path if path.isprintable() else ascii(path)
+
+
+@dataclass
+class Rows:
+    """The one way rows leave a run, local or on Ray: written, counted in the tally, then handed to `on_row`."""
+
+    writer: Writer
+    tally: Tally
+    on_row: Callable[[dict[str, Any]], None] | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.writer.write(record)
+        self.tally.count(record)
+        if self.on_row is not None:
+            self.on_row(record)

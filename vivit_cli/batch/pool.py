@@ -211,7 +211,7 @@ class DecodePool:
             error = timeout_error or (
                 f"the decoder crashed ({_describe_exit(w.process.exitcode)}); its worker was replaced"
             )
-            self._out.put(Decoded(path, None, f"{path}: {error}"))
+            self._out.put(Decoded(path, None, error))
         self._in_flight -= len(w.tasks)
         self._retry.extendleft(reversed(w.tasks))
         self._slots.append(self._start_worker())

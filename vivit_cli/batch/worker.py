@@ -67,5 +67,5 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
     except VivitError as e:
         message = one_line(str(e))
     except Exception as e:
-        message = one_line(f"{path}: {type(e).__name__}: {e}")
+        message = one_line(f"{type(e).__name__}: {e}")
     return None, message if where == path else message.replace(where, path)

@@ -14,6 +14,25 @@ from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
 from vivit_cli.cli.options import load_classifier, model_options, note, quiet_hub, view_options
 
+AUTO = "auto"
+
+
+class BatchSize(click.ParamType):
+    """--batch-size: a whole number from 1, or auto (None: the run picks it by the device)."""
+
+    name = "batch size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or value == AUTO:
+            return None
+        try:
+            size = int(value)
+        except (TypeError, ValueError):
+            size = 0
+        if size < 1:
+            self.fail(f"{value!r}: give a whole number from 1, or auto", param, ctx)
+        return size
+
 
 @click.command("batch")
 @click.argument("sources", nargs=-1, required=True)
@@ -42,10 +61,13 @@ from vivit_cli.cli.options import load_classifier, model_options, note, quiet_hu
 @click.option(
     "--batch-size",
     "-b",
-    type=click.IntRange(1),
-    default=batch.DEFAULT_BATCH_SIZE,
+    type=BatchSize(),
+    default=AUTO,
     show_default=True,
-    help="Views (clips x crops) per forward pass.",
+    metavar="N|auto",
+    help=f"Views (clips x crops) per forward pass. auto: {batch.GPU_BATCH_SIZE} on a GPU; {batch.CPU_BATCH_SIZE} on a "
+    "CPU, where batching gains little and each video's row is then written as soon as it is done (with --ray: "
+    "by the workers' device).",
 )
 @click.option(
     "--timeout",
@@ -84,7 +106,7 @@ def batch_command(
     recursive: bool,
     resume: bool,
     workers: int | None,
-    batch_size: int,
+    batch_size: int | None,
     timeout: float,
     ray_address: str | None,
     gpus_per_worker: float | None,
@@ -138,12 +160,12 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
     note(ctx, model.note)
     stdout = sys.stdout  # taken before Ray's messages move to stderr
     with cluster.connect(address, ctx.obj["quiet"]):
-        pool = cluster.size_pool(p["device"], p["workers"], p["gpus_per_worker"])
+        sizes = cluster.size_workers(p["device"], p["workers"], p["gpus_per_worker"])
         with _progress(ctx, job, tally) as on_row, cluster.open_output(job, stdout) as writer:
             cluster.run(
                 job.todo,
                 model,
-                pool,
+                sizes,
                 writer,
                 views,
                 p["top_k"],
@@ -168,8 +190,8 @@ def _nothing_to_do(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> b
 
 @contextmanager
 def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterator[Callable[[Any], None]]:
-    """A bar on stderr counted in videos (the callback moves it a row at a time), and the summary line at the
-    end, also after Ctrl-C or SIGTERM, when it says how to finish."""
+    """A bar on stderr counted in videos (the callback moves it a row at a time), and at the end the summary line
+    and the first failed files with why, also after Ctrl-C or SIGTERM, when it says how to finish."""
     from tqdm import tqdm
 
     quiet, interrupted = ctx.obj["quiet"], False
@@ -182,4 +204,5 @@ def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterat
     finally:
         bar.close()
         if not quiet:
-            click.echo(tally.summary(job.out, interrupted), err=True)
+            for line in (tally.summary(job.out, interrupted), *tally.failure_lines(job.out)):
+                click.echo(line, err=True)

@@ -111,11 +111,11 @@ def result_record(result: VideoResult) -> Record:
 
 
 def error_record(path: str, message: str, model: str | None = None, revision: str | None = None) -> Record:
-    """The JSON object for a video that could not be classified."""
+    """The JSON object for a video that could not be classified; its `error` says why, not which file."""
     return {
         "path": path,
         "status": "error",
-        "error": message,
+        "error": reason(path, message),
         "predictions": [],
         "views": [],
         "model": model,
@@ -123,6 +123,15 @@ def error_record(path: str, message: str, model: str | None = None, revision: st
         "device": None,  # no model pass produced this row
         "dtype": None,
     }
+
+
+def reason(path: str, message: str) -> str:
+    """An error without the '<path>: ' it starts with when it names its file (as our errors do, the path quoted
+    when it holds control characters): the row holds the path already."""
+    for shown in (path, ascii(path)):
+        if message.startswith(f"{shown}: "):
+            return message[len(shown) + 2 :]
+    return message
 
 
 def batch_row(record: Record) -> Record:

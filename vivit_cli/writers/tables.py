@@ -53,7 +53,8 @@ def print_results_table(console: Any, result: VideoResult, title_extra: str = ""
 
 
 def print_segments_table(console: Any, timeline: Timeline) -> None:
-    """A rich table: one row per segment, with the stretches below the threshold between them dimmed."""
+    """A rich table: one row per segment, numbered from 1, with the stretches below the threshold between them
+    dimmed."""
     from rich.table import Table
 
     name = Path(timeline.source).name
@@ -81,7 +82,8 @@ def print_segments_table(console: Any, timeline: Timeline) -> None:
     for s in timeline.segments:
         if s.start_s > at + 1e-6:
             table.add_row("", clock(at), clock(s.start_s), "[dim](below threshold)[/dim]", "", "")
-        table.add_row(str(s.index), clock(s.start_s), clock(s.end_s), s.label, percent(s.score), str(s.num_windows))
+        number = str(s.index + 1)  # from 1, as a person counts and classify ranks; `index` in the rows is from 0
+        table.add_row(number, clock(s.start_s), clock(s.end_s), s.label, percent(s.score), str(s.num_windows))
         at = s.end_s
     if timeline.end_s > at + 1e-6:
         table.add_row("", clock(at), clock(timeline.end_s), "[dim](below threshold)[/dim]", "", "")
