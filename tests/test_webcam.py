@@ -26,7 +26,15 @@ from vivit_cli.errors import CaptureError, SourceError, VideoError
 from vivit_cli.live import settings as live
 from vivit_cli.live import webcam
 from vivit_cli.live.capture import Frame, RingBuffer
-from vivit_cli.live.draw import BAR_COLOUR, PANEL_ALPHA, draw_labels
+from vivit_cli.live.draw import (
+    BAR_COLOUR,
+    FONT,
+    LINE_WIDTH_FRACTION,
+    MIN_LINE_HEIGHT_PX,
+    PANEL_ALPHA,
+    draw_labels,
+    layout_labels,
+)
 from vivit_cli.live.settings import CaptureSettings, Source
 from vivit_cli.live.webcam import LiveSettings, run_live
 from vivit_cli.results import Prediction
@@ -139,6 +147,35 @@ def test_draw_labels_pixels(size: tuple[int, int], title: str | None) -> None:
     # int() truncation: width / score is the full bar length less under 1 / score pixels
     assert abs(widths[0] / scores[0] - widths[1] / scores[1]) < 1 / scores[1] + 1e-9
     assert widths[0] > widths[1] > 0
+
+
+LONG_LABEL = "passing American football (not in game)"  # the longest of Kinetics-400's labels
+
+
+@pytest.mark.parametrize("label", [LONG_LABEL, "a label far too long for one line of any frame, so it wraps " * 2])
+@pytest.mark.parametrize("size", [(1280, 720), (720, 1280), (360, 640), (200, 120), (48, 64)])  # (H, W)
+def test_long_labels_and_their_scores_fit_inside_the_frame(size: tuple[int, int], label: str) -> None:
+    h, w = size
+    frame = np.zeros((h, w, 3), np.uint8)  # black: the darkened panel stays black, the text shows
+    predictions = [Prediction(label, 0.834, 0), Prediction("juggling balls", 0.05, 1)]
+    layout = layout_labels(w, h, predictions, title="0:00:01.5")
+    out = draw_labels(frame, predictions, title="0:00:01.5")
+    text = np.all(out > 0, axis=2) & ~np.all(out == np.array(BAR_COLOUR, np.uint8), axis=2)
+    xs = np.nonzero(text.any(axis=0))[0]
+    assert xs.max() < w - layout.pad // 2, "the text ends before the right edge: nothing is cut off"
+    assert layout.line_px <= max(MIN_LINE_HEIGHT_PX, w * LINE_WIDTH_FRACTION), "sized from the width"
+    scored = [t for t in layout.lines if t.bar_score is not None]
+    assert len(scored) == (1 if h < 100 else 2), "every prediction that fits below the others, and the best always"
+    assert all(t.text.endswith(s) for t, s in zip(scored, ("83.4%", "5.0%"), strict=False))
+    words = " ".join(t.text for t in layout.lines[1:]).replace("  ", " ")
+    if h >= 360 or ".." not in words:  # wrapped: the whole label
+        assert words.startswith(" ".join(label.split()))
+    else:  # a frame too small for that: the label cut short, the score kept
+        assert words.startswith(label[:2])
+    for t in scored:  # the score's own pixels: bright text at the end of its line
+        score_x = t.x + cv2.getTextSize(t.text.rsplit("  ", 1)[0], FONT, layout.scale, layout.thickness)[0][0]
+        band = text[max(0, t.y - layout.line_px // 2) : t.y, score_x:]
+        assert band.sum() > 0, f"the score of {t.text!r} is drawn"
 
 
 # ---- sources and the ring buffer -----------------------------------------------------------------------------
