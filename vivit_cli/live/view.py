@@ -27,7 +27,7 @@ class TerminalView:
         self.console, self.mode, self.source = console, mode, source  # mode: "live", "lines" or "off"
         self._live: Any = None
         self._status: LiveStatus | None = None
-        self._event: LiveEvent | None = None  # the source's latest, until a prediction follows it
+        self._event: LiveEvent | None = None  # the source's latest; "reconnected" until a prediction follows it
         self._drawn = 0.0
 
     def __enter__(self) -> TerminalView:
@@ -43,7 +43,7 @@ class TerminalView:
             self._live.stop()
 
     def event(self, e: LiveEvent) -> None:
-        """A line about the source (lost, reopening, back, gone); the panel shows it until the next prediction."""
+        """A line about the source (lost, reopening, back, gone); the panel's caption shows where it stands."""
         if self.mode == "off":
             return
         self._event = e
@@ -52,7 +52,8 @@ class TerminalView:
             self._live.update(self.panel(self._status), refresh=True)
 
     def prediction(self, p: LivePrediction) -> None:
-        self._event = None
+        if self._event is not None and self._event.kind == "reconnected":
+            self._event = None  # a window scored while the source was lost does not mean it is back
         if self._live is not None:  # drawn now: the run may stop before the next tick
             last = self._status or LiveStatus(None, None, None, 0, 0)
             self._status = dataclasses.replace(last, latest=p, frames_skipped=p.frames_skipped)
