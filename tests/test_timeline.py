@@ -16,9 +16,9 @@ import torch
 from click.testing import CliRunner
 
 from tests.checkpoints import make_hf, write_hf
-from tests.videos import decode_all, write_video, write_video_ffmpeg
+from tests.videos import decode_all, rotate_video, write_video, write_video_ffmpeg
 from vivit_cli.cli import cli
-from vivit_cli.live import plot, timeline
+from vivit_cli.live import draw, plot, timeline
 from vivit_cli.live.timeline import Window, merge_segments
 from vivit_cli.pipeline import load_model
 from vivit_cli.results import Prediction
@@ -197,6 +197,28 @@ def test_overlay_keeps_every_frame(checkpoint: Path, tmp_path: Path, monkeypatch
     assert ("mp4v" in result.stderr) == (encoder == "mp4v")  # the note
     assert ("padded" in result.stderr) == (size[0] % 2 == 1)
     assert not np.array_equal(frames[0], decode_all(src)[0][: even[0], : even[1]])  # the labels are drawn
+
+
+def test_overlay_of_a_portrait_video_keeps_its_labels_inside(tmp_path: Path) -> None:
+    """A landscape file with rotation metadata is portrait upright: labels sized to its width, scores inside."""
+    long_label = "passing American football (not in game)"
+    model = make_hf(image_size=32, num_frames=4, id2label=dict(enumerate([long_label, "b", "c", "d", "e"])))
+    with torch.no_grad():
+        model.classifier.bias[0] = 20.0  # the long label wins every window
+    folder = write_hf(model, tmp_path / "ckpt")
+    plain = scene(99, (640, 360))  # red all along
+    src = write_video_ffmpeg(tmp_path / "land.mkv", 8, (640, 360), fps=FPS, frame_fn=plain)
+    portrait = rotate_video(src, tmp_path / "portrait.mkv", 90)
+    out = tmp_path / "overlay.mp4"
+    result = run("timeline", str(portrait), "-m", str(folder), "--overlay", str(out))
+    assert result.exit_code == 0, result.stderr
+    frames = decode_all(out)
+    assert len(frames) == 8 and frames[0].shape == (640, 360, 3), "upright: portrait"
+    layout = draw.layout_labels(360, 640, [Prediction(long_label, 1.0, 0)] * 3, title="0:00.0")
+    assert any(line.text.endswith("100.0%") for line in layout.lines)
+    text = np.all(frames[4] > 200, axis=2)  # white text on red (230, 30, 30) and on the dark panel
+    rows, cols = np.nonzero(text)
+    assert rows.max() < layout.panel_h and cols.max() < 360 - layout.pad // 2, "no text cut at the right edge"
 
 
 def _fourcc(path: Path) -> str:

@@ -19,17 +19,25 @@ import numpy as np
 import pytest
 from checkpoints import make_hf, write_hf
 from click.testing import CliRunner
-from videos import decode_index, index_frame, write_video
+from videos import decode_index, ffmpeg_exe, index_frame, write_video, write_video_ffmpeg
 
 from vivit_cli.cli import cli
 from vivit_cli.errors import CaptureError, SourceError, VideoError
 from vivit_cli.live import settings as live
 from vivit_cli.live import webcam
-from vivit_cli.live.capture import Frame, RingBuffer
-from vivit_cli.live.draw import BAR_COLOUR, PANEL_ALPHA, draw_labels
+from vivit_cli.live.capture import Frame, FrameClock, RingBuffer
+from vivit_cli.live.draw import (
+    BAR_COLOUR,
+    FONT,
+    LINE_WIDTH_FRACTION,
+    MIN_LINE_HEIGHT_PX,
+    PANEL_ALPHA,
+    draw_labels,
+    layout_labels,
+)
 from vivit_cli.live.settings import CaptureSettings, Source
 from vivit_cli.live.webcam import LiveSettings, run_live
-from vivit_cli.results import Prediction
+from vivit_cli.results import LiveEvent, Prediction
 
 LABELS = ["waving", "running", "eating spaghetti", "juggling", "archery"]
 NUM_FRAMES, STRIDE = 4, 2
@@ -141,6 +149,35 @@ def test_draw_labels_pixels(size: tuple[int, int], title: str | None) -> None:
     assert widths[0] > widths[1] > 0
 
 
+LONG_LABEL = "passing American football (not in game)"  # the longest of Kinetics-400's labels
+
+
+@pytest.mark.parametrize("label", [LONG_LABEL, "a label far too long for one line of any frame, so it wraps " * 2])
+@pytest.mark.parametrize("size", [(1280, 720), (720, 1280), (360, 640), (200, 120), (48, 64)])  # (H, W)
+def test_long_labels_and_their_scores_fit_inside_the_frame(size: tuple[int, int], label: str) -> None:
+    h, w = size
+    frame = np.zeros((h, w, 3), np.uint8)  # black: the darkened panel stays black, the text shows
+    predictions = [Prediction(label, 0.834, 0), Prediction("juggling balls", 0.05, 1)]
+    layout = layout_labels(w, h, predictions, title="0:00:01.5")
+    out = draw_labels(frame, predictions, title="0:00:01.5")
+    text = np.all(out > 0, axis=2) & ~np.all(out == np.array(BAR_COLOUR, np.uint8), axis=2)
+    xs = np.nonzero(text.any(axis=0))[0]
+    assert xs.max() < w - layout.pad // 2, "the text ends before the right edge: nothing is cut off"
+    assert layout.line_px <= max(MIN_LINE_HEIGHT_PX, w * LINE_WIDTH_FRACTION), "sized from the width"
+    scored = [t for t in layout.lines if t.bar_score is not None]
+    assert len(scored) == (1 if h < 100 else 2), "every prediction that fits below the others, and the best always"
+    assert all(t.text.endswith(s) for t, s in zip(scored, ("83.4%", "5.0%"), strict=False))
+    words = " ".join(t.text for t in layout.lines[1:]).replace("  ", " ")
+    if h >= 360 or ".." not in words:  # wrapped: the whole label
+        assert words.startswith(" ".join(label.split()))
+    else:  # a frame too small for that: the label cut short, the score kept
+        assert words.startswith(label[:2])
+    for t in scored:  # the score's own pixels: bright text at the end of its line
+        score_x = t.x + cv2.getTextSize(t.text.rsplit("  ", 1)[0], FONT, layout.scale, layout.thickness)[0][0]
+        band = text[max(0, t.y - layout.line_px // 2) : t.y, score_x:]
+        assert band.sum() > 0, f"the score of {t.text!r} is drawn"
+
+
 # ---- sources and the ring buffer -----------------------------------------------------------------------------
 
 
@@ -183,6 +220,22 @@ def test_ring_buffer_holds_the_newest_consecutive_frames() -> None:
     assert len(ring) == 1 and ring.take(None, 1) is None
     ring.push(Frame(51, 0.0, np.zeros((8, 8, 3), np.uint8), segment=1))  # a new frame size
     assert len(ring) == 1
+
+
+def test_frame_clock_uses_the_sources_own_times_where_plausible() -> None:
+    clock = FrameClock()
+    # A burst at connect: 15 frames within 10 ms of arrival, 33.3 ms apart by the stream's own clock.
+    burst = [clock(1.0 + i / 1500, i * 1000 / FPS) for i in range(15)]
+    assert burst[0] == 1.0 and burst[-1] == pytest.approx(1.0 + 14 / FPS)
+    assert clock(1.5, 15 * 1000 / FPS) == pytest.approx(1.5) and clock.own
+    assert clock(1.6, 0.0) == 1.6 and not clock.own, "a jump back: arrival time, anchoring the frames after it"
+    assert clock(1.61, 1000 / FPS) == pytest.approx(1.6 + 1 / FPS) and clock.own
+    assert clock(1.7, 1e6) == 1.7 and not clock.own, "a jump ahead past MAX_STREAM_STEP_S"
+    clock.restart()  # reopened: the new stream's clock starts at 0 again, later than the old one
+    assert clock(1.65, 0.0) > 1.7, "times never go back, also across a reconnect"
+    no_times = FrameClock()  # no timestamps at all (MJPEG over HTTP, a fake capture): arrival times
+    assert [no_times(t, float("nan")) for t in (0.5, 0.6)] == [0.5, 0.6]
+    assert [no_times(t, 0.0) for t in (0.7, 0.8)] == [0.7, 0.8]
 
 
 # ---- a file as the source --------------------------------------------------------------------------------------
@@ -311,6 +364,7 @@ def test_a_stream_that_drops_is_reopened_and_no_window_spans_a_reconnect() -> No
         return pending.pop(0)
 
     model = FakeModel(delay_s=0.002)
+    events: list[LiveEvent] = []
     with pytest.raises(CaptureError, match="stopped sending frames; 3 reconnect"):
         run_live(
             Source("stream", "rtsp://example/live"),
@@ -318,7 +372,16 @@ def test_a_stream_that_drops_is_reopened_and_no_window_spans_a_reconnect() -> No
             LiveSettings(stride=STRIDE, every=1),
             QUICK,
             open_source=reopen,
+            on_event=events.append,
         )
+    assert [(e.kind, e.attempt) for e in events] == [
+        *[("reconnecting", 1), ("reconnected", 1)] * 2,  # lost twice, back at the first attempt each time
+        ("reconnecting", 1),
+        ("reconnecting", 2),
+        ("reconnecting", 3),
+        ("failed", 3),
+    ]
+    assert "reopening (attempt 2 of 3)" in events[5].message and "no answer" in events[5].message
     assert all(c.released for c in captures)
     assert model.windows, "windows were scored between the drops"
     for window in model.windows:
@@ -389,6 +452,90 @@ def test_a_stream_that_does_not_answer_times_out(checkpoint: Path, silent_server
     assert time.monotonic() - started < 8
     assert result.exit_code == CaptureError.exit_code
     assert "did not answer within 1 s" in result.stderr and "Traceback" not in result.stderr
+
+
+class StreamServer:
+    """FFmpeg serving a clip in a loop over HTTP (MPEG-TS, at its own rate) on 127.0.0.1: a live stream to drop."""
+
+    def __init__(self, clip: Path) -> None:
+        with socket.create_server(("127.0.0.1", 0)) as probe:
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/live.ts"
+        self.clip, self.proc = clip, None
+
+    def start(self) -> None:
+        """Listen for one client; skips the test where this ffmpeg cannot."""
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.clip)]
+        cmd += ["-c", "copy", "-f", "mpegts", "-listen", "1", self.url]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not self._listening():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.skip("ffmpeg cannot serve HTTP here (-listen 1)")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def _listening(self) -> bool:
+        """Whether the port is listening, read from /proc (a test connection would be the server's one client)."""
+        try:
+            table = Path("/proc/net/tcp").read_text()
+        except OSError:
+            time.sleep(1.0)  # no /proc: ffmpeg opens its output within a second
+            return True
+        return any(f"0100007F:{self.port:04X} 00000000:0000 0A" in line for line in table.splitlines())
+
+
+def test_a_stream_server_that_restarts_is_reopened_and_said_so(checkpoint: Path, tmp_path: Path) -> None:
+    clip = write_video_ffmpeg(tmp_path / "clip.ts", 60, (64, 48), codec=("-c:v", "mpeg2video", "-q:v", "2"))
+    server = StreamServer(clip)
+    server.start()
+    log = tmp_path / "log.jsonl"
+    down_s = 3.0
+
+    def drop_and_restart() -> None:
+        """Kill the server once predictions flow; start it again `down_s` later."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if log.exists() and log.read_text().count('"prediction"') >= 3:
+                server.kill()
+                time.sleep(down_s)
+                server.start()
+                return
+            time.sleep(0.02)
+
+    controller = threading.Thread(target=drop_and_restart, daemon=True)
+    controller.start()
+    try:
+        started = time.monotonic()
+        result = run(
+            *("--source", server.url, "--model", str(checkpoint), "--every", "4", "--out", str(log)),
+            *("--max-predictions", "14", "--duration", "30", "--open-timeout", "3", "--read-timeout", "3"),
+        )
+        controller.join(5)
+    finally:
+        server.kill()
+    assert result.exit_code == 0, result.stderr
+    assert "stopped: max-predictions" in result.stderr and time.monotonic() - started < 30
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    events = [(r["event"], r["attempt"]) for r in rows if r["event"] != "prediction"]
+    back = events[-1][1]
+    assert events == [*(("reconnecting", k) for k in range(1, back + 1)), ("reconnected", back)], events
+    assert 2 <= back <= 4, "0.5, 1 and 2 s pauses: back at the third attempt, 3.5 s after the drop"
+    assert f"{server.url}: stopped sending frames; reopening (attempt 1 of 5) in 0.5 s" in result.stderr
+    assert f"{server.url}: reconnected after" in result.stderr
+    kinds = [r["event"] for r in rows]
+    after = [r for r in rows[kinds.index("reconnected") :] if r["event"] == "prediction"]
+    before = [r for r in rows[: kinds.index("reconnecting")] if r["event"] == "prediction"]
+    assert len(before) >= 3 and len(after) >= 3, "predictions resume after the reconnect"
+    # The stream's own timestamps, not the burst's arrival times: every window spans (SPAN - 1) frames at 30 fps.
+    for r in before + after:
+        assert r["last_s"] - r["first_s"] == pytest.approx((SPAN - 1) / FPS, abs=0.002), r
+    assert after[0]["first_s"] > before[-1]["last_s"] + 2.0, "the time the stream was down"
 
 
 @pytest.mark.parametrize(
@@ -504,3 +651,31 @@ def test_terminal_panel_shows_the_top_k_the_capture_rate_and_the_latency() -> No
     lines = io.StringIO()
     TerminalView(Console(file=lines, width=40), "lines", "camera 0").prediction(p)
     assert lines.getvalue().count("\n") == 1 and "juggling 75.0%" in lines.getvalue()
+
+
+def test_terminal_panel_says_the_source_is_lost_until_a_prediction_follows() -> None:
+    import io
+
+    from rich.console import Console
+
+    from vivit_cli.live.view import TerminalView
+
+    screen = io.StringIO()
+    view = TerminalView(Console(file=screen, width=100), "live", "rtsp://cam/s")
+    status = webcam.LiveStatus(None, None, 30.0, 20, 0)
+    view.tick(status)
+    lost = LiveEvent("reconnecting", time.time(), 2, 5, "attempt 1 failed: refused; reopening (attempt 2 of 5) in 1 s")
+    view.event(lost)
+    view.prediction(webcam.LivePrediction(1, time.time(), 0, 6, 0.0, 0.2, (), 0.01, 1, 0))  # scored before the loss
+    panel = io.StringIO()
+    Console(file=panel, width=100).print(view.panel(status))
+    assert "rtsp://cam/s: attempt 1 failed: refused; reopening (attempt 2 of 5) in 1 s" in screen.getvalue()
+    assert "source lost: reopening, attempt 2 of 5" in panel.getvalue()
+    view.event(LiveEvent("reconnected", time.time(), 2, 5, "reconnected after 1.6 s (attempt 2 of 5)"))
+    view.prediction(webcam.LivePrediction(2, time.time(), 7, 13, 3.0, 3.2, (), 0.01, 1, 0))
+    panel = io.StringIO()
+    Console(file=panel, width=100).print(view.panel(status))
+    assert "lost" not in panel.getvalue() and "reconnected" not in panel.getvalue()
+    quiet = io.StringIO()
+    TerminalView(Console(file=quiet), "off", "rtsp://cam/s").event(lost)
+    assert quiet.getvalue() == "", "vivit -q: the log has it, stderr does not"

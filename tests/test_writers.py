@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vivit_cli.errors import SourceError
-from vivit_cli.results import LivePrediction, ModelInfo, Prediction, Segment, Timeline, Window
+from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Segment, Timeline, Window
 from vivit_cli.writers.formats import format_for, get_writer, open_output, read_records, write_all
 from vivit_cli.writers.records import (
     BATCH,
@@ -25,6 +25,7 @@ from vivit_cli.writers.records import (
     timeline_records,
     timeline_row,
     top_cells,
+    webcam_event_record,
     webcam_record,
     webcam_row,
 )
@@ -160,15 +161,19 @@ def test_csv_bytes_of_every_command() -> None:
         "2x3,1.5,45,30.0,org/m,abc,cpu,bfloat16,\n"
     )
     stream = io.StringIO()
-    get_writer("csv", stream, WEBCAM).write(webcam_record(LIVE, "camera 0", ModelInfo("org/m", None, "cpu", "float32")))
-    header, row = stream.getvalue().splitlines()
+    writer = get_writer("csv", stream, WEBCAM)
+    writer.write(webcam_record(LIVE, "camera 0", ModelInfo("org/m", None, "cpu", "float32")))
+    writer.write(webcam_event_record(LiveEvent("reconnecting", 1.7e9, 2, 5, "reopening (attempt 2 of 5)"), "camera 0"))
+    header, row, event = stream.getvalue().splitlines()
     assert header == (
-        "time,source,prediction,first_frame,last_frame,first_s,last_s,latency_s,smoothed_over,label,"
-        "score,top_labels,top_scores,model,revision,device,dtype"
+        "time,source,event,prediction,first_frame,last_frame,first_s,last_s,latency_s,smoothed_over,label,"
+        "score,top_labels,top_scores,model,revision,device,dtype,attempt,message"
     )
     assert row.split(",", 1)[1] == (
-        "camera 0,3,8,14,0.2667,0.4667,0.0123,2,juggling,0.750000,juggling|waving,0.750000|0.125000,org/m,,cpu,float32"
+        "camera 0,prediction,3,8,14,0.2667,0.4667,0.0123,2,juggling,0.750000,juggling|waving,0.750000|0.125000,"
+        "org/m,,cpu,float32,,"
     )
+    assert event.split(",", 1)[1] == "camera 0,reconnecting" + "," * 16 + "2,reopening (attempt 2 of 5)"
     stream = io.StringIO()
     writer = get_writer("csv", stream, TIMELINE)
     for record in timeline_records(TIMELINE_OF_TWO):

@@ -1,6 +1,7 @@
 """What a classification returns: frozen, torch-free records that writers and tables consume (no torch, no OpenCV).
 
-A video's `VideoResult`, a live source's `LivePrediction`s, a long video's `Timeline` of `Window`s and `Segment`s.
+A video's `VideoResult`, a live source's `LivePrediction`s and `LiveEvent`s, a long video's `Timeline` of `Window`s
+and `Segment`s.
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ class LivePrediction:
     latency_s: float  # preprocessing and model
     smoothed_over: int  # predictions averaged into these scores
     frames_skipped: int  # so far: frames beyond the --every schedule that passed while the model was busy
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """Something that happened to a live source between predictions: lost and being reopened, back, or gone."""
+
+    kind: str  # "reconnecting" (before each attempt), "reconnected" or "failed" (every attempt failed)
+    wall_time: float  # time.time() when it happened
+    attempt: int  # which reopening: 1 for the first (for "failed", the attempts made)
+    attempts: int  # how many --reconnect allows
+    message: str  # one line for people, without the source's name
 
 
 @dataclass(frozen=True)

@@ -112,9 +112,9 @@ def webcam_command(
     from rich.console import Console
 
     from vivit_cli.live import view, webcam
-    from vivit_cli.results import LivePrediction
+    from vivit_cli.results import LiveEvent, LivePrediction
     from vivit_cli.writers.formats import format_for, open_output
-    from vivit_cli.writers.records import WEBCAM, webcam_record
+    from vivit_cli.writers.records import WEBCAM, webcam_event_record, webcam_record
 
     src = live.parse_source(source)  # usage errors before the model loads
     settings = live.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)
@@ -136,11 +136,18 @@ def webcam_command(
                 log.write(webcam_record(p, src.name, live_model.classifier.info))
             terminal.prediction(p)
 
+        def on_event(e: LiveEvent) -> None:
+            if log:
+                log.write(webcam_event_record(e, src.name))
+            terminal.event(e)
+
         def on_tick(status: webcam.LiveStatus) -> bool:
             terminal.tick(status)
             return window.show(status) if window else True
 
-        summary = webcam.run_live(src, live_model, settings, capture_settings, on_prediction, on_tick)
+        summary = webcam.run_live(
+            src, live_model, settings, capture_settings, on_prediction, on_tick, on_event=on_event
+        )
     if not ctx.obj["quiet"]:
         click.echo(
             f"{summary.predictions} predictions from {summary.frames_read} frames "

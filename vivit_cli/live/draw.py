@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -13,36 +14,134 @@ PANEL_ALPHA = 0.6  # opacity of the dark panel behind the text
 TEXT_COLOUR = (255, 255, 255)
 BAR_COLOUR = (60, 200, 60)  # the same in RGB and BGR, so callers need not say which order their frames use
 PANEL_COLOUR = (0, 0, 0)
-LINE_HEIGHT_FRACTION = 0.07  # of the frame height, per text row
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+LINE_HEIGHT_FRACTION = 0.07  # of the frame height, per text row ...
+LINE_WIDTH_FRACTION = 0.04  # ... or of its width, whichever is less: portrait frames get text that fits across
 MIN_LINE_HEIGHT_PX = 14
+MAX_SHRINK = 0.75  # a row too wide for the frame shrinks the text down to this fraction; past it, labels wrap
+SCORE_GAP = "  "  # between a label and its score
+FONT_PX_PER_SCALE = 36.0  # line height in pixels of cv2's font scale 1
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One line of the panel: its text, where its baseline starts, and the score whose bar goes under it."""
+
+    text: str
+    x: int
+    y: int  # baseline
+    bar_score: float | None  # set on a prediction's last line
+
+
+@dataclass(frozen=True)
+class Layout:
+    lines: tuple[TextLine, ...]
+    panel_w: int
+    panel_h: int
+    line_px: int  # height of one line
+    scale: float  # cv2's font scale
+    thickness: int
+    pad: int
+
+
+def layout_labels(width: int, height: int, predictions: Sequence[Prediction], title: str | None = None) -> Layout:
+    """Where draw_labels puts each line on a width x height frame.
+
+    Text is sized from the frame's height or width, whichever gives smaller text (so portrait frames get text that
+    fits across), shrunk a little for a label too long for that, then wrapped between words, the score kept on
+    the label's last line. On a frame too small for the wrapped lines, each label is cut short ("..") instead.
+    """
+    line = max(MIN_LINE_HEIGHT_PX, int(min(height * LINE_HEIGHT_FRACTION, width * LINE_WIDTH_FRACTION)))
+    rows = ([(title, None)] if title else []) + [(p.label, p.score) for p in predictions]
+    texts = [text if score is None else f"{text}{SCORE_GAP}{100 * score:.1f}%" for text, score in rows]
+    if texts:
+        widest = max(_text_w(t, *_font(line)) for t in texts)
+        room = width - 2 * (line // 3)
+        if widest > room:  # shrink first, so that a label slightly too long stays on one line
+            line = max(MIN_LINE_HEIGHT_PX, int(line * max(MAX_SHRINK, room / widest)))
+    scale, thickness = _font(line)
+    pad = line // 3
+    room = width - 2 * pad
+    blocks = [_wrap(text, score, room, scale, thickness) for text, score in rows]
+    if sum(map(len, blocks)) * line + 2 * pad > height:  # a small frame: one line per row, labels shortened
+        blocks = [[_shorten(text, score, room, scale, thickness)] for text, score in rows]
+    lines: list[TextLine] = []
+    y = pad
+    for (_, score), block in zip(rows, blocks, strict=True):
+        if any(t.bar_score is not None for t in lines) and y + len(block) * line + pad > height:
+            break  # past the best prediction, a whole one or none: rows past the bottom would be cut in half
+        for i, part in enumerate(block):
+            lines.append(TextLine(part, pad, y + int(line * 0.68), score if i == len(block) - 1 else None))
+            y += line
+    if not lines:
+        return Layout((), 0, 0, line, scale, thickness, pad)
+    text_w = max(_text_w(t.text, scale, thickness) for t in lines)
+    return Layout(tuple(lines), min(width, text_w + 2 * pad), min(height, y + pad), line, scale, thickness, pad)
 
 
 def draw_labels(frame: np.ndarray, predictions: Sequence[Prediction], title: str | None = None) -> np.ndarray:
     """A copy of `frame` (H, W, 3) uint8 with a panel in the top-left corner: title, then label, score and bar."""
     out = frame.copy()
     h, w = out.shape[:2]
-    line = max(MIN_LINE_HEIGHT_PX, int(h * LINE_HEIGHT_FRACTION))
-    scale = line / 36.0
-    thickness = max(1, round(line / 16))
-    rows = ([title] if title else []) + [f"{p.label}  {100 * p.score:.1f}%" for p in predictions]
-    if not rows:
+    layout = layout_labels(w, h, predictions, title)
+    if not layout.lines:
         return out
-    text_w = max(cv2.getTextSize(r, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for r in rows)
-    pad = line // 3
-    panel_w = min(w, text_w + 2 * pad)
-    panel_h = min(h, len(rows) * line + 2 * pad)
-    region = out[:panel_h, :panel_w]
+    region = out[: layout.panel_h, : layout.panel_w]
     region[:] = (region * (1 - PANEL_ALPHA) + np.array(PANEL_COLOUR) * PANEL_ALPHA).astype(np.uint8)
-    y = pad
-    for i, text in enumerate(rows):
-        is_prediction = not (title and i == 0)
-        if is_prediction:
-            score = predictions[i - (1 if title else 0)].score
-            bar_w = int((panel_w - 2 * pad) * max(0.0, min(1.0, score)))
+    line, pad = layout.line_px, layout.pad
+    for t in layout.lines:
+        if t.bar_score is not None:
+            top = t.y - int(line * 0.68)
+            bar_w = int((layout.panel_w - 2 * pad) * max(0.0, min(1.0, t.bar_score)))
             if bar_w > 0:  # cv2.rectangle's corners are inclusive: a bar of width 0 would still be 1 px wide
-                cv2.rectangle(out, (pad, y + int(line * 0.8)), (pad + bar_w - 1, y + int(line * 0.92)), BAR_COLOUR, -1)
-        cv2.putText(
-            out, text, (pad, y + int(line * 0.68)), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, thickness, cv2.LINE_AA
-        )
-        y += line
+                corner1, corner2 = (pad, top + int(line * 0.8)), (pad + bar_w - 1, top + int(line * 0.92))
+                cv2.rectangle(out, corner1, corner2, BAR_COLOUR, -1)
+        cv2.putText(out, t.text, (t.x, t.y), FONT, layout.scale, TEXT_COLOUR, layout.thickness, cv2.LINE_AA)
     return out
+
+
+def _font(line: int) -> tuple[float, int]:
+    """cv2's font scale and stroke thickness for lines `line` pixels high."""
+    return line / FONT_PX_PER_SCALE, max(1, round(line / 16))
+
+
+def _text_w(text: str, scale: float, thickness: int) -> int:
+    return cv2.getTextSize(text, FONT, scale, thickness)[0][0]
+
+
+def _wrap(text: str, score: float | None, room: int, scale: float, thickness: int) -> list[str]:
+    """`text` (and its score, kept whole at the end) in lines at most `room` pixels wide, split between words."""
+    words = text.split() or [""]
+    pieces = [p for word in words for p in _split_word(word, room, scale, thickness)]
+    if score is not None:
+        pieces.append(f"{100 * score:.1f}%")
+    lines: list[str] = []
+    for i, piece in enumerate(pieces):
+        gap = SCORE_GAP if score is not None and i == len(pieces) - 1 else " "
+        joined = f"{lines[-1]}{gap}{piece}" if lines else piece
+        if lines and _text_w(joined, scale, thickness) <= room:
+            lines[-1] = joined
+        else:
+            lines.append(piece)
+    return lines
+
+
+def _shorten(text: str, score: float | None, room: int, scale: float, thickness: int) -> str:
+    """`text` and its score on one line at most `room` pixels wide: the label cut short (".."), the score whole."""
+    tail = "" if score is None else f"{SCORE_GAP}{100 * score:.1f}%"
+    n = len(text)
+    while n > 0 and _text_w(f"{text[:n]}{'..' if n < len(text) else ''}{tail}", scale, thickness) > room:
+        n -= 1
+    return f"{text[:n]}{'..' if n < len(text) else ''}{tail}" if n else tail.strip() or text[:1]
+
+
+def _split_word(word: str, room: int, scale: float, thickness: int) -> list[str]:
+    """A word wider than `room` cut into pieces that fit (at least one character each)."""
+    parts: list[str] = []
+    while word:
+        n = len(word)
+        while n > 1 and _text_w(word[:n], scale, thickness) > room:
+            n -= 1
+        parts.append(word[:n])
+        word = word[n:]
+    return parts

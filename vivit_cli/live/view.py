@@ -11,7 +11,7 @@ from typing import Any
 
 from vivit_cli.errors import DeviceError
 from vivit_cli.live.webcam import LiveStatus
-from vivit_cli.results import LivePrediction
+from vivit_cli.results import LiveEvent, LivePrediction
 from vivit_cli.writers.tables import BAR_WIDTH, percent
 
 PANEL_REFRESH_S = 0.25  # seconds between redraws of the terminal panel
@@ -27,6 +27,7 @@ class TerminalView:
         self.console, self.mode, self.source = console, mode, source  # mode: "live", "lines" or "off"
         self._live: Any = None
         self._status: LiveStatus | None = None
+        self._event: LiveEvent | None = None  # the source's latest; "reconnected" until a prediction follows it
         self._drawn = 0.0
 
     def __enter__(self) -> TerminalView:
@@ -41,7 +42,18 @@ class TerminalView:
         if self._live is not None:
             self._live.stop()
 
+    def event(self, e: LiveEvent) -> None:
+        """A line about the source (lost, reopening, back, gone); the panel's caption shows where it stands."""
+        if self.mode == "off":
+            return
+        self._event = e
+        self.console.print(f"{self.source}: {e.message}", markup=False, highlight=False, soft_wrap=True)
+        if self._live is not None and self._status is not None:
+            self._live.update(self.panel(self._status), refresh=True)
+
     def prediction(self, p: LivePrediction) -> None:
+        if self._event is not None and self._event.kind == "reconnected":
+            self._event = None  # a window scored while the source was lost does not mean it is back
         if self._live is not None:  # drawn now: the run may stop before the next tick
             last = self._status or LiveStatus(None, None, None, 0, 0)
             self._status = dataclasses.replace(last, latest=p, frames_skipped=p.frames_skipped)
@@ -74,7 +86,7 @@ class TerminalView:
         table = Table(
             title=f"{self.source}  [dim]{fps} capture, model {latency}[/dim]",
             title_justify="left",
-            caption=_caption(status),
+            caption=_caption(status, self._event),
             caption_justify="left",
             min_width=PANEL_WIDTH,
         )
@@ -86,8 +98,12 @@ class TerminalView:
         return table
 
 
-def _caption(status: LiveStatus) -> str:
+def _caption(status: LiveStatus, event: LiveEvent | None = None) -> str:
     p = status.latest
+    if event is not None and event.kind == "reconnecting":
+        return f"[yellow]source lost: reopening, attempt {event.attempt} of {event.attempts}[/yellow]; Ctrl-C stops"
+    if event is not None and event.kind == "reconnected":
+        return f"{event.message}; waiting for a full window; Ctrl-C stops"
     if p is None:
         return f"waiting for a full window ({status.frames_read} frames read)"
     smoothed = f", mean of {p.smoothed_over}" if p.smoothed_over > 1 else ""

@@ -17,7 +17,7 @@ import numpy as np
 from vivit_cli.errors import SourceError, VideoError
 from vivit_cli.live.capture import Frame, Grabber, RingBuffer, file_fps, open_capture
 from vivit_cli.live.settings import CaptureSettings, LiveSettings, Source
-from vivit_cli.results import LivePrediction, Prediction
+from vivit_cli.results import LiveEvent, LivePrediction, Prediction
 
 TICK_S = 1 / 60  # seconds between display refreshes (and stop checks) of the main thread
 JOIN_TIMEOUT_S = 5.0  # seconds to wait for a thread at shutdown; a stream read may hang up to its read timeout
@@ -123,10 +123,12 @@ def run_live(
     on_prediction: Callable[[LivePrediction], None] | None = None,
     on_tick: Callable[[LiveStatus], bool] | None = None,
     open_source: Callable[[], Any] | None = None,
+    on_event: Callable[[LiveEvent], None] | None = None,
 ) -> LiveSummary:
     """Classify a live source until it ends or a limit is reached; callbacks run in the calling thread.
 
     on_tick is called about every TICK_S with what a display needs and returns False to stop (the q key).
+    on_event hears of a stream or camera that was lost and is being reopened (each attempt), is back, or is gone.
     open_source replaces opening the real source (tests pass fakes with read() and release()).
     """
     if settings.fast and source.kind != "file":
@@ -145,8 +147,21 @@ def run_live(
         if on_prediction is not None:
             on_prediction(p)
 
+    def tell() -> None:
+        """Hand on what happened to the source, in the calling thread."""
+        while True:
+            try:
+                event = grabber.events.get_nowait()
+            except queue.Empty:
+                return
+            if on_event is not None:
+                on_event(event)
+
     loop = _fast_loop if settings.fast else _threaded_loop
-    reason = loop(grabber, ring, scorer, settings, deliver, on_tick, stop)
+    try:
+        reason = loop(grabber, ring, scorer, settings, deliver, on_tick, stop, tell)
+    finally:
+        tell()  # also the last attempt's failure, before its error goes up
     if scorer.count == 0 and reason == "end":
         raise VideoError(
             f"{source.name}: ended after {grabber.frames_read} frames, before one full window of "
@@ -164,12 +179,14 @@ def _fast_loop(
     on_prediction: Callable[[LivePrediction], None],
     on_tick: Callable[[LiveStatus], bool] | None,
     stop: threading.Event,
+    tell: Callable[[], None],
 ) -> str:
     """One thread, nothing dropped: every window `every` frames after the last is scored, in order."""
     deadline = None if settings.duration_s is None else time.monotonic() + settings.duration_s
     latest = None
     try:
         for frame in grabber.frames():
+            tell()
             ring.push(frame)
             window = ring.take(scorer.last_end, settings.every)
             if window is not None:
@@ -195,6 +212,7 @@ def _threaded_loop(
     on_prediction: Callable[[LivePrediction], None],
     on_tick: Callable[[LiveStatus], bool] | None,
     stop: threading.Event,
+    tell: Callable[[], None],
 ) -> str:
     """Capture and model in threads of their own; the model takes the newest window whenever it is free."""
     results: queue.SimpleQueue[LivePrediction] = queue.SimpleQueue()
@@ -226,6 +244,7 @@ def _threaded_loop(
                     return "max-predictions"
             except queue.Empty:
                 pass
+            tell()
             finished = not model_thread.is_alive() and results.empty()  # read before the errors it may imply
             for error in (*errors, grabber.error):
                 if error is not None:

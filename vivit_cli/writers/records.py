@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vivit_cli.results import LivePrediction, ModelInfo, Prediction, Timeline, VideoResult
+from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Timeline, VideoResult
 
 Record = dict[str, Any]  # one row as JSON: what every writer takes
 
@@ -267,11 +267,12 @@ def _span_record(
     }
 
 
-# webcam --out: one row per prediction.
+# webcam --out: one row per prediction, and one per event of the source (lost, reopened); `event` tells them apart.
 
 WEBCAM_COLUMNS = (
     "time",
     "source",
+    "event",
     "prediction",
     "first_frame",
     "last_frame",
@@ -287,14 +288,18 @@ WEBCAM_COLUMNS = (
     "revision",
     "device",
     "dtype",
+    "attempt",
+    "message",
 )
+PREDICTION_EVENT = "prediction"  # the `event` of a prediction's row
 
 
 def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None) -> Record:
     """The JSON object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
     return {
-        "time": datetime.fromtimestamp(p.wall_time).astimezone().isoformat(timespec="milliseconds"),
+        "time": _local_time(p.wall_time),
         "source": source,
+        "event": PREDICTION_EVENT,
         "prediction": p.number,
         "first_frame": p.first_frame,
         "last_frame": p.last_frame,
@@ -307,9 +312,27 @@ def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None
     }
 
 
+def webcam_event_record(event: LiveEvent, source: str) -> Record:
+    """The JSON object for an event: "reconnecting" (before each attempt), "reconnected" or "failed"."""
+    return {
+        "time": _local_time(event.wall_time),
+        "source": source,
+        "event": event.kind,
+        "attempt": event.attempt,
+        "message": event.message,
+    }
+
+
 def webcam_row(record: Record) -> Record:
-    """A record -> its CSV row: top-1, then the top-k joined with '|'."""
+    """A record -> its CSV row: top-1, then the top-k joined with '|'; an event's row leaves the rest empty."""
+    if "predictions" not in record:
+        return {k: _cell(record.get(k)) for k in WEBCAM_COLUMNS}
     return {**{k: v for k, v in record.items() if k != "predictions"}, **best_cells(record["predictions"])}
+
+
+def _local_time(wall_time: float) -> str:
+    """ISO 8601 with milliseconds, in local time with its offset."""
+    return datetime.fromtimestamp(wall_time).astimezone().isoformat(timespec="milliseconds")
 
 
 BATCH = Schema(
