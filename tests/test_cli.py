@@ -1,8 +1,9 @@
-"""The `vivit` group: global options wherever they are put, MODEL as --model too, checks before any fetch. The
-Hub is the stand-in server on 127.0.0.1, which counts what it is asked."""
+"""The `vivit` group: global options wherever they are put, MODEL as --model too, checks before any fetch, and
+`vivit env`. The Hub is the stand-in server on 127.0.0.1, which counts what it is asked."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from huggingface_hub import constants
 from tests.checkpoints import write_ours
 from tests.videos import write_video
 from vivit_cli.cli import cli
+from vivit_cli.cli.env import ffmpeg_versions
 from vivit_cli.errors import ModelNotFoundError
 
 REPO = "tiny/vivit"
@@ -142,3 +144,78 @@ def test_good_input_does_fetch_the_model(hub: tuple[FakeHub, str], video: Path, 
     result = run("timeline", str(video), "--model", REPO, "-o", str(tmp_path / "t.csv"))
     assert result.exit_code == 0, result.stderr
     assert len(server.downloads()) == 3  # config, preprocessor config and weights: the counting works
+
+
+# vivit env
+
+
+def test_env_reports_the_versions_of_what_is_imported() -> None:
+    import cv2
+    import huggingface_hub
+    import torch
+
+    import vivit_cli
+
+    result = run("env", "--json")
+    assert result.exit_code == 0, result.stderr
+    versions = json.loads(result.stdout)["versions"]
+    expected = {
+        "vivit": vivit_cli.__version__,
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "opencv": cv2.__version__,
+        "huggingface_hub": huggingface_hub.__version__,
+    }
+    assert {k: versions[k] for k in expected} == expected
+    for name in ("av", "pyarrow", "ray"):
+        module = pytest.importorskip(name)
+        assert versions[name] == module.__version__
+
+
+def test_env_reports_device_dtype_and_offline() -> None:
+    import torch
+
+    from vivit_cli.device import resolve_device
+
+    report = json.loads(run("env", "--json").stdout)
+    assert report["device"]["auto"] == str(resolve_device("auto"))
+    assert report["device"]["cuda_available"] == torch.cuda.is_available()
+    if not torch.cuda.is_available():  # the tests' CPU has no native bf16 (conftest): fp32
+        assert report["dtype"]["auto"] == "float32" and report["cpu"]["native_bf16"] is False
+        assert "no native bf16" in report["dtype"]["why"]
+    assert report["hub"]["offline"] is True  # the tests run with HF_HUB_OFFLINE=1
+    assert report["hub"]["cache"] == constants.HF_HUB_CACHE and report["hub"]["models"] == []
+
+
+def test_env_lists_the_cached_models(hub: tuple[FakeHub, str]) -> None:
+    _, sha = hub
+    assert run("download", REPO).exit_code == 0
+    result = run("env", "--json")
+    report = json.loads(result.stdout)
+    assert report["hub"]["offline"] is False
+    (model,) = report["hub"]["models"]
+    assert model["repo_id"] == REPO and model["revision"] == sha and model["refs"] == ["main"]
+    assert model["model_type"] == "vivit" and model["size_bytes"] > 0
+    screen = run("env").stdout
+    assert f"{REPO} {sha[:7]} (main)" in screen and "offline          no" in screen
+
+
+BUILD_INFO = """
+  Video I/O:
+    FFMPEG:                      YES
+      avcodec:                   YES (62.28.101)
+      avformat:                  YES (62.12.101)
+      avutil:                    YES (60.26.101)
+      swscale:                   YES (9.5.101)
+    GStreamer:                   NO
+"""
+
+
+def test_ffmpeg_versions_from_opencv_build_information() -> None:
+    assert ffmpeg_versions(BUILD_INFO) == {
+        "avcodec": "62.28.101",
+        "avformat": "62.12.101",
+        "avutil": "60.26.101",
+        "swscale": "9.5.101",
+    }
+    assert ffmpeg_versions(BUILD_INFO.replace("FFMPEG:                      YES", "FFMPEG: NO")) is None

@@ -13,6 +13,7 @@ import click
 from vivit_cli import __version__
 from vivit_cli.cli.batch import batch_command
 from vivit_cli.cli.classify import classify_command
+from vivit_cli.cli.env import env_command
 from vivit_cli.cli.models import download_command, labels_command
 from vivit_cli.cli.options import DEBUG_HELP, QUIET_HELP, global_options, said_stopped
 from vivit_cli.cli.timeline import timeline_command
@@ -75,7 +76,15 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
 
-for command in (batch_command, classify_command, download_command, labels_command, timeline_command, webcam_command):
+for command in (
+    batch_command,
+    classify_command,
+    download_command,
+    env_command,
+    labels_command,
+    timeline_command,
+    webcam_command,
+):
     cli.add_command(command)
 
 
