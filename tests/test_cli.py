@@ -187,6 +187,24 @@ def test_env_reports_device_dtype_and_offline() -> None:
     assert report["hub"]["cache"] == constants.HF_HUB_CACHE and report["hub"]["models"] == []
 
 
+def test_env_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `auto` picks where CUDA answers (faked here: these tests run on CPUs), and the GPUs listed."""
+    import types
+
+    import torch
+
+    props = types.SimpleNamespace(name="NVIDIA H200", total_memory=141 * 2**30, major=9, minor=0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    report = json.loads(run("env", "--json").stdout)
+    assert report["device"]["auto"] == "cuda" and report["device"]["cuda_available"] is True
+    assert report["device"]["gpus"] == [{"index": 0, "name": "NVIDIA H200", "memory_gib": 141.0, "capability": "9.0"}]
+    assert report["dtype"] == {"auto": "bfloat16", "why": "the GPU computes bf16"}
+    assert "GPU 0            NVIDIA H200, 141.0 GiB, compute 9.0" in run("env").stdout
+
+
 def test_env_lists_the_cached_models(hub: tuple[FakeHub, str]) -> None:
     _, sha = hub
     assert run("download", REPO).exit_code == 0

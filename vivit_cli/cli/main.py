@@ -39,7 +39,8 @@ class _Group(click.Group):
     also takes the group's --debug and -q, so that they work where users put them: before or after it."""
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        cmd.params.extend(global_options())
+        if not any(p.name == "debug" for p in cmd.params):  # once, should a command join two groups
+            cmd.params.extend(global_options())
         super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
