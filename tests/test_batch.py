@@ -345,8 +345,9 @@ def test_a_killed_run_resumes_to_every_row_once(
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == {signal.SIGKILL: -signal.SIGKILL, signal.SIGINT: 130, signal.SIGTERM: 143}[sig], stderr
-    if sig != signal.SIGKILL:  # stopped as Ctrl-C stops it: the summary says how to finish
+    if sig != signal.SIGKILL:  # stopped as Ctrl-C stops it: the summary says how to finish, and says it once
         assert "Interrupted: 2 ok" in stderr and "--resume" in stderr
+        assert stderr.count("Interrupted") == 1 and "Terminated" not in stderr, stderr
     before = parse(out, fmt)  # the file is valid as the kill left it
     assert 2 <= len(before) < 9 and len({r["path"] for r in before}) == len(before)
     result = invoke("batch", str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "--resume")

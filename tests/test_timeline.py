@@ -255,6 +255,47 @@ def test_windows_at_the_end_of_the_video(checkpoint: Path, tmp_path: Path, frame
     assert tl.segments[0].start_s == 0.0 and tl.segments[-1].end_s == pytest.approx(frames / FPS)
 
 
+@pytest.mark.parametrize(
+    "frames,every,expected",
+    [*END_CASES, (61, 0.05, [None] * 55), (61, 0.15, [None] * 37), (0, 1.0, [])],  # steps under 2 frames, none
+)
+def test_window_count_is_known_before_the_scan(frames: int, every: float, expected: list) -> None:
+    assert timeline.window_count(frames, FPS, every, span=7) == len(expected)
+
+
+@pytest.mark.parametrize("frames,every", [(61, 0.05), (61, 0.15), (61, 0.7)])
+def test_window_count_agrees_with_the_scan(checkpoint: Path, tmp_path: Path, frames: int, every: float) -> None:
+    path = make_video(tmp_path / "v.avi", frames)
+    progress: list[tuple[int, int]] = []
+    tl = timeline.scan(
+        load_model(str(checkpoint)),
+        path,
+        Views(stride=2),
+        every_s=every,
+        batch_size=8,
+        progress=lambda *a: progress.append(a),
+    )
+    expected = timeline.window_count(frames, FPS, every, span=7)
+    assert len(tl.windows) == expected
+    # Counted in windows scored, a batch at a time, out of the windows the video has.
+    assert progress == [(min(n, expected), expected) for n in range(8, expected + 8, 8)] + [(expected, expected)]
+
+
+def test_progress_says_how_many_windows_and_counts_them(checkpoint: Path, two_scenes: Path, tmp_path: Path) -> None:
+    result = run("timeline", str(two_scenes), "-m", str(checkpoint), "--every", "0.5", "-o", str(tmp_path / "t.csv"))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("Scoring 12 windows of 7 frames") == 1
+    assert "/12 [" in result.stderr and "window/s" in result.stderr and "frame/s" not in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["missing.mp4", "text.mp4"])
+def test_a_bad_video_gives_the_error_alone(tmp_path: Path, bad: str) -> None:
+    (tmp_path / "text.mp4").write_text("not a video")
+    result = run("timeline", str(tmp_path / bad), "-m", str(tmp_path / "no-such-model"))
+    assert result.exit_code == 4  # the video is checked before the model, which does not exist
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+
+
 def test_variable_frame_rate_uses_timestamps(checkpoint: Path, tmp_path: Path) -> None:
     """10 frames/s for 3 s, then 20 frames/s for 2 s: windows start every 0.5 s of time, not of frames."""
     # Keep every other frame of a 20 frames/s source for its first 3 s: the file's timestamps say when.

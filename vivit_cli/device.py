@@ -4,6 +4,7 @@ process-wide setting for running it on a CPU (glibc keeps freed memory for the n
 from __future__ import annotations
 
 import ctypes
+import platform
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -45,6 +46,16 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
             return frozenset(next((line for line in f if line.startswith("flags")), "").partition(":")[2].split())
     except OSError:
         return frozenset()
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name as Linux gives it; elsewhere what Python's platform module knows."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            line = next((line for line in f if line.startswith("model name")), "")
+    except OSError:
+        line = ""
+    return line.partition(":")[2].strip() or platform.processor() or platform.machine()
 
 
 def cpu_has_native_bf16() -> bool:

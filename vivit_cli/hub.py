@@ -54,6 +54,11 @@ class LocalModel:
     revision: str | None  # resolved commit hash (40 hex) for Hub models; None for folders
     note: str | None = None  # one line for the user (e.g. served from the cache while offline)
 
+    @property
+    def pinned(self) -> str:
+        """A model string for this very commit (a folder as given): fetching it again asks the Hub nothing."""
+        return f"{self.model_id}@{self.revision}" if self.revision else self.model_id
+
 
 def parse_model(spec: str) -> ModelRef:
     """A model string -> an existing folder, else org/name[@revision] for the Hub."""

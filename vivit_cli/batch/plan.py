@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
 from vivit_cli.errors import SourceError
 from vivit_cli.writers import parquet
-from vivit_cli.writers.formats import PARQUET, RecordWriter, format_for, get_writer, read_records
+from vivit_cli.writers.formats import PARQUET, RecordWriter, check_folder, format_for, get_writer, read_records
 from vivit_cli.writers.records import BATCH
 
 if TYPE_CHECKING:
@@ -148,6 +148,8 @@ def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | No
         parquet.require_pyarrow()
     if out is not None and os.path.isdir(out):
         raise SourceError(f"--out {out} is a folder: give a file name ending in .csv, .json, .jsonl or .parquet")
+    if out is not None:
+        check_folder(out)
     paths = collect_videos(sources, recursive)
     finished: list[dict[str, Any]] = []
     if resume and out is not None and os.path.isfile(out):

@@ -12,7 +12,15 @@ import click
 from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
-from vivit_cli.cli.options import load_classifier, model_options, note, quiet_hub, view_options
+from vivit_cli.cli.options import (
+    fetch_model,
+    load_classifier,
+    model_options,
+    note,
+    quiet_hub,
+    say_stopped,
+    view_options,
+)
 
 AUTO = "auto"
 
@@ -124,16 +132,21 @@ def batch_command(
     if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/cluster.py
         _batch_on_ray(ctx, views)
         return
+    if gpus_per_worker is not None:
+        raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
     from vivit_cli.device import resolve_device
+    from vivit_cli.results import ModelInfo
 
-    job = batch.plan(sources, recursive, out, fmt, resume)  # usage errors before anything is loaded
+    job = batch.plan(sources, recursive, out, fmt, resume)  # usage errors before anything is fetched or loaded
+    workers = workers or batch.default_workers(resolve_device(device).type)
     tally = batch.Tally(skipped=job.skipped)
     if _nothing_to_do(ctx, job, tally):
         return
+    local_model = fetch_model(ctx, model)  # a branch becomes a commit: --resume checks it before the model loads
+    batch.check_model(job, ModelInfo(local_model.model_id, local_model.revision))
     # The workers start, and import torch, while the model loads.
-    with DecodePool(workers or batch.default_workers(resolve_device(device).type), timeout) as pool:
-        classifier = load_classifier(ctx, model, device, dtype)
-        batch.check_model(job, classifier.info)
+    with DecodePool(workers, timeout) as pool:
+        classifier = load_classifier(ctx, local_model.pinned, device, dtype)
         with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
             local.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally, on_row)
     if tally.failed:
@@ -203,6 +216,10 @@ def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterat
         raise
     finally:
         bar.close()
+        if not quiet and interrupted:  # the summary says so: the group then adds no "Interrupted." of its own
+            say_stopped(ctx, tally.summary(job.out, interrupted))
+        elif not quiet:
+            click.echo(tally.summary(job.out), err=True)
         if not quiet:
-            for line in (tally.summary(job.out, interrupted), *tally.failure_lines(job.out)):
+            for line in tally.failure_lines(job.out):
                 click.echo(line, err=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import warnings
 from typing import Any
 
@@ -14,7 +13,9 @@ import click
 from vivit_cli import __version__
 from vivit_cli.cli.batch import batch_command
 from vivit_cli.cli.classify import classify_command
+from vivit_cli.cli.env import env_command
 from vivit_cli.cli.models import download_command, labels_command
+from vivit_cli.cli.options import DEBUG_HELP, QUIET_HELP, global_options, said_stopped
 from vivit_cli.cli.timeline import timeline_command
 from vivit_cli.cli.webcam import webcam_command
 from vivit_cli.device import keep_freed_memory
@@ -34,22 +35,29 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 class _Group(click.Group):
-    """Turns our errors into one line on stderr and an exit code; --debug shows the traceback."""
+    """Turns our errors into one line on stderr and an exit code; --debug shows the traceback. Every command
+    also takes the group's --debug and -q, so that they work where users put them: before or after it."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any(p.name == "debug" for p in cmd.params):  # once, should a command join two groups
+            cmd.params.extend(global_options())
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = "--debug" in sys.argv or bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except VivitError as e:
-            if debug:
+            if (ctx.obj or {}).get("debug"):
                 raise
             click.secho(f"Error: {e}", fg="red", err=True)
             ctx.exit(e.exit_code)
         except Terminated:
-            click.echo("Terminated.", err=True)
+            if not said_stopped(ctx):
+                click.echo("Terminated.", err=True)
             ctx.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
+            if not said_stopped(ctx):
+                click.echo("Interrupted.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
 
 
@@ -59,8 +67,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="vivit")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes on stderr.")
+@click.option("--debug", is_flag=True, help=DEBUG_HELP)
+@click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """Label videos with ViViT (Video Vision Transformer)."""
@@ -69,7 +77,15 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
 
-for command in (batch_command, classify_command, download_command, labels_command, timeline_command, webcam_command):
+for command in (
+    batch_command,
+    classify_command,
+    download_command,
+    env_command,
+    labels_command,
+    timeline_command,
+    webcam_command,
+):
     cli.add_command(command)
 
 

@@ -2,35 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
+from click.core import ParameterSource
 
-from vivit_cli import DEFAULT_MODEL
-from vivit_cli.cli.options import fetch_model
+from vivit_cli.cli.options import fetch_model, model_option
+
+MODEL_HELP = "MODEL: org/name, org/name@revision or a folder, as an argument or as --model."
 
 
-@click.command("download")
-@click.argument("model", required=False, default=DEFAULT_MODEL, envvar="VIVIT_MODEL")
+def model_argument(f: Callable[..., Any]) -> Callable[..., Any]:
+    """MODEL as an argument (as it always was) or as --model/-m (as every other command takes it)."""
+    f = model_option(f)
+    return click.argument("model_arg", metavar="[MODEL]", required=False)(f)
+
+
+def chosen_model(ctx: click.Context, model_arg: str | None, model: str) -> str:
+    """The argument, else --model (or $VIVIT_MODEL, or the default); both typed, they must agree."""
+    if model_arg is None:
+        return model
+    if ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE and model != model_arg:
+        raise click.UsageError(f"two models given: {model_arg} and --model {model}; give one")
+    return model_arg
+
+
+@click.command("download", epilog=MODEL_HELP)
+@model_argument
 @click.pass_context
-def download_command(ctx: click.Context, model: str) -> None:
-    """Fetch MODEL into the Hugging Face cache for offline use; print its folder.
-
-    MODEL: org/name, org/name@revision or a folder [default: $VIVIT_MODEL, else the Kinetics-400 ViViT-B].
-    """
-    local = fetch_model(ctx, model)
+def download_command(ctx: click.Context, model_arg: str | None, model: str) -> None:
+    """Fetch MODEL into the Hugging Face cache for offline use; print its folder."""
+    local = fetch_model(ctx, chosen_model(ctx, model_arg, model))
     click.echo(local.folder)
     if local.revision and not ctx.obj["quiet"]:
         click.echo(f"{local.model_id} at {local.revision[:7]} is cached: it also works offline.", err=True)
 
 
-@click.command("labels")
-@click.argument("model", required=False, default=DEFAULT_MODEL, envvar="VIVIT_MODEL")
+@click.command("labels", epilog=MODEL_HELP)
+@model_argument
 @click.pass_context
-def labels_command(ctx: click.Context, model: str) -> None:
-    """Print MODEL's label names, one per line, in class-id order (fetches config.json only).
-
-    MODEL: org/name, org/name@revision or a folder [default: $VIVIT_MODEL, else the Kinetics-400 ViViT-B].
-    """
-    local = fetch_model(ctx, model, weights=False)
+def labels_command(ctx: click.Context, model_arg: str | None, model: str) -> None:
+    """Print MODEL's label names, one per line, in class-id order (fetches config.json only)."""
+    local = fetch_model(ctx, chosen_model(ctx, model_arg, model), weights=False)
     from vivit_cli.checkpoint import read_config
 
     config, _ = read_config(local.folder)

@@ -1,4 +1,5 @@
-"""What the commands share: the model and view options, loading the model with its note, progress callbacks."""
+"""What the commands share: the global and model and view options, loading the model with its note, progress
+callbacks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,49 @@ import click
 from vivit_cli import DEFAULT_MODEL
 from vivit_cli.device import DTYPE_NAMES
 from vivit_cli.video.sampling import DEFAULT_STRIDE
+
+DEBUG_HELP = "Show tracebacks for errors."
+QUIET_HELP = "No progress bars or notes on stderr."
+
+
+def global_options() -> list[click.Option]:
+    """The group's --debug and -q for a command's own options: `vivit classify x.mp4 -q` works as `vivit -q
+    classify x.mp4` does. Either place sets the flag in ctx.obj, which the group's context shares."""
+
+    def set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            assert param.name is not None
+            ctx.ensure_object(dict)[param.name] = True
+
+    return [
+        click.Option(["--debug"], is_flag=True, expose_value=False, callback=set_flag, help=DEBUG_HELP),
+        click.Option(["--quiet", "-q"], is_flag=True, expose_value=False, callback=set_flag, help=QUIET_HELP),
+    ]
+
+
+STOPPED_SAID = "stopped_said"  # ctx.obj key: the command has already told the user it was interrupted
+
+
+def say_stopped(ctx: click.Context, line: str) -> None:
+    """Print the line that says a run was stopped (and how far it got); the group then adds no line of its own."""
+    click.echo(line, err=True)
+    ctx.ensure_object(dict)[STOPPED_SAID] = True
+
+
+def said_stopped(ctx: click.Context) -> bool:
+    return bool((ctx.obj or {}).get(STOPPED_SAID))
+
+
+def model_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--model/-m, with $VIVIT_MODEL and the default model."""
+    return click.option(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        envvar="VIVIT_MODEL",
+        show_default=True,
+        help="Hub repo id (org/name[@revision]) or a local checkpoint folder. [env: VIVIT_MODEL]",
+    )(f)
 
 
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -30,15 +74,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="auto, cpu, cuda or cuda:N. [env: VIVIT_DEVICE]",
     )(f)
-    f = click.option(
-        "--model",
-        "-m",
-        default=DEFAULT_MODEL,
-        envvar="VIVIT_MODEL",
-        show_default=True,
-        help="Hub repo id (org/name[@revision]) or a local checkpoint folder. [env: VIVIT_MODEL]",
-    )(f)
-    return f
+    return model_option(f)
 
 
 def fetch_model(ctx: click.Context, model: str, weights: bool = True) -> Any:

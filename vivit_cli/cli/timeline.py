@@ -77,6 +77,7 @@ def timeline_command(
     from vivit_cli.live import timeline
     from vivit_cli.live.overlay import check_overlay_path, write_overlay
     from vivit_cli.live.plot import check_plot_path, save_plot
+    from vivit_cli.video import probe
     from vivit_cli.video.sampling import Views
     from vivit_cli.writers.formats import check_folder, format_for, write_all
     from vivit_cli.writers.records import TIMELINE, timeline_records
@@ -85,7 +86,7 @@ def timeline_command(
     if clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")
     views = Views(stride=stride, clips=1, crops=int(crops))
-    # Bad output names fail now, not after the scan.
+    # Bad output names and a video that cannot be read fail now, not after fetching the model or the scan.
     if out:
         format_for(out, None, TIMELINE)
         check_folder(out)
@@ -93,11 +94,20 @@ def timeline_command(
         check_plot_path(plot)
     if overlay:
         check_overlay_path(overlay)
+    info = probe.open_video(video_path)
     classifier = load_classifier(ctx, model, device, dtype)
     quiet = ctx.obj["quiet"]
-    with tqdm(unit="frame", desc="scoring", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    span = views.sampling(classifier.config.num_frames).span
+    windows = timeline.window_count(info.frame_count, info.fps, every, span)
+    if not quiet:
+        click.echo(
+            f"Scoring {windows} windows of {span} frames (one every {every:g} s over {info.duration_s:.1f} s, "
+            f"{info.frame_count} frames), {batch_size} per forward pass",
+            err=True,
+        )
+    with tqdm(total=windows, unit="window", desc="scoring", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         result = timeline.scan(
-            classifier, video_path, views, every, top_k, batch_size, threshold, progress=tqdm_progress(bar)
+            classifier, video_path, views, every, top_k, batch_size, threshold, tqdm_progress(bar), info
         )
     if out:
         write_all(out, timeline_records(result), TIMELINE, sys.stdout)

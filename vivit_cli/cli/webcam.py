@@ -113,14 +113,18 @@ def webcam_command(
 
     from vivit_cli.live import view, webcam
     from vivit_cli.results import LiveEvent, LivePrediction
-    from vivit_cli.writers.formats import format_for, open_output
+    from vivit_cli.writers.formats import check_folder, format_for, open_output
     from vivit_cli.writers.records import WEBCAM, webcam_event_record, webcam_record
 
-    src = live.parse_source(source)  # usage errors before the model loads
+    src = live.parse_source(source)  # usage errors before the model is fetched and loaded
     settings = live.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)
+    live.check_settings(src, settings)
     capture_settings = live.CaptureSettings(open_timeout, read_timeout, reconnect)
     if out:
         format_for(out, None, WEBCAM)
+        check_folder(out)
+    if show:
+        view.check_display()
     live_model = webcam.ClassifierModel(load_classifier(ctx, model, device, dtype))
     console = Console(stderr=True)
     mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"

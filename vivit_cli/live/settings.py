@@ -113,3 +113,9 @@ class LiveSettings:
     def span(self, num_frames: int) -> int:
         """Frames one window covers, first to last inclusive: the ring buffer's capacity."""
         return (num_frames - 1) * self.stride + 1
+
+
+def check_settings(source: Source, settings: LiveSettings) -> None:
+    """Settings that cannot apply to this source, refused before anything is opened or loaded."""
+    if settings.fast and source.kind != "file":
+        raise SourceError(f"--fast reads a file as fast as the model goes; {source.name} runs at its own pace")

@@ -6,6 +6,7 @@ Torch, NumPy and OpenCV are imported inside `scan` so that the CLI can read this
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from vivit_cli.results import Segment, Timeline, Window
 
 if TYPE_CHECKING:  # pragma: no cover
     from vivit_cli.pipeline import Classifier
-    from vivit_cli.video.sampling import Views
+    from vivit_cli.video.sampling import VideoInfo, Views
 
 DEFAULT_EVERY_S = 1.0  # seconds between window starts
 # Top-1 probability a window needs to join a segment: with 400 classes a guess scores 0.0025, so 0.3 keeps
@@ -33,6 +34,28 @@ def cells(windows: Sequence[Window], start_s: float, end_s: float) -> tuple[tupl
     bounds = [start_s] + [(a.centre_s + b.centre_s) / 2 for a, b in zip(windows, windows[1:], strict=False)]
     bounds.append(max(end_s, windows[-1].end_s) if windows else end_s)
     return tuple(zip(bounds, bounds[1:], strict=False))
+
+
+def window_count(frame_count: int, fps: float, every_s: float, span: int) -> int:
+    """The windows `scan` will score in a video of `frame_count` frames at a constant `fps`, known before the scan.
+
+    Windows start at the first frame at or after each multiple of `every_s`; those that fit are scored, and
+    when the last of them ends before the last frame, so is the next one opened (held at the last frame). For a
+    variable frame rate this is an estimate: the scan places windows on the frames' real timestamps.
+    """
+    if frame_count < 1:
+        return 0
+    room = frame_count - span  # the last frame a full window can start at
+    if room < 0:
+        return 1  # shorter than one window: its first window, held at the last frame
+    step = every_s * fps  # frames between window starts, not a whole number in general
+
+    def start(k: int) -> int:  # the frame window k opens at, with `add`'s tolerance
+        return math.ceil((k - STEP_TOLERANCE) * step)
+
+    full = min(math.floor(room / step + STEP_TOLERANCE) + 1, room + 1)  # several steps to one frame: one window
+    ends_early = start(full - 1) + span < frame_count if step >= 1 else False
+    return full + (1 if ends_early and start(full) < frame_count else 0)
 
 
 def merge_segments(
@@ -85,9 +108,18 @@ class _Open:
 class _Scanner:
     """Opens a window every `every_s` seconds, fills it from the frames going by, scores full batches."""
 
-    def __init__(self, classifier: Classifier, views: Views, every_s: float, batch_size: int, k: int) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        views: Views,
+        every_s: float,
+        batch_size: int,
+        k: int,
+        on_scored: Callable[[int], None] | None = None,
+    ) -> None:
         self.classifier, self.views, self.every_s, self.batch_size, self.k = classifier, views, every_s, batch_size, k
-        self.span = (classifier.config.num_frames - 1) * views.stride + 1  # frames, first to last inclusive
+        self.on_scored = on_scored  # called with the number of windows scored so far, after each batch
+        self.span = views.sampling(classifier.config.num_frames).span  # frames, first to last inclusive
         self.open: list[_Open] = []
         self.done: list[_Open] = []  # complete, waiting for their batch
         self.windows: list[Window] = []
@@ -174,6 +206,8 @@ class _Scanner:
             )
             self.probs.append(p)
         self.done.clear()
+        if self.on_scored:
+            self.on_scored(len(self.windows))
 
 
 def scan(
@@ -185,10 +219,13 @@ def scan(
     batch_size: int = DEFAULT_BATCH_SIZE,
     threshold: float = DEFAULT_THRESHOLD,
     progress: Callable[[int, int], None] | None = None,
+    info: VideoInfo | None = None,
 ) -> Timeline:
     """Read `path` once, front to back, scoring a window every `every_s` seconds.
 
-    `progress(frames read, frames in the video)` is called after every frame.
+    `progress(windows scored, windows in the video)` is called after each batch, the model being what takes
+    the time; the total is `window_count`'s, and the last call gives the windows there really were.
+    `info` is the video's probe (`probe.open_video`), when the caller has it already.
 
     Memory stays bounded whatever the length: frames are kept (preprocessed) only while an open window or
     a window waiting for its batch samples them, at most a clip's span plus `batch_size` windows' frames.
@@ -203,8 +240,14 @@ def scan(
         raise VivitError(f"a timeline window is one clip: clips must be 1, got {views.clips}")
     if not every_s > 0 or batch_size < 1:
         raise VivitError(f"every_s must be positive and batch_size at least 1 (got {every_s}, {batch_size})")
-    info = probe.open_video(path)
-    scanner = _Scanner(classifier, views, every_s, batch_size, k)
+    info = info or probe.open_video(path)
+    expected = window_count(info.frame_count, info.fps, every_s, views.sampling(classifier.config.num_frames).span)
+
+    def scored(done: int) -> None:
+        if progress:
+            progress(done, max(expected, done))
+
+    scanner = _Scanner(classifier, views, every_s, batch_size, k, scored)
     frames = decode.iter_frames(path, info, scanner.wants)
     first_s = last_s = None
     period_s = 1.0 / info.fps  # until two frames give the real one
@@ -216,13 +259,13 @@ def scan(
             last_s = t
             scanner.add(index, t, rgb)
             count += 1
-            if progress:
-                progress(count, info.frame_count)
     if first_s is None or last_s is None:
         raise VideoError(f"{path}: contains no decodable video frames")
     end_s = last_s + period_s  # the last frame lasts as long as the one before it (variable frame rate)
     scanner.finish(count - 1, end_s)
     windows = tuple(scanner.windows)
+    if progress:
+        progress(len(windows), len(windows))
     spans = cells(windows, first_s, end_s)
     return Timeline(
         source=str(path),

@@ -111,19 +111,23 @@ def _caption(status: LiveStatus, event: LiveEvent | None = None) -> str:
     return f"#{p.number}: frames {p.first_frame}-{p.last_frame}{smoothed}, {skipped} skipped; Ctrl-C stops"
 
 
+def check_display() -> None:
+    """--show needs a display: without one, Qt aborts the whole process (not an exception)."""
+    on_linux = sys.platform.startswith("linux")
+    if on_linux and not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        raise DeviceError(
+            "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; "
+            "use --out to log the labels instead"
+        )
+
+
 class Window:
     """The OpenCV window: the newest frame with the latest labels drawn on it; q or Esc closes it."""
 
     def __init__(self, name: str = WINDOW_NAME) -> None:
         import cv2
 
-        on_linux = sys.platform.startswith("linux")
-        if on_linux and not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
-            # Qt aborts the whole process (not an exception) when it finds no display.
-            raise DeviceError(
-                "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; "
-                "use --out to log the labels instead"
-            )
+        check_display()
         try:
             cv2.namedWindow(name, cv2.WINDOW_NORMAL)
         except cv2.error as e:

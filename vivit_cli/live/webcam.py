@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from vivit_cli.errors import SourceError, VideoError
+from vivit_cli.errors import VideoError
 from vivit_cli.live.capture import Frame, Grabber, RingBuffer, file_fps, open_capture
-from vivit_cli.live.settings import CaptureSettings, LiveSettings, Source
+from vivit_cli.live.settings import CaptureSettings, LiveSettings, Source, check_settings
 from vivit_cli.results import LiveEvent, LivePrediction, Prediction
 
 TICK_S = 1 / 60  # seconds between display refreshes (and stop checks) of the main thread
@@ -131,8 +131,7 @@ def run_live(
     on_event hears of a stream or camera that was lost and is being reopened (each attempt), is back, or is gone.
     open_source replaces opening the real source (tests pass fakes with read() and release()).
     """
-    if settings.fast and source.kind != "file":
-        raise SourceError(f"--fast reads a file as fast as the model goes; {source.name} runs at its own pace")
+    check_settings(source, settings)
     fps = file_fps(source) if source.kind == "file" and open_source is None else None
     capture = capture or CaptureSettings()
     ring = RingBuffer(settings.span(model.num_frames))
