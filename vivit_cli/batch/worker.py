@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vivit_cli.errors import VivitError
+from vivit_cli.results import shown_path
 
 if TYPE_CHECKING:
     from vivit_cli.video.preprocess import PreprocessConfig
@@ -67,5 +68,5 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
     except VivitError as e:
         message = one_line(str(e))
     except Exception as e:
-        message = one_line(f"{path}: {type(e).__name__}: {e}")
-    return None, message if where == path else message.replace(where, path)
+        message = one_line(f"{shown_path(path)}: {type(e).__name__}: {e}")
+    return None, message if where == path else message.replace(shown_path(where), shown_path(path))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vivit_cli.results import LivePrediction, ModelInfo, Prediction, Timeline, VideoResult
+from vivit_cli.results import LivePrediction, ModelInfo, Prediction, Timeline, VideoResult, shown_path
 
 Record = dict[str, Any]  # one row as JSON: what every writer takes
 
@@ -91,7 +91,7 @@ def model_fields(model: ModelInfo) -> Record:
 def result_record(result: VideoResult) -> Record:
     """The JSON object for one classified video."""
     return {
-        "path": result.source,
+        "path": shown_path(result.source),
         "status": "ok",
         "predictions": [prediction_record(p) for p in result.predictions],
         "views": [
@@ -113,9 +113,9 @@ def result_record(result: VideoResult) -> Record:
 def error_record(path: str, message: str, model: str | None = None, revision: str | None = None) -> Record:
     """The JSON object for a video that could not be classified."""
     return {
-        "path": path,
+        "path": shown_path(path),
         "status": "error",
-        "error": message,
+        "error": shown_path(message),
         "predictions": [],
         "views": [],
         "model": model,
@@ -178,7 +178,7 @@ TIMELINE_COLUMNS = (
 
 def timeline_records(timeline: Timeline) -> list[Record]:
     """The JSON objects: segments first, then windows; `predictions` is the top-k ([the label] for a segment)."""
-    common = {"path": timeline.source, **model_fields(timeline.model)}
+    common = {"path": shown_path(timeline.source), **model_fields(timeline.model)}
     of_window = {w: s.index for s in timeline.segments for w in range(s.first_window, s.last_window + 1)}
     rows = []
     for s in timeline.segments:
@@ -285,7 +285,7 @@ def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None
     """The JSON object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
     return {
         "time": datetime.fromtimestamp(p.wall_time).astimezone().isoformat(timespec="milliseconds"),
-        "source": source,
+        "source": shown_path(source),
         "prediction": p.number,
         "first_frame": p.first_frame,
         "last_frame": p.last_frame,
