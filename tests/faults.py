@@ -52,6 +52,43 @@ def install(monkeypatch: Any, hang_on: str | None = None, crash_on: str | None =
         pass
 
 
+def traced_decode(path: str, spec: Any, where: str | None = None, *, marks: str) -> Any:
+    """The real decode, leaving in `marks` the monotonic time (ns, the same clock in every process) at which each
+    file's decoding started and ended: how a test sees what a worker does while the model runs."""
+    _mark(marks, path, "start")
+    try:
+        return _real_decode(path, spec, where)
+    finally:
+        _mark(marks, path, "end")
+
+
+def install_traced(monkeypatch: Any, marks: str) -> None:
+    monkeypatch.setattr(worker, "decode", functools.partial(traced_decode, marks=marks))
+
+
+def _mark_file(marks: str, path: str, what: str) -> str:
+    return os.path.join(marks, f"{Path(path).name}.{what}")
+
+
+def _mark(marks: str, path: str, what: str) -> None:
+    tmp = _mark_file(marks, path, what) + ".tmp"
+    Path(tmp).write_text(str(time.monotonic_ns()))
+    os.replace(tmp, _mark_file(marks, path, what))  # whole or absent, for a reader in another process
+
+
+def traced_ns(marks: str, path: str, what: str) -> int:
+    return int(Path(_mark_file(marks, path, what)).read_text())
+
+
+def wait_traced(marks: str, path: str, what: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(_mark_file(marks, path, what)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def dying_model_worker(marker: str, on_call: int = 2) -> Any:
     """A ModelWorker that exits on its `on_call`-th batch (once the rows of a first batch have gone back to the
     driver), once per `marker` file: the stand-in for a model worker lost with its node."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +15,14 @@ from checkpoints import make_hf, write_hf
 from click.testing import CliRunner
 from videos import FORMATS, corner_frame, decode_index, write_video
 
+from tests import faults
 from vivit_cli.cli import cli
 from vivit_cli.pipeline import Classifier, load_model
-from vivit_cli.video import ahead, decode, sampling
+from vivit_cli.video import decode, sampling
 from vivit_cli.video.sampling import Views
 
 LABELS = ["waving", "running", "eating spaghetti", "juggling", "archery"]
-WAIT_S = 60  # for the decoding thread: only reached when it does not run (the test would hang otherwise)
+WAIT_S = 60  # for the decode worker: only reached when it does not run (the test would hang otherwise)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +213,7 @@ def test_frames_are_the_sampled_indices(tmp_path: Path) -> None:
         assert [decode_index(f) for f in c.frames] == list(c.frame_indices)
 
 
-# Several videos: the next one decoded in a thread
+# Several videos: the next one decoded in the worker
 
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
@@ -232,55 +235,56 @@ def test_several_videos_match_each_alone_with_errors_in_order(
         assert [json.loads(line)["status"] for line in together.stdout.splitlines()] == ["ok", "error", "ok", "error"]
 
 
-def test_the_next_video_decodes_in_a_thread_while_the_model_runs(
+def test_the_next_video_decodes_in_the_worker_while_the_model_runs(
     checkpoint: Path, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each wait below only returns once the background thread has decoded that video: done in turn, it hangs."""
+    """The decode worker marks each file it has decoded; the model waits for the next one's mark: done in turn,
+    it would time out."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
     paths = [str(clip), *(str(write_video(tmp_path / f"v{i}.avi", 20 + i)) for i in range(3))]
-    events: list[tuple[str, str, str]] = []
-    decoded = {p: threading.Event() for p in paths}
-    real_sample, real_classify = decode.sample_clips, Classifier.classify_clips
+    faults.install_traced(monkeypatch, str(marks))
+    real_classify = Classifier.classify_prepared
+    taken: list[tuple[str, int]] = []
 
-    def log(what: str, path: str = "") -> None:
-        events.append((what, path, threading.current_thread().name))
+    def classify_prepared(self, prepared, *args, **kwargs):
+        taken.append((prepared.source, time.monotonic_ns()))
+        after = paths[paths.index(prepared.source) + 1 :]
+        if after:
+            assert faults.wait_traced(str(marks), after[0], "end", WAIT_S), "the next video did not decode meanwhile"
+        return real_classify(self, prepared, *args, **kwargs)
 
-    def sample_clips(path, sampling):
-        log("decode", path)
-        try:
-            return real_sample(path, sampling)
-        finally:
-            decoded[path].set()
-
-    def classify_clips(self, path, *args, **kwargs):
-        log("model", path)
-        after = paths[paths.index(path) + 1 :]
-        assert not after or decoded[after[0]].wait(WAIT_S), "the next video was not decoded while the model ran"
-        return real_classify(self, path, *args, **kwargs)
-
-    monkeypatch.setattr(ahead, "sample_clips", sample_clips)
-    monkeypatch.setattr(Classifier, "classify_clips", classify_clips)
+    monkeypatch.setattr(Classifier, "classify_prepared", classify_prepared)
     records, result = run_json(checkpoint, *paths)
     assert result.exit_code == 0, result.stderr
     assert [r["path"] for r in records] == paths and {r["status"] for r in records} == {"ok"}
-
-    main = threading.current_thread().name
-    decodes = [e for e in events if e[0] == "decode"]
-    assert [path for _, path, _ in decodes] == paths
-    assert {thread for *_, thread in decodes} == {"vivit-decode"}
-    assert {thread for what, _, thread in events if what == "model"} == {main}
+    assert [path for path, _ in taken] == paths
     # One ahead only: video i + 2 starts decoding after the model has taken video i.
     for i in range(len(paths) - 2):
-        assert events.index(("decode", paths[i + 2], "vivit-decode")) > events.index(("model", paths[i], main))
-    assert not any(t.name == "vivit-decode" for t in threading.enumerate())
+        assert faults.traced_ns(str(marks), paths[i + 2], "start") > taken[i][1]
 
 
-def test_an_interrupt_during_the_model_stops_the_decoding_thread(
+def test_a_crashing_decoder_costs_its_file_only(
+    checkpoint: Path, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crashing = write_video(tmp_path / "crash-me.avi", 20)
+    faults.install(monkeypatch, crash_on="crash-me")
+    records, result = run_json(checkpoint, str(clip), str(crashing), str(clip))
+    assert result.exit_code == 4
+    assert [r["status"] for r in records] == ["ok", "error", "ok"]
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: {crashing}: the decoder crashed (exit status {faults.CRASH_EXIT})")
+    assert records[1]["error"] == line.removeprefix(f"Error: {crashing}: ")  # the row holds the path already
+
+
+def test_an_interrupt_during_the_model_stops_the_decode_worker(
     checkpoint: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def classify_clips(self, path, *args, **kwargs):
+    def classify_prepared(self, prepared, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Classifier, "classify_clips", classify_clips)
+    monkeypatch.setattr(Classifier, "classify_prepared", classify_prepared)
     result = CliRunner().invoke(cli, ["classify", str(clip), str(clip), str(clip), "--model", str(checkpoint)])
     assert (result.exit_code, result.stdout, result.stderr) == (130, "", "Interrupted.\n")
-    assert not any(t.name == "vivit-decode" for t in threading.enumerate())
+    assert not any(t.name.startswith("vivit-decode") for t in threading.enumerate())
+    assert not [p for p in multiprocessing.active_children() if p.name == "vivit-decode"]

@@ -397,3 +397,22 @@ def test_commands_fail_in_one_line(hub: FakeHub, files: dict, monkeypatch: pytes
     offline = CliRunner().invoke(cli, ["download", "other/model"])
     assert offline.exit_code == ModelNotFoundError.exit_code
     assert offline.stderr.startswith("Error: other/model is not in the cache") and offline.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "paths,needle",
+    [
+        (["no-such-video.mp4"], "no-such-video.mp4: no such file"),
+        (["."], "use: vivit batch ."),
+        (["rtsp://camera.local/stream"], "use: vivit webcam --source rtsp://camera.local/stream"),
+        (["gone.mp4", "https://example.com/clip.mp4"], "https://example.com/clip.mp4: a URL"),
+    ],
+)
+def test_classify_checks_the_paths_before_it_fetches(hub: FakeHub, files: dict, paths: list[str], needle: str) -> None:
+    """A typo in a path must not cost a download (350 MB for the default model): no path, no fetch."""
+    hub.push(REPO, files["main"])
+    result = CliRunner().invoke(cli, ["classify", "--model", REPO, "--json", *paths])
+    assert result.exit_code == 4 and needle in result.stderr
+    assert len(result.stderr.splitlines()) == len(paths)  # each one named, as when some exist
+    assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["error"] * len(paths)
+    assert hub.requests == []  # not even the revision was asked for

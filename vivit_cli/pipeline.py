@@ -115,8 +115,11 @@ class Classifier:
     def classify_clips(
         self, path: str | Path, info: VideoInfo, clips: list[Clip], views: Views, k: int = 5
     ) -> VideoResult:
-        """classify() for a video already decoded by sample_clips (video.ahead.ClipsAhead, in another thread)."""
-        prepared = preprocess_clips(path, info, clips, self.preprocess, views)
+        """classify() for a video already decoded by sample_clips."""
+        return self.classify_prepared(preprocess_clips(path, info, clips, self.preprocess, views), k)
+
+    def classify_prepared(self, prepared: PreparedVideo, k: int = 5) -> VideoResult:
+        """classify() for a video already decoded and preprocessed (by a decode worker): its views in one batch."""
         (probs,) = score_videos(self, [prepared.pixel_values], len(prepared.pixel_values))
         return self.result(prepared, probs, k)
 

@@ -7,9 +7,22 @@ and `Segment`s.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    r"""How every output and message writes a path: as it is, except that bytes of the name that are not UTF-8
+    (a Latin-1 `caf\xe9.avi`, which Python holds as a lone surrogate) are written as `\xe9`, so the UTF-8
+    writers (JSON, CSV, Parquet, the terminal) never meet a character they cannot encode."""
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
 
 
 @dataclass(frozen=True)

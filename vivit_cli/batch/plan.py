@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
 from vivit_cli.errors import SourceError
+from vivit_cli.results import shown_path
 from vivit_cli.writers import parquet
 from vivit_cli.writers.formats import PARQUET, RecordWriter, check_folder, format_for, get_writer, read_records
 from vivit_cli.writers.records import BATCH
@@ -52,8 +53,9 @@ LIST_COMMENT = "#"  # lines of a list starting with this are skipped
 
 
 def path_key(path: str) -> str:
-    """What --resume matches rows on: the absolute, normalised path, so ./a.mp4 and a.mp4 are one file."""
-    return os.path.normcase(os.path.abspath(path))
+    """What --resume matches rows on: the absolute, normalised path, so ./a.mp4 and a.mp4 are one file; as the rows
+    write it (bytes that are not UTF-8 as `\\xe9`), so a row read back matches its file."""
+    return os.path.normcase(os.path.abspath(shown_path(path)))
 
 
 def is_video_name(path: str) -> bool:

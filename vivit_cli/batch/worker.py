@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vivit_cli.errors import VivitError
+from vivit_cli.results import shown_path
 
 if TYPE_CHECKING:
     from vivit_cli.video.preprocess import PreprocessConfig
@@ -68,4 +69,4 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
         message = one_line(str(e))
     except Exception as e:
         message = one_line(f"{type(e).__name__}: {e}")
-    return None, message if where == path else message.replace(where, path)
+    return None, message if where == path else message.replace(shown_path(where), shown_path(path))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+
 import click
 
 from vivit_cli.cli.options import load_classifier, model_ids, model_options, view_options
+
+DECODE_TIMEOUT_S = 120.0  # seconds one file may take to decode, as in `vivit batch`
 
 
 @click.command("classify")
@@ -12,6 +17,13 @@ from vivit_cli.cli.options import load_classifier, model_ids, model_options, vie
 @model_options
 @view_options
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout: one object per video, per line.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=DECODE_TIMEOUT_S,
+    show_default=True,
+    help="Seconds one file may take to decode; then its decoder is stopped and the file is reported as failed.",
+)
 @click.pass_context
 def classify_command(
     ctx: click.Context,
@@ -24,6 +36,7 @@ def classify_command(
     crops: str,
     top_k: int,
     as_json: bool,
+    timeout: float,
 ) -> None:
     """Classify each VIDEO and show its top labels.
 
@@ -34,32 +47,71 @@ def classify_command(
 
     from rich.console import Console
 
+    from vivit_cli.batch.pool import DONE, DecodePool
+    from vivit_cli.batch.worker import DecodeSpec
     from vivit_cli.errors import VideoError
-    from vivit_cli.video.ahead import ClipsAhead
+    from vivit_cli.results import shown_path
     from vivit_cli.video.sampling import Views
-    from vivit_cli.writers.records import error_record, result_record
+    from vivit_cli.writers.records import error_record, reason, result_record
     from vivit_cli.writers.tables import print_results_table
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
-    classifier = load_classifier(ctx, model, device, dtype)
     console = Console()
     failed = 0
-    # The next video decodes in a thread while the model runs on this one.
-    with ClipsAhead(videos, views.sampling(classifier.config.num_frames)) as ahead:
-        for path, clips_of in ahead:
-            try:
-                result = classifier.classify_clips(path, *clips_of(), views, top_k)
-            except VideoError as e:
-                if ctx.obj["debug"]:
-                    raise
-                failed += 1
-                click.secho(f"Error: {e}", fg="red", err=True)
-                if as_json:
-                    click.echo(json.dumps(error_record(path, str(e), *model_ids(classifier))))
+    ids: tuple[str, str | None] = (model, None)  # until the model is loaded
+
+    def fail(path: str, message: str) -> None:
+        nonlocal failed
+        if ctx.obj["debug"]:
+            raise VideoError(message)
+        failed += 1
+        # One line names the file and says why, whether the message named the file or not (a crash does not).
+        click.secho(f"Error: {shown_path(path)}: {shown_path(reason(path, message))}", fg="red", err=True)
+        if as_json:
+            click.echo(json.dumps(error_record(path, message, *ids)))
+
+    # Paths that cannot be videos are known before the model loads: when none can, it is not loaded (or downloaded).
+    unusable = [_unusable(path) for path in videos]
+    if all(unusable):
+        for path, why in zip(videos, unusable, strict=True):
+            fail(path, why or "")
+        ctx.exit(VideoError.exit_code)
+    # Decoding runs in a worker process, so a decoder that crashes costs its file only; one worker answers in order,
+    # and it decodes the next video while the model runs on this one. It starts, and imports torch, while the model
+    # loads.
+    with DecodePool(workers=1, timeout_s=timeout) as pool:
+        classifier = load_classifier(ctx, model, device, dtype)
+        ids = model_ids(classifier)
+        todo = [path for path, why in zip(videos, unusable, strict=True) if why is None]
+        pool.submit(todo, DecodeSpec(classifier.config.num_frames, classifier.preprocess, views), max_pending=1)
+        for path, why in zip(videos, unusable, strict=True):
+            if why is not None:
+                fail(path, why)
                 continue
+            decoded = pool.get()
+            assert decoded is not None and decoded is not DONE and decoded.path == path, "one worker answers in order"
+            if decoded.prepared is None:
+                fail(path, decoded.error or "unknown error")
+                continue
+            result = classifier.classify_prepared(decoded.prepared, top_k)
             if as_json:
                 click.echo(json.dumps(result_record(result), ensure_ascii=False))
             else:
                 print_results_table(console, result)
     if failed:
         ctx.exit(VideoError.exit_code)
+
+
+def _unusable(path: str) -> str | None:
+    """Why `path` cannot be a video file, known without opening it; None when it may be one (the decoder decides)."""
+    from vivit_cli.results import shown_path
+    from vivit_cli.video.sources import is_url
+
+    shown = shown_path(path)
+    if is_url(path) and not os.path.lexists(path):
+        return f"{shown}: a URL, not a video file; to label a stream, use: vivit webcam --source {shlex.quote(shown)}"
+    if os.path.isdir(path):
+        return f"{shown}: is a directory, not a video file; for the videos in it, use: vivit batch {shlex.quote(shown)}"
+    if not os.path.lexists(path):
+        return f"{shown}: no such file"
+    return None

@@ -77,6 +77,7 @@ def timeline_command(
     from vivit_cli.live import timeline
     from vivit_cli.live.overlay import check_overlay_path, write_overlay
     from vivit_cli.live.plot import check_plot_path, save_plot
+    from vivit_cli.results import shown_path
     from vivit_cli.video import probe
     from vivit_cli.video.sampling import Views
     from vivit_cli.writers.formats import check_folder, format_for, write_all
@@ -115,11 +116,11 @@ def timeline_command(
     if plot:
         save_plot(result, plot)
         if not quiet:
-            click.echo(f"Wrote {plot}", err=True)
+            click.echo(f"Wrote {shown_path(plot)}", err=True)
     if overlay:
         with tqdm(unit="frame", desc="overlay", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
             written = write_overlay(result, overlay, progress=tqdm_progress(bar))
         if not quiet:
             if written.note:
                 click.echo(f"Note: {written.note}", err=True)
-            click.echo(f"Wrote {overlay} ({written.codec}, {written.frames} frames)", err=True)
+            click.echo(f"Wrote {shown_path(overlay)} ({written.codec}, {written.frames} frames)", err=True)

@@ -6,7 +6,6 @@ import collections
 import contextlib
 import glob
 import math
-import os
 import queue
 import sys
 import threading
@@ -21,6 +20,7 @@ import numpy as np
 from vivit_cli.errors import CaptureError, VideoError
 from vivit_cli.live.settings import CaptureSettings, Source
 from vivit_cli.results import LiveEvent
+from vivit_cli.video.names import ffmpeg_name
 
 MAX_BACKOFF_S = 8.0  # ... up to this many seconds
 FPS_WINDOW_FRAMES = 30  # frames the measured capture rate is averaged over
@@ -45,8 +45,9 @@ def open_capture(source: Source, settings: CaptureSettings = CaptureSettings()) 
             # CAP_ANY: V4L2, DirectShow/Media Foundation or AVFoundation, whichever this platform has.
             cap = cv2.VideoCapture(int(source.target))
         elif source.kind == "file":
-            # An absolute path cannot be mistaken by FFmpeg for a protocol ("pipe:0", "http:x").
-            cap = cv2.VideoCapture(os.path.abspath(str(source.target)), cv2.CAP_FFMPEG)
+            # FFmpeg holds the file open from here on: the name may go once it is open.
+            with ffmpeg_name(str(source.target)) as name:
+                cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
         else:
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,

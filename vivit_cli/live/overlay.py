@@ -20,8 +20,9 @@ import numpy as np
 
 from vivit_cli.errors import SourceError
 from vivit_cli.live.draw import draw_labels
-from vivit_cli.results import Timeline, clock
+from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video import decode, probe
+from vivit_cli.video.names import ffmpeg_name
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers both H.264 and mp4v go into
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
@@ -87,9 +88,10 @@ def check_overlay_path(out: str | Path) -> Path:
     """`out` as a Path if its suffix names a container the overlay can go into."""
     out = Path(out)
     if out.suffix.lower() not in SUFFIXES:
-        raise SourceError(f"{out}: the overlay must be a video file named {', '.join('*' + s for s in SUFFIXES)}")
+        names = ", ".join("*" + s for s in SUFFIXES)
+        raise SourceError(f"{shown_path(out)}: the overlay must be a video file named {names}")
     if not out.absolute().parent.is_dir():
-        raise SourceError(f"{out}: no folder {out.absolute().parent} to write the overlay into")
+        raise SourceError(f"{shown_path(out)}: no folder {shown_path(out.absolute().parent)} to write the overlay into")
     return out
 
 
@@ -116,12 +118,17 @@ class _H264:
     def __init__(self, out: Path, width: int, height: int, fps: float) -> None:
         import av
 
+        # The name lives until close: PyAV opens the file at the first frame, and faststart reopens it to move the
+        # index to the front.
+        self._name = contextlib.ExitStack()
+        name = self._name.enter_context(ffmpeg_name(out))
         try:
             # faststart puts the index first, so a browser plays the file before it has all of it.
             options = {"movflags": "+faststart"} if out.suffix.lower() in MP4_SUFFIXES else {}
-            self.container = av.open(str(out), "w", options=options)
+            self.container = av.open(name, "w", options=options)
         except (OSError, av.error.FFmpegError) as e:
-            raise SourceError(f"{out}: cannot write the overlay there ({e})") from None
+            self._name.close()
+            raise SourceError(f"{shown_path(out)}: cannot write the overlay there ({e})") from None
         try:
             name = h264_encoder()
             self.stream: Any = self.container.add_stream(name, rate=Fraction(fps).limit_denominator(1001))
@@ -131,6 +138,7 @@ class _H264:
             self.stream.codec_context.time_base = Fraction(1, PTS_PER_S)
         except Exception:
             self.container.close()
+            self._name.close()
             raise
         self.out, self.last_pts = out, -1
 
@@ -144,7 +152,7 @@ class _H264:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
         except (OSError, av.error.FFmpegError) as e:  # a full disk, mostly
-            raise SourceError(f"{self.out}: writing the overlay failed ({e})") from None
+            raise SourceError(f"{shown_path(self.out)}: writing the overlay failed ({e})") from None
 
     def close(self, flush: bool = True) -> None:
         try:
@@ -157,6 +165,8 @@ class _H264:
             except Exception:
                 if flush:  # when aborting, the error that stopped us is the one to report
                     raise
+            finally:
+                self._name.close()
 
 
 class _Mp4v:
@@ -165,13 +175,21 @@ class _Mp4v:
     codec = FALLBACK_FOURCC
 
     def __init__(self, out: Path, width: int, height: int, fps: float) -> None:
-        self.writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*FALLBACK_FOURCC), fps, (width, height))
+        self._name = contextlib.ExitStack()
+        name = self._name.enter_context(ffmpeg_name(out))
+        self.writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*FALLBACK_FOURCC), fps, (width, height))
         if not self.writer.isOpened():
             self.writer.release()
-            raise SourceError(f"{out}: cannot write the overlay there (OpenCV could not open an mp4v writer)")
+            self._name.close()
+            raise SourceError(
+                f"{shown_path(out)}: cannot write the overlay there (OpenCV could not open an mp4v writer)"
+            )
 
     def write(self, rgb: np.ndarray, t: float) -> None:
         self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
     def close(self, flush: bool = True) -> None:
-        self.writer.release()
+        try:
+            self.writer.release()
+        finally:
+            self._name.close()

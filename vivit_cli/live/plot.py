@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 
 from vivit_cli.errors import SourceError
-from vivit_cli.results import Timeline, clock
+from vivit_cli.results import Timeline, clock, shown_path
+from vivit_cli.video.names import ffmpeg_name
 
 WIDTH_PX = 1200
 MARGIN_LEFT_PX = 64  # room for the score axis' "100%"
@@ -81,7 +82,7 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
     def x_of(t: float) -> int:
         return round(left + (t - t0) / (t1 - t0) * (right - left))
 
-    name = Path(timeline.source).name
+    name = Path(shown_path(timeline.source)).name
     title = (
         f"{name}   {clock(t1 - t0, 1)}   {len(timeline.windows)} windows every {timeline.every_s:g} s   "
         f"model {timeline.model.model_id}"
@@ -156,10 +157,12 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
 def check_plot_path(path: str | Path) -> Path:
     """`path` as a Path if OpenCV can write an image of its suffix."""
     path = Path(path)
-    if not path.suffix or not cv2.haveImageWriter(str(path)):
-        raise SourceError(f"{path}: the plot must be an image file: use a .png name")
+    with ffmpeg_name(path) as name:
+        writable = bool(path.suffix) and cv2.haveImageWriter(name)
+    if not writable:
+        raise SourceError(f"{shown_path(path)}: the plot must be an image file: use a .png name")
     if not path.absolute().parent.is_dir():
-        raise SourceError(f"{path}: no folder {path.absolute().parent} to write the plot into")
+        raise SourceError(f"{shown_path(path)}: no folder {shown_path(path.absolute().parent)} to write the plot into")
     return path
 
 
@@ -167,11 +170,12 @@ def save_plot(timeline: Timeline, path: str | Path, width: int = WIDTH_PX) -> Pa
     """Draw the timeline into `path` (PNG, or any image format OpenCV writes, by suffix)."""
     path = check_plot_path(path)
     try:
-        ok = cv2.imwrite(str(path), draw_timeline(timeline, width))
+        with ffmpeg_name(path) as name:
+            ok = cv2.imwrite(name, draw_timeline(timeline, width))
     except cv2.error as e:
-        raise SourceError(f"{path}: cannot write the plot there ({e.err or e})") from None
+        raise SourceError(f"{shown_path(path)}: cannot write the plot there ({e.err or e})") from None
     if not ok:
-        raise SourceError(f"{path}: cannot write the plot there (use a .png name in a folder that exists)")
+        raise SourceError(f"{shown_path(path)}: cannot write the plot there (use a .png name in a folder that exists)")
     return path
 
 

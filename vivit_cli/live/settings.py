@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from vivit_cli.errors import CaptureError, SourceError, VideoError, VivitError
+from vivit_cli.results import shown_path
 from vivit_cli.video.sampling import DEFAULT_STRIDE
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
@@ -45,7 +46,7 @@ class Source:
             return f"camera {self.target}"
         if self.kind == "stream":
             return _redact(str(self.target))
-        return str(self.target)
+        return shown_path(str(self.target))
 
 
 def parse_source(text: str) -> Source:
@@ -65,7 +66,7 @@ def parse_source(text: str) -> Source:
         return Source("stream", text)
     if not os.path.isfile(text):
         why = "is not a regular file" if os.path.exists(text) else "no such file"
-        raise VideoError(f"{text}: {why}; {_SUPPORTED}")
+        raise VideoError(f"{shown_path(text)}: {why}; {_SUPPORTED}")
     return Source("file", text)
 
 

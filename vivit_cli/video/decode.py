@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from vivit_cli.errors import VideoError
-from vivit_cli.video.probe import VideoPath, _check_file, _open_capture, _show, open_video
+from vivit_cli.video.probe import VideoPath, _check_file, _open_capture, open_video, shown_name
 from vivit_cli.video.sampling import Clip, Sampling, VideoInfo, clip_indices
 
 SEEK_MIN_GAP_FRAMES = 48  # gaps up to this many frames are grabbed through rather than seeked across
@@ -39,14 +39,14 @@ def read_frames(
     if lost:  # a seek could not be verified: read the rest grabbing forward from frame 0
         got += _decode(name, targets[len(got) :], info.fps, allow_seek=False)[0]
     if not got:
-        raise VideoError(f"{_show(name)}: contains no decodable video frames")
+        raise VideoError(f"{shown_name(name)}: contains no decodable video frames")
 
     times_s = _timestamps_s([i for i, _, _ in got], [ms for _, _, ms in got], info.fps)
     by_target = {}
     for (i, bgr, _), t in zip(got, times_s, strict=True):
         if bgr.shape[:2] != (info.height, info.width):
             raise VideoError(
-                f"{_show(name)}: frame {i} is {bgr.shape[1]}x{bgr.shape[0]}, "
+                f"{shown_name(name)}: frame {i} is {bgr.shape[1]}x{bgr.shape[0]}, "
                 f"the video starts at {info.width}x{info.height}"
             )
         by_target[i] = (_to_rgb(bgr), t)
@@ -106,7 +106,7 @@ def iter_frames(
                     return  # a frame that grabs but does not decode ends the video, as in read_frames
                 if bgr.shape[:2] != (info.height, info.width):
                     raise VideoError(
-                        f"{_show(name)}: frame {index} is {bgr.shape[1]}x{bgr.shape[0]}, "
+                        f"{shown_name(name)}: frame {index} is {bgr.shape[1]}x{bgr.shape[0]}, "
                         f"the video starts at {info.width}x{info.height}"
                     )
                 rgb = _to_rgb(bgr)

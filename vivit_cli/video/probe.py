@@ -9,6 +9,8 @@ import statistics
 import cv2
 
 from vivit_cli.errors import VideoError
+from vivit_cli.results import shown_path
+from vivit_cli.video.names import ffmpeg_name
 from vivit_cli.video.sampling import VideoInfo
 
 VideoPath = str | os.PathLike[str]
@@ -38,10 +40,10 @@ def open_video(path: VideoPath) -> VideoInfo:
     cap = _open_capture(name)
     try:
         if not cap.grab():
-            raise VideoError(f"{_show(name)}: contains no decodable video frames")
+            raise VideoError(f"{shown_name(name)}: contains no decodable video frames")
         ok, first = cap.retrieve()
         if not ok or first is None:
-            raise VideoError(f"{_show(name)}: contains no decodable video frames")
+            raise VideoError(f"{shown_name(name)}: contains no decodable video frames")
         probe_ms = [cap.get(cv2.CAP_PROP_POS_MSEC)]
         while len(probe_ms) < FPS_PROBE_FRAMES:
             if not cap.grab():
@@ -80,28 +82,29 @@ def _check_file(path: VideoPath) -> str:
     """The path as a string, or a VideoError saying why it cannot be a readable video file."""
     name = os.fspath(path)
     if not os.path.exists(name):
-        raise VideoError(f"{_show(name)}: no such file")
+        raise VideoError(f"{shown_name(name)}: no such file")
     if os.path.isdir(name):
-        raise VideoError(f"{_show(name)}: is a directory, not a video file")
+        raise VideoError(f"{shown_name(name)}: is a directory, not a video file")
     if not os.path.isfile(name):  # a FIFO or device would block or stream forever
-        raise VideoError(f"{_show(name)}: not a regular file")
+        raise VideoError(f"{shown_name(name)}: not a regular file")
     try:
         with open(name, "rb") as f:
             empty = f.read(1) == b""
     except OSError as e:
-        raise VideoError(f"{_show(name)}: cannot be read ({e.strerror or e})") from e
+        raise VideoError(f"{shown_name(name)}: cannot be read ({e.strerror or e})") from e
     if empty:
-        raise VideoError(f"{_show(name)}: empty file (0 bytes)")
+        raise VideoError(f"{shown_name(name)}: empty file (0 bytes)")
     return name
 
 
 def _open_capture(name: str) -> cv2.VideoCapture:
     """An opened FFmpeg capture that rotates frames upright; the caller releases it."""
-    # An absolute path cannot be mistaken by FFmpeg for a protocol ("pipe:0", "http:x").
-    cap = cv2.VideoCapture(os.path.abspath(name), cv2.CAP_FFMPEG)
+    # FFmpeg holds the file open from here on, and seeks never reopen it: the name may go once it is open.
+    with ffmpeg_name(name) as opencv_name:
+        cap = cv2.VideoCapture(opencv_name, cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
-        raise VideoError(f"{_show(name)}: not a video FFmpeg can open (unknown format or damaged file)")
+        raise VideoError(f"{shown_name(name)}: not a video FFmpeg can open (unknown format or damaged file)")
     # OpenCV >= 4.5 defaults to this, but phone videos must come out upright whatever the default becomes.
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return cap
@@ -136,10 +139,11 @@ def _count_by_grabbing(name: str) -> int:
     finally:
         cap.release()
     if count == 0:
-        raise VideoError(f"{_show(name)}: contains no decodable video frames")
+        raise VideoError(f"{shown_name(name)}: contains no decodable video frames")
     return count
 
 
-def _show(name: str) -> str:
-    """A path fit for a one-line message: quoted only if it holds control characters."""
+def shown_name(name: str) -> str:
+    """A path fit for a one-line message: bytes that are not UTF-8 as `\\xe9`; quoted if it holds control characters."""
+    name = shown_path(name)
     return name if name.isprintable() else ascii(name)

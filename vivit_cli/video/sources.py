@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 # Suffixes batch mode treats as video (lower case).
 VIDEO_SUFFIXES = frozenset(
@@ -12,3 +15,8 @@ VIDEO_SUFFIXES = frozenset(
 
 def is_video_name(path: str) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def is_url(text: str) -> bool:
+    """`scheme://...`: a stream or web address, not a file name."""
+    return URL.match(text) is not None

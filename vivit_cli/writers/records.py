@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Timeline, VideoResult
+from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Timeline, VideoResult, shown_path
 
 Record = dict[str, Any]  # one row as JSON: what every writer takes
 
@@ -91,7 +91,7 @@ def model_fields(model: ModelInfo) -> Record:
 def result_record(result: VideoResult) -> Record:
     """The JSON object for one classified video."""
     return {
-        "path": result.source,
+        "path": shown_path(result.source),
         "status": "ok",
         "predictions": [prediction_record(p) for p in result.predictions],
         "views": [
@@ -113,9 +113,9 @@ def result_record(result: VideoResult) -> Record:
 def error_record(path: str, message: str, model: str | None = None, revision: str | None = None) -> Record:
     """The JSON object for a video that could not be classified; its `error` says why, not which file."""
     return {
-        "path": path,
+        "path": shown_path(path),
         "status": "error",
-        "error": reason(path, message),
+        "error": shown_path(reason(path, message)),
         "predictions": [],
         "views": [],
         "model": model,
@@ -128,7 +128,7 @@ def error_record(path: str, message: str, model: str | None = None, revision: st
 def reason(path: str, message: str) -> str:
     """An error without the '<path>: ' it starts with when it names its file (as our errors do, the path quoted
     when it holds control characters): the row holds the path already."""
-    for shown in (path, ascii(path)):
+    for shown in (path, shown_path(path), ascii(path)):
         if message.startswith(f"{shown}: "):
             return message[len(shown) + 2 :]
     return message
@@ -187,7 +187,7 @@ TIMELINE_COLUMNS = (
 
 def timeline_records(timeline: Timeline) -> list[Record]:
     """The JSON objects: segments first, then windows; `predictions` is the top-k ([the label] for a segment)."""
-    common = {"path": timeline.source, **model_fields(timeline.model)}
+    common = {"path": shown_path(timeline.source), **model_fields(timeline.model)}
     of_window = {w: s.index for s in timeline.segments for w in range(s.first_window, s.last_window + 1)}
     rows = []
     for s in timeline.segments:
@@ -298,7 +298,7 @@ def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None
     """The JSON object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
     return {
         "time": _local_time(p.wall_time),
-        "source": source,
+        "source": shown_path(source),
         "event": PREDICTION_EVENT,
         "prediction": p.number,
         "first_frame": p.first_frame,
@@ -316,7 +316,7 @@ def webcam_event_record(event: LiveEvent, source: str) -> Record:
     """The JSON object for an event: "reconnecting" (before each attempt), "reconnected" or "failed"."""
     return {
         "time": _local_time(event.wall_time),
-        "source": source,
+        "source": shown_path(source),
         "event": event.kind,
         "attempt": event.attempt,
         "message": event.message,

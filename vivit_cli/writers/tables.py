@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vivit_cli.results import ModelInfo, Timeline, VideoResult, clock
+from vivit_cli.results import ModelInfo, Timeline, VideoResult, clock, shown_path
 
 BAR_WIDTH = 20  # characters of a full bar
 EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")  # the partial block that ends a bar
@@ -36,9 +36,9 @@ def print_results_table(console: Any, result: VideoResult, title_extra: str = ""
     views = result.views
     clips = len({v.clip for v in views}) or 1
     duration = f"{result.duration_s:.1f} s" if result.duration_s is not None else "?"
+    name = Path(shown_path(result.source)).name
     table = Table(
-        title=f"{Path(result.source).name}  [dim]{duration}, {clips} clip(s) x {len(views) // clips} crop(s)"
-        f"{title_extra}[/dim]",
+        title=f"{name}  [dim]{duration}, {clips} clip(s) x {len(views) // clips} crop(s){title_extra}[/dim]",
         title_justify="left",
         caption=model_caption(result.model),
         caption_justify="left",
@@ -57,7 +57,7 @@ def print_segments_table(console: Any, timeline: Timeline) -> None:
     dimmed."""
     from rich.table import Table
 
-    name = Path(timeline.source).name
+    name = Path(shown_path(timeline.source)).name
     details = (
         f"{clock(timeline.end_s - timeline.start_s)}, {len(timeline.windows)} windows every "
         f"{timeline.every_s:g} s, threshold {timeline.threshold:g}"
