@@ -74,6 +74,13 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
+def _t(seconds: float) -> str:
+    """Seconds as a person reads them: 4.39 s, 12.3 ms, 45 us."""
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
+
+
 def _x(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
 
@@ -93,7 +100,7 @@ def model_rows(f: dict[str, Any]) -> list[Row]:
                     (
                         f"model {dtype}, batch {batch}: ours / transformers {impl}",
                         _x(ours["s_per_clip"], theirs["s_per_clip"]),
-                        f"{ours['s_per_clip']:.2f} s vs {theirs['s_per_clip']:.2f} s per clip",
+                        f"{_t(ours['s_per_clip'])} vs {_t(theirs['s_per_clip'])} per clip",
                     )
                 )
         peak = f["matmul_peak_flops"][dtype]
@@ -106,7 +113,7 @@ def model_rows(f: dict[str, Any]) -> list[Row]:
         )
     if ("bf16", "ours") in per:
         a, b = per[("bf16", "ours")]["s_per_clip"], per[("fp32", "ours")]["s_per_clip"]
-        rows.append(("model: ours bf16 / ours fp32 (aim <= 0.62)", _x(a, b), f"{a:.2f} s vs {b:.2f} s per clip"))
+        rows.append(("model: ours bf16 / ours fp32 (aim <= 0.62)", _x(a, b), f"{_t(a)} vs {_t(b)} per clip"))
     return rows
 
 
@@ -114,11 +121,11 @@ def classify_rows(f: dict[str, Any]) -> list[Row]:
     r, fresh, inproc = f["ratios"], f["fresh_s"], f["in_process_s"]
     return [
         ("classify, fresh process: ours / transformers pipeline", f"{r['fresh']:.2f}x",
-         f"{fresh['ours']:.2f} s vs {fresh['theirs']:.2f} s"),
+         f"{_t(fresh['ours'])} vs {_t(fresh['theirs'])}"),
         ("classify, in process, first call (load included)", f"{r['first_call']:.2f}x",
-         f"{inproc['ours']['first']:.2f} s vs {inproc['theirs']['first']:.2f} s"),
+         f"{_t(inproc['ours']['first'])} vs {_t(inproc['theirs']['first'])}"),
         ("classify, in process, warm call", f"{r['warm_call']:.2f}x",
-         f"{inproc['ours']['warm']:.2f} s vs {inproc['theirs']['warm']:.2f} s"),
+         f"{_t(inproc['ours']['warm'])} vs {_t(inproc['theirs']['warm'])}"),
     ]  # fmt: skip
 
 
@@ -128,7 +135,7 @@ def batch_rows(f: dict[str, Any]) -> list[Row]:
         (
             "batch loop / model only",
             f"{f['loop_over_model']:.2f}x",
-            f"{f['batch_loop_s']:.2f} s vs {f['model_only_s']:.2f} s ({what})",
+            f"{_t(f['batch_loop_s'])} vs {_t(f['model_only_s'])} ({what})",
         )
     ]
     if f.get("cli_s"):
@@ -136,7 +143,7 @@ def batch_rows(f: dict[str, Any]) -> list[Row]:
             (
                 "vivit batch, whole command / model only",
                 f"{f['cli_over_model']:.2f}x",
-                f"{f['cli_s']:.2f} s vs {f['model_only_s']:.2f} s",
+                f"{_t(f['cli_s'])} vs {_t(f['model_only_s'])}",
             )
         )
     return rows
@@ -153,12 +160,12 @@ def ray_rows(f: dict[str, Any]) -> list[Row]:
     sizes = " and ".join(str(r["videos"]) for r in f["runs"])
     agree = all(r["rows_agree"] for r in f["runs"])
     rows = [(f"Ray / local, {r['videos']} videos (whole command)", _x(r["ray_s"], r["local_s"]),
-             f"{r['ray_s']:.1f} s vs {r['local_s']:.1f} s") for r in f["runs"]]  # fmt: skip
+             f"{_t(r['ray_s'])} vs {_t(r['local_s'])}") for r in f["runs"]]  # fmt: skip
     if "ray_start_up_s" in f:
         rows += [
             ("Ray: fixed start-up cost beyond local", f"+{f['ray_start_up_s']:.1f} s", f"fitted on {sizes} videos"),
             ("Ray / local, steady state per clip", f"{f['steady_state_ratio']:.2f}x",
-             f"{f['ray_s_per_clip']:.2f} s vs {f['local_s_per_clip']:.2f} s per clip; rows "
+             f"{_t(f['ray_s_per_clip'])} vs {_t(f['local_s_per_clip'])} per clip; rows "
              f"{'agree' if agree else 'DIFFER'}"),
         ]  # fmt: skip
     return rows
