@@ -32,7 +32,7 @@ from common import cpu_description, cpu_native_bf16, write_json  # noqa: E402
 
 HEADS, TOKENS, HEAD_DIM = 12, 3137, 64  # ViViT-B/16x2: 16 x 14 x 14 tubelets + CLS
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-CHUNKS = (128, 256, 512)  # queries per chunk
+CHUNKS = (64, 128, 256, 512)  # queries per chunk (the model's CPU_BF16_QUERY_BLOCK is 128)
 Form = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -49,32 +49,51 @@ def unfused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Softmax attention, `chunk` queries at a time: each chunk's scores (B, nh, chunk, N) stay in cache."""
-    q = q * q.shape[-1] ** -0.5  # (B, nh, Nq, hd), contiguous
+    """Softmax attention, one sample and `chunk` queries at a time: each chunk's scores (nh, chunk, N) stay in cache.
+
+    The same code as vivit_cli.model.blocked_attention, copied so that this benchmark outlives a move of it.
+    """
+    q = (q * q.shape[-1] ** -0.5).contiguous()  # (B, nh, Nq, hd)
+    kt, v = k.transpose(-2, -1).contiguous(), v.contiguous()  # (B, nh, hd, N), (B, nh, N, hd)
+    out = []
+    for b in range(q.shape[0]):
+        blocks = [(q[b, :, i : i + chunk] @ kt[b]).softmax(dim=-1) @ v[b] for i in range(0, q.shape[-2], chunk)]
+        out.append(torch.cat(blocks, dim=1))  # (nh, Nq, hd) from blocks of (nh, chunk, hd)
+    return torch.stack(out)  # (B, nh, Nq, hd)
+
+
+def per_head(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Softmax attention one head at a time: three large 2-D products per head, scores (N, N) of one head alone."""
+    q = (q * q.shape[-1] ** -0.5).contiguous()  # (B, nh, Nq, hd)
     kt, v = k.transpose(-2, -1).contiguous(), v.contiguous()  # (B, nh, hd, N), (B, nh, N, hd)
     out = torch.empty_like(q)
-    for i in range(0, q.shape[-2], chunk):
-        scores = q[:, :, i : i + chunk] @ kt  # (B, nh, c, N)
-        torch.matmul(scores.softmax(dim=-1), v, out=out[:, :, i : i + chunk])  # (B, nh, c, hd)
+    for b in range(q.shape[0]):
+        for h in range(q.shape[1]):
+            torch.mm((q[b, h] @ kt[b, h]).softmax(dim=-1), v[b, h], out=out[b, h])  # (Nq, hd)
     return out
 
 
 def onednn_graph(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Form:
-    """The unfused form traced with oneDNN graph fusion on: oneDNN gets the whole attention as one partition."""
-    torch.jit.enable_onednn_fusion(True)
-    try:
+    """The unfused form traced with oneDNN graph fusion on: oneDNN gets the whole attention as one partition.
+
+    Its pattern matcher wants the scale after the product and contiguous inputs, so they are made so here.
+    """
+    torch.jit.enable_onednn_fusion(True)  # TorchScript only: the other forms do not see it
+    with torch.no_grad():
+        traced = torch.jit.trace(OnednnPattern().eval(), tuple(t.contiguous() for t in (q, k, v)))
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            traced = torch.jit.freeze(torch.jit.trace(Unfused().eval(), (q, k, v)))
-            for _ in range(3):  # the profiling executor fuses after a few calls
-                traced(q, k, v)
-    finally:
-        torch.jit.enable_onednn_fusion(False)
-    return traced
+            return traced(q.contiguous(), k.contiguous(), v.contiguous())
+
+    for _ in range(3):  # the profiling executor fuses after a few calls
+        run(q, k, v)
+    return run
 
 
-class Unfused(torch.nn.Module):
+class OnednnPattern(torch.nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return unfused(q, k, v)
+        return (torch.matmul(q, k.transpose(-2, -1)) / HEAD_DIM**0.5).softmax(dim=-1) @ v  # a constant, not traced
 
 
 def best_ms(forms: dict[str, Form], args: tuple[torch.Tensor, ...], repeats: int) -> dict[str, float]:
@@ -129,8 +148,12 @@ def main() -> None:
             "sdpa-contig": lambda q, k, v: F.scaled_dot_product_attention(*(t.contiguous() for t in (q, k, v))),
             "unfused": unfused,
             **{f"chunked-{c}": (lambda q, k, v, c=c: chunked(q, k, v, c)) for c in CHUNKS},
-            "onednn-graph": onednn_graph(q, k, v),
+            "per-head": per_head,
         }  # fmt: skip
+        try:
+            forms["onednn-graph"] = onednn_graph(q, k, v)
+        except RuntimeError as e:  # oneDNN graph may refuse a dtype or a pattern on this CPU
+            print(f"onednn-graph in {name}: {str(e).strip().splitlines()[-1]}; left out")
         if args.compile:
             forms["compiled-sdpa"] = torch.compile(F.scaled_dot_product_attention)
         if args.forms:

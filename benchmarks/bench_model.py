@@ -2,11 +2,11 @@
 
     python benchmarks/bench_model.py [--batch-sizes 1,4] [--repeats 2] [--no-eager] [--dtypes fp32,bf16] [--tiny]
 
-One process, one set of random weights, logits checked to agree (bf16 against ours in fp32, within 0.05).
-bf16 is measured only where the CPU computes it natively (AVX512_BF16 or AMX); "of peak" is the model's FLOP/s
-as a fraction of one large matrix product's in the same dtype, measured in the same run. The floor is the time
-of the same model's linear layers and attention kernels alone on the same shapes, measured in this run; whatever a
-model spends beyond it is overhead (copies, norms, activations, Python).
+One process, one set of random weights, every model timed in alternating rounds, logits checked to agree
+(bf16 against ours in fp32, within 0.05). bf16 is measured only where the CPU computes it natively (AVX512_BF16
+or AMX); "of peak" is the model's FLOP/s as a fraction of one large matrix product's in the same dtype, measured
+in the same run. The floor is the time of the same model's linear layers and attention kernels alone on the same
+shapes, measured in this run; whatever a model spends beyond it is overhead (copies, norms, activations, Python).
 """
 
 from __future__ import annotations
@@ -60,6 +60,26 @@ def kernel_floor(cfg, batch: int, device: torch.device, dtype: torch.dtype, repe
     return {"linear": lin, "attention": att, "floor": lin + att}
 
 
+def alternating(models: dict[str, dict[str, torch.nn.Module]], x: torch.Tensor, repeats: int, sync
+                ) -> dict[str, tuple[dict[str, float], dict[str, torch.Tensor]]]:
+    """Per dtype: each model's best time and its logits. Rounds call every model of every dtype in turn, so that
+    load from other work on the machine hits them alike and their ratios hold (a run of one after the other
+    does not: on a shared machine the load changes within minutes)."""
+    times = {d: dict.fromkeys(ms, float("inf")) for d, ms in models.items()}
+    logits = {d: {} for d in models}
+    inputs = {d: x.to(DTYPES[d]) for d in models}
+    with torch.inference_mode():
+        for d, ms in models.items():
+            for name, model in ms.items():
+                logits[d][name] = model(inputs[d]).logits.float()  # warm-up, and the logits to compare
+        for _ in range(repeats):
+            for d, ms in models.items():
+                for name, model in ms.items():
+                    t = best_time(lambda m=model, x=inputs[d]: m(x), 1, sync)
+                    times[d][name] = min(times[d][name], t)
+    return {d: (times[d], logits[d]) for d in models}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", default="1,4")
@@ -95,7 +115,7 @@ def main() -> None:
                 models[d][f"transformers {impl}"] = transformers.VivitForVideoClassification.from_pretrained(
                     folder, attn_implementation=impl, dtype=DTYPES[d]).to(device).eval()
     cfg = models[dtypes[0]]["transformers sdpa"].config
-    peaks = {d: matmul_peak(device, DTYPES[d], args.matmul_n, sync=sync) for d in dtypes}
+    peaks = {d: matmul_peak(device, DTYPES[d], args.matmul_n, repeats=10, sync=sync) for d in dtypes}
     figures["matmul_peak_flops"] = peaks
     flops = forward_flops(cfg)
     figures["flops_per_clip"] = flops
@@ -108,16 +128,11 @@ def main() -> None:
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         torch.manual_seed(batch)
         x = torch.randn(batch, cfg.num_frames, 3, cfg.image_size, cfg.image_size, device=device)
-        reference = None  # ours in fp32: every dtype's logits are checked against it
+        timed = alternating(models, x, args.repeats, sync)
+        reference = timed[dtypes[0]][1]["ours"]  # ours in fp32: every dtype's logits are checked against it
         for d in dtypes:
             floor = kernel_floor(cfg, batch, device, DTYPES[d], args.repeats, sync)
-            times, logits = {}, {}
-            xd = x.to(DTYPES[d])
-            with torch.inference_mode():
-                for name, model in models[d].items():
-                    logits[name] = model(xd).logits.float()  # warm-up, and the logits to compare
-                    times[name] = best_time(lambda m=model, x=xd: m(x), args.repeats, sync)
-            reference = logits["ours"] if reference is None else reference
+            times, logits = timed[d]
             tolerance = MAX_LOGIT_DIFF[d]
             diffs = {name: (lg - reference).abs().max().item() for name, lg in logits.items()}
             for name, diff in diffs.items():
