@@ -130,7 +130,7 @@ def webcam_command(
     mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open_output(out, WEBCAM, sys.stdout)) if out else None
-        window = view.Window() if show else None
+        window = view.PreviewWindow() if show else None
         if window:
             stack.callback(window.close)
         terminal = stack.enter_context(view.TerminalView(console, mode, src.name))

@@ -121,7 +121,7 @@ def check_display() -> None:
         )
 
 
-class Window:
+class PreviewWindow:
     """The OpenCV window: the newest frame with the latest labels drawn on it; q or Esc closes it."""
 
     def __init__(self, name: str = WINDOW_NAME) -> None:
