@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a two-layer 32 px model: checks the harness in seconds")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best is kept")
     ap.add_argument("--no-cli", action="store_true", help="skip the whole-command timing")
+    ap.add_argument("--dtype", default="float32", help="ours in this dtype [float32: what the figures compare]")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     print(f"CPU: {cpu_description()}")
@@ -66,12 +67,12 @@ def main() -> None:
         root = Path(tmp)
         videos, codec = make_video_folder(root / "videos", args.videos, SIZE, FPS, SECONDS)
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")
-        classifier = load_model(folder, device="cpu")
+        classifier = load_model(folder, device="cpu", dtype=args.dtype)
         workers = args.workers or batch.default_workers(classifier.device.type)
         paths = batch.collect_videos([str(videos)])
         cfg = classifier.config
         print(f"model: {'tiny' if args.tiny else 'ViViT-B'} {cfg.num_frames}x{cfg.image_hw[0]}x{cfg.image_hw[1]}, "
-              f"fp32; {len(paths)} videos {SIZE[0]}x{SIZE[1]} {codec}, {views.clips} clip(s) each; batch size "
+              f"{args.dtype}; {len(paths)} videos {SIZE[0]}x{SIZE[1]} {codec}, {views.clips} clip(s) each; batch size "
               f"{args.batch_size}; {workers} decode worker(s); torch threads {torch.get_num_threads()}\n")
 
         prepared = [prepare_video(p, cfg.num_frames, classifier.preprocess, views) for p in paths]
@@ -101,8 +102,8 @@ def main() -> None:
         cli_s = None
         if not args.no_cli:
             cmd = [sys.executable, "-m", "vivit_cli", "-q", "batch", str(videos), "--model", str(folder),
-                   "--device", "cpu", "--out", str(root / "cli.csv"), "--batch-size", str(args.batch_size),
-                   "--workers", str(workers), "--clips", str(args.clips)]
+                   "--device", "cpu", "--dtype", args.dtype, "--out", str(root / "cli.csv"),
+                   "--batch-size", str(args.batch_size), "--workers", str(workers), "--clips", str(args.clips)]
             t = time.perf_counter()
             subprocess.run(cmd, check=True)
             cli_s = time.perf_counter() - t

@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--views", default="", help="also time ours with CLIPSxCROPS views, e.g. 4x3")
     ap.add_argument("--tiny", action="store_true", help="a two-layer 32 px model: checks the harness quickly")
+    ap.add_argument("--dtype", default="float32", help="ours in this dtype [float32: as transformers' pipeline runs]")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     import transformers
@@ -98,7 +99,7 @@ def main() -> None:
               f"{'tiny (2 layers, 32 px)' if args.tiny else 'ViViT-B'}, random weights\n")
 
         t = time.perf_counter()
-        clf = load_model(str(folder), device="cpu")
+        clf = load_model(str(folder), device="cpu", dtype=args.dtype)
         ours_result = clf.classify(clip)
         ours_first = time.perf_counter() - t
         ours_warm = best_time(lambda: clf.classify(clip), args.repeats)
@@ -122,7 +123,7 @@ def main() -> None:
         python = sys.executable
         fresh, stdout = best_fresh({
             "ours": [python, "-m", "vivit_cli", "classify", str(clip), "--model", str(folder), "--device", "cpu",
-                     "--json"],
+                     "--dtype", args.dtype, "--json"],
             "theirs": [python, "-c", THEIRS_SCRIPT, str(folder), str(clip)],
             "ours import": [python, "-c", OURS_IMPORT],
             "ours all imports": [python, "-c", OURS_ALL_IMPORTS],

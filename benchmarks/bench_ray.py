@@ -44,10 +44,12 @@ TARGET = 1.15  # Ray's wall time / the local one, start included
 SCORE_TOLERANCE = 1e-4  # the two runs batch clips differently; fp32 sums differ in the last bits
 
 
-def run_cli(videos: Path, folder: Path, out: Path, batch_size: int, extra: list[str]) -> float:
+def run_cli(
+    videos: Path, folder: Path, out: Path, batch_size: int, extra: list[str], dtype: str = "float32"
+) -> float:
     """One `vivit batch` in a fresh process; its wall time in seconds."""
     cmd = [sys.executable, "-m", "vivit_cli", "-q", "batch", str(videos), "--model", str(folder), "--device", "cpu",
-           "--out", str(out), "--batch-size", str(batch_size), *extra]
+           "--dtype", dtype, "--out", str(out), "--batch-size", str(batch_size), *extra]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a fresh local Ray, not someone's cluster
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env)
@@ -74,6 +76,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a two-layer 32 px model: checks the harness quickly")
     ap.add_argument("--job-sizes", help="e.g. 2,6: both runs at each job size, and from the two ends a fixed start-up "
                     "cost (s) and a steady-state per-clip ratio; replaces --videos")
+    ap.add_argument("--dtype", default="float32", help="ours in this dtype [float32: what the figures compare]")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     sizes = [int(n) for n in args.job_sizes.split(",")] if args.job_sizes else [args.videos]
@@ -87,13 +90,13 @@ def main() -> None:
         runs = []  # (videos, local s, Ray s, rows agree)
         for n in sizes:
             videos, codec = make_video_folder(root / f"videos-{n}", n, SIZE, FPS, SECONDS)
-            print(f"model: {'tiny' if args.tiny else 'ViViT-B/16x2'} (random weights, fp32); {n} videos "
+            print(f"model: {'tiny' if args.tiny else 'ViViT-B/16x2'} (random weights, {args.dtype}); {n} videos "
                   f"{SIZE[0]}x{SIZE[1]} {codec}, 1 clip each; batch size {args.batch_size}")
-            local_s = run_cli(videos, folder, root / f"local-{n}.jsonl", args.batch_size, [])
-            ray_s = run_cli(videos, folder, root / f"ray-{n}.jsonl", args.batch_size, ["--ray"])
+            local_s = run_cli(videos, folder, root / f"local-{n}.jsonl", args.batch_size, [], args.dtype)
+            ray_s = run_cli(videos, folder, root / f"ray-{n}.jsonl", args.batch_size, ["--ray"], args.dtype)
             runs.append((n, local_s, ray_s, same_rows(root / f"local-{n}.jsonl", root / f"ray-{n}.jsonl")))
 
-        classifier = load_model(folder, device="cpu")
+        classifier = load_model(folder, device="cpu", dtype=args.dtype)
         cfg = classifier.config
         clip = prepare_video(videos / "v000.mp4", cfg.num_frames, classifier.preprocess, Views())
         threads = torch.get_num_threads()
