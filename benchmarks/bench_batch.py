@@ -39,6 +39,7 @@ from vivit_cli.batch import local  # noqa: E402
 from vivit_cli.batch import plan as batch  # noqa: E402
 from vivit_cli.batch.pool import DecodePool  # noqa: E402
 from vivit_cli.pipeline import load_model  # noqa: E402
+from vivit_cli.video import sources  # noqa: E402
 from vivit_cli.video.sampling import Views  # noqa: E402
 from vivit_cli.video.views import prepare_video  # noqa: E402
 from vivit_cli.writers import get_writer  # noqa: E402
@@ -69,7 +70,7 @@ def main() -> None:
         folder = make_tiny_checkpoint(root / "ckpt") if args.tiny else make_checkpoint(root / "ckpt")
         classifier = load_model(folder, device="cpu", dtype=args.dtype)
         workers = args.workers or batch.default_workers(classifier.device.type)
-        paths = batch.collect_videos([str(videos)])
+        paths = sources.collect_videos([str(videos)])
         cfg = classifier.config
         print(f"model: {'tiny' if args.tiny else 'ViViT-B'} {cfg.num_frames}x{cfg.image_hw[0]}x{cfg.image_hw[1]}, "
               f"{args.dtype}; {len(paths)} videos {SIZE[0]}x{SIZE[1]} {codec}, {views.clips} clip(s) each; batch size "

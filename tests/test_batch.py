@@ -28,6 +28,7 @@ from vivit_cli.batch.pool import DecodePool
 from vivit_cli.cli import cli
 from vivit_cli.errors import SourceError
 from vivit_cli.pipeline import Classifier, load_model
+from vivit_cli.video import sources
 from vivit_cli.video.sampling import Views
 from vivit_cli.writers.formats import get_writer, read_records
 from vivit_cli.writers.records import BATCH_COLUMNS as CSV_COLUMNS
@@ -85,14 +86,14 @@ def names(rows: list[dict]) -> list[str]:
 def test_sources_folder_glob_file_and_list(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(folder)
     top = ["a.avi", "b.mp4", "c.avi", "empty.mp4", "folder.mp4", "text.mp4", "truncated.mp4"]
-    assert batch.collect_videos(["."]) == [f"./{n}" for n in top]
-    assert batch.collect_videos(["."], recursive=True) == sorted([f"./{n}" for n in top] + ["./sub/d.avi"])
-    assert batch.collect_videos(["*.avi", "a.avi", "./a.avi"]) == ["a.avi", "c.avi"]  # each file once
-    assert batch.collect_videos(["**/*.avi"]) == ["a.avi", "c.avi", "sub/d.avi"]
-    assert batch.collect_videos(["notes.txt"]) == ["notes.txt"]  # named outright: taken, to get a row
+    assert sources.collect_videos(["."]) == [f"./{n}" for n in top]
+    assert sources.collect_videos(["."], recursive=True) == sorted([f"./{n}" for n in top] + ["./sub/d.avi"])
+    assert sources.collect_videos(["*.avi", "a.avi", "./a.avi"]) == ["a.avi", "c.avi"]  # each file once
+    assert sources.collect_videos(["**/*.avi"]) == ["a.avi", "c.avi", "sub/d.avi"]
+    assert sources.collect_videos(["notes.txt"]) == ["notes.txt"]  # named outright: taken, to get a row
     listing = tmp_path / "list.txt"
     listing.write_text("# videos to do\nb.mp4\n\n  sub/d.avi  \nmissing.mp4\n")
-    assert batch.collect_videos([f"@{listing}"]) == ["b.mp4", "missing.mp4", "sub/d.avi"]
+    assert sources.collect_videos([f"@{listing}"]) == ["b.mp4", "missing.mp4", "sub/d.avi"]
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_a_source_that_names_nothing_is_a_usage_error(
     (tmp_path / "notes.txt").write_text("x")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SourceError, match="^" + re.escape(source)) as e:
-        batch.collect_videos([source])
+        sources.collect_videos([source])
     assert needle in str(e.value)
     result = invoke("batch", source, "--model", str(checkpoint))
     assert result.exit_code == 2 and needle in result.stderr and result.stdout == ""
@@ -497,7 +498,7 @@ def test_a_thousand_files_stream_with_flat_memory(checkpoint: Path, tmp_path: Pa
     with DecodePool(2, 60) as pool, (tmp_path / "preds.jsonl").open("w") as stream:
         local.run(
             classifier,
-            batch.collect_videos([str(folder)]),
+            sources.collect_videos([str(folder)]),
             pool,
             get_writer("jsonl", stream),
             Views(clips=4),

@@ -24,7 +24,7 @@ from vivit_cli.pipeline import load_model
 from vivit_cli.results import Prediction
 from vivit_cli.video import decode
 from vivit_cli.video.sampling import Views
-from vivit_cli.writers.records import TIMELINE_COLUMNS as CSV_COLUMNS
+from vivit_cli.writers.live import TIMELINE_COLUMNS as CSV_COLUMNS
 
 COLOURS = {"red": (230, 30, 30), "blue": (30, 30, 230), "green": (30, 200, 30), "white": (235, 235, 235)}
 LABELS = list(COLOURS)

@@ -25,7 +25,6 @@ from vivit_cli.cli import cli
 from vivit_cli.errors import CaptureError, SourceError, VideoError
 from vivit_cli.live import settings as live
 from vivit_cli.live import webcam
-from vivit_cli.live.capture import Frame, FrameClock, RingBuffer
 from vivit_cli.live.draw import (
     BAR_COLOUR,
     FONT,
@@ -35,6 +34,7 @@ from vivit_cli.live.draw import (
     draw_labels,
     layout_labels,
 )
+from vivit_cli.live.frames import Frame, FrameClock, RingBuffer
 from vivit_cli.live.settings import CaptureSettings, Source
 from vivit_cli.live.webcam import LiveSettings, run_live
 from vivit_cli.results import LiveEvent, Prediction

@@ -14,21 +14,16 @@ import pytest
 from vivit_cli.errors import SourceError
 from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Segment, Timeline, Window
 from vivit_cli.writers.formats import format_for, get_writer, open_output, read_records, write_all
-from vivit_cli.writers.records import (
-    BATCH,
+from vivit_cli.writers.live import (
     TIMELINE,
     WEBCAM,
-    Schema,
-    batch_row,
-    best_cells,
-    error_record,
     timeline_records,
     timeline_row,
-    top_cells,
     webcam_event_record,
     webcam_record,
     webcam_row,
 )
+from vivit_cli.writers.records import BATCH, Schema, batch_row, best_cells, error_record, top_cells
 
 TOP3 = [
     {"label": "juggling", "score": 0.5, "index": 3},

@@ -22,6 +22,7 @@ from vivit_cli.errors import ClusterError, VivitError
 from vivit_cli.results import ModelInfo
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
+from vivit_cli.video.sources import LIST_PREFIX, path_key
 from vivit_cli.writers.formats import LazyWriter
 from vivit_cli.writers.records import error_record
 
@@ -46,7 +47,7 @@ def require_ray() -> Any:
 
 def split_address(address: str, sources: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     """`--ray videos/` takes the folder as its address: an existing path or @list is a source, never an address."""
-    if address != LOCAL and (os.path.exists(address) or address.startswith(batch.LIST_PREFIX)):
+    if address != LOCAL and (os.path.exists(address) or address.startswith(LIST_PREFIX)):
         return LOCAL, (address, *sources)
     return address, tuple(sources)
 
@@ -185,7 +186,7 @@ def run(
     written: set[str] = set()
 
     def emit(record: dict[str, Any]) -> None:
-        key = batch.path_key(str(record["path"]))
+        key = path_key(str(record["path"]))
         if key in written:  # a retried task can send its rows again
             return
         written.add(key)
@@ -200,7 +201,7 @@ def run(
     finally:
         ray.kill(ledger)
     for path in paths:  # never expected: every file has a row whatever happened to its tasks
-        if batch.path_key(path) not in written:
+        if path_key(path) not in written:
             emit(error_record(path, "no answer from the Ray cluster", model.info.model_id, model.info.revision))
     return tally
 

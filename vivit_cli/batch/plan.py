@@ -5,7 +5,6 @@ Torch, NumPy and OpenCV are imported inside the functions that need them, so the
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
 from vivit_cli.errors import SourceError
-from vivit_cli.results import shown_path
+from vivit_cli.video.sources import collect_videos, path_key
 from vivit_cli.writers import parquet
 from vivit_cli.writers.formats import PARQUET, RecordWriter, check_folder, format_for, get_writer, read_records
 from vivit_cli.writers.records import BATCH
@@ -48,82 +47,6 @@ MAX_WORKERS = 8  # decode processes by default, at most
 CPU_CORES_PER_WORKER = 4  # on a CPU the model is the bottleneck: a worker per this many cores keeps it fed
 FLUSH_AFTER_S = 1.0  # seconds without a newly decoded file after which a part-full batch runs anyway
 LISTED_FAILURES = 5  # failed files named, with why, at the end of a run; the others are only counted
-LIST_PREFIX = "@"  # @list.txt: a file of paths, one per line
-LIST_COMMENT = "#"  # lines of a list starting with this are skipped
-
-
-def path_key(path: str) -> str:
-    """What --resume matches rows on: the absolute, normalised path, so ./a.mp4 and a.mp4 are one file; as the rows
-    write it (bytes that are not UTF-8 as `\\xe9`), so a row read back matches its file."""
-    return os.path.normcase(os.path.abspath(shown_path(path)))
-
-
-def is_video_name(path: str) -> bool:
-    from vivit_cli.video.sources import VIDEO_SUFFIXES
-
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-def collect_videos(sources: Sequence[str], recursive: bool = False) -> list[str]:
-    """Folders, globs, files and @lists -> video paths, sorted, each once; a source that names none is an error."""
-    found: dict[str, str] = {}
-    for source in sources:
-        for path in _expand(source, recursive):
-            found.setdefault(path_key(path), path)
-    return sorted(found.values())
-
-
-def _expand(source: str, recursive: bool) -> list[str]:
-    if source.startswith(LIST_PREFIX) and not os.path.lexists(source):
-        return _read_list(source[len(LIST_PREFIX) :])
-    if os.path.isdir(source):
-        paths = _walk(source, recursive)
-        if not paths:
-            where = "this folder or its subfolders" if recursive else "this folder (-r looks in subfolders)"
-            raise SourceError(f"{source}: no video files in {where}; video suffixes: {_suffixes()}")
-        return paths
-    if os.path.lexists(source):  # a file named outright is taken whatever it is, so it gets a row
-        return [source]
-    if glob.has_magic(source):
-        matches = sorted(glob.glob(source, recursive=True))
-        videos = [p for p in matches if is_video_name(p)]
-        if not videos:
-            raise SourceError(
-                f"{source}: the pattern matches {len(matches)} paths, none of them with a video suffix ({_suffixes()})"
-            )
-        return videos
-    raise SourceError(f"{source}: no such file, folder or pattern")
-
-
-def _walk(folder: str, recursive: bool) -> list[str]:
-    """Entries with a video suffix, files or not (a folder named x.mp4 gets an error row); hidden ones skipped."""
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out += [os.path.join(root, n) for n in sorted(files + dirs) if not n.startswith(".") and is_video_name(n)]
-        if not recursive:
-            break
-    return out
-
-
-def _read_list(list_path: str) -> list[str]:
-    """@list.txt: every line that is not blank or a comment is taken as a file, so a missing one gets a row."""
-    try:
-        text = Path(list_path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SourceError(
-            f"{LIST_PREFIX}{list_path}: cannot read the list ({getattr(e, 'strerror', None) or e})"
-        ) from None
-    paths = [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith(LIST_COMMENT)]
-    if not paths:
-        raise SourceError(f"{LIST_PREFIX}{list_path}: the list names no files")
-    return paths
-
-
-def _suffixes() -> str:
-    from vivit_cli.video.sources import VIDEO_SUFFIXES
-
-    return " ".join(sorted(VIDEO_SUFFIXES))
 
 
 @dataclass(frozen=True)

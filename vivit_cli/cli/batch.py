@@ -129,7 +129,7 @@ def batch_command(
     from vivit_cli.video.sampling import Views
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
-    if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/cluster.py
+    if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/batch/cluster.py
         _batch_on_ray(ctx, views)
         return
     if gpus_per_worker is not None:

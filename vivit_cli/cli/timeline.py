@@ -81,7 +81,7 @@ def timeline_command(
     from vivit_cli.video import probe
     from vivit_cli.video.sampling import Views
     from vivit_cli.writers.formats import check_folder, format_for, write_all
-    from vivit_cli.writers.records import TIMELINE, timeline_records
+    from vivit_cli.writers.live import TIMELINE, timeline_records
     from vivit_cli.writers.tables import print_segments_table
 
     if clips != 1:

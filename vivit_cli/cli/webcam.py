@@ -114,7 +114,7 @@ def webcam_command(
     from vivit_cli.live import view, webcam
     from vivit_cli.results import LiveEvent, LivePrediction
     from vivit_cli.writers.formats import check_folder, format_for, open_output
-    from vivit_cli.writers.records import WEBCAM, webcam_event_record, webcam_record
+    from vivit_cli.writers.live import WEBCAM, webcam_event_record, webcam_record
 
     src = live.parse_source(source)  # usage errors before the model is fetched and loaded
     settings = live.LiveSettings(stride, every, smooth, top_k, threshold, max_predictions, duration, fast)

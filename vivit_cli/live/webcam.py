@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from vivit_cli.errors import VideoError
-from vivit_cli.live.capture import Frame, Grabber, RingBuffer, file_fps, open_capture
+from vivit_cli.live.capture import Grabber, file_fps, open_capture
+from vivit_cli.live.frames import Frame, RingBuffer
 from vivit_cli.live.settings import CaptureSettings, LiveSettings, Source, check_settings
 from vivit_cli.results import LiveEvent, LivePrediction, Prediction
 

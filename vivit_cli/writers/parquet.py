@@ -11,28 +11,14 @@ from typing import Any
 
 from vivit_cli.errors import SourceError
 from vivit_cli.writers.formats import PARQUET, RecordWriter
-from vivit_cli.writers.records import Record
+from vivit_cli.writers.records import BATCH_COLUMNS, Record
 
 SUFFIX = f".{PARQUET}"
 ROW_GROUP_ROWS = 4096  # records held in memory before they go to the file as one row group
 READ_BATCH_ROWS = 65536  # records read back at a time (--resume), so a huge file is never all in memory
-# The record's keys, in this order; label and score repeat the first prediction so queries need no unnesting.
-COLUMNS = (
-    "path",
-    "status",
-    "label",
-    "score",
-    "predictions",
-    "views",
-    "duration_s",
-    "num_frames",
-    "fps",
-    "model",
-    "revision",
-    "device",
-    "dtype",
-    "error",
-)
+# The batch CSV's columns, with the top-k as a list of structs in place of the two joined cells; label and score
+# repeat the first prediction so queries need no unnesting.
+COLUMNS = tuple("predictions" if c == "top_labels" else c for c in BATCH_COLUMNS if c != "top_scores")
 
 
 def require_pyarrow() -> None:

@@ -1,0 +1,211 @@
+"""The records of the commands that label over time: `vivit timeline`'s segments and windows (TIMELINE), and
+`vivit webcam --out`'s predictions and source events (WEBCAM). Built from the shared parts in records.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Timeline, shown_path
+from vivit_cli.writers.records import (
+    SECONDS_DECIMALS,
+    TIME_DECIMALS,
+    Record,
+    Schema,
+    best_cells,
+    cell,
+    model_fields,
+    prediction_record,
+    top_cells,
+)
+
+# timeline: one row per segment, then one per window, in the same columns; `kind` tells them apart. Segment rows
+# span the stretch their windows speak for (these tile the video); window rows span the frames they sampled.
+
+TIMELINE_COLUMNS = (
+    "path",
+    "kind",
+    "index",
+    "start_s",
+    "end_s",
+    "label",
+    "score",
+    "segment",
+    "first_window",
+    "last_window",
+    "first_frame",
+    "last_frame",
+    "top_labels",
+    "top_scores",
+    "model",
+    "revision",
+    "device",
+    "dtype",
+)
+
+
+def timeline_records(timeline: Timeline) -> list[Record]:
+    """The JSON objects: segments first, then windows; `predictions` is the top-k ([the label] for a segment)."""
+    common = {"path": shown_path(timeline.source), **model_fields(timeline.model)}
+    of_window = {w: s.index for s in timeline.segments for w in range(s.first_window, s.last_window + 1)}
+    rows = []
+    for s in timeline.segments:
+        first, last = timeline.windows[s.first_window], timeline.windows[s.last_window]
+        label = Prediction(s.label, s.score, first.predictions[0].index)
+        rows.append(
+            _span_record(
+                common,
+                "segment",
+                s.index,
+                s.start_s,
+                s.end_s,
+                s.index,
+                s.first_window,
+                s.last_window,
+                first.frame_indices[0],
+                last.frame_indices[-1],
+                (label,),
+            )
+        )
+    for w in timeline.windows:
+        rows.append(
+            _span_record(
+                common,
+                "window",
+                w.index,
+                w.start_s,
+                w.end_s,
+                of_window.get(w.index),
+                w.index,
+                w.index,
+                w.frame_indices[0],
+                w.frame_indices[-1],
+                w.predictions,
+            )
+        )
+    return rows
+
+
+def timeline_row(record: Record) -> Record:
+    """A record -> its CSV row: null as an empty cell; a window's top-k joined with '|'."""
+    row = {k: ("" if record.get(k) is None else record[k]) for k in TIMELINE_COLUMNS}
+    if record["kind"] == "window":
+        row.update(top_cells(record["predictions"]))
+    return row
+
+
+def _span_record(
+    common: Record,
+    kind: str,
+    index: int,
+    start_s: float,
+    end_s: float,
+    segment: int | None,
+    first_window: int,
+    last_window: int,
+    first_frame: int,
+    last_frame: int,
+    predictions: Sequence[Prediction],
+) -> Record:
+    top = [prediction_record(p) for p in predictions]
+    return {
+        "path": common["path"],
+        "kind": kind,
+        "index": index,
+        "start_s": round(start_s, TIME_DECIMALS),
+        "end_s": round(end_s, TIME_DECIMALS),
+        "label": top[0]["label"],
+        "score": top[0]["score"],
+        "segment": segment,
+        "first_window": first_window,
+        "last_window": last_window,
+        "first_frame": first_frame,
+        "last_frame": last_frame,
+        "predictions": top,
+        **{k: common[k] for k in ("model", "revision", "device", "dtype")},
+    }
+
+
+# webcam --out: one row per prediction, and one per event of the source (lost, reopened); `event` tells them apart.
+
+WEBCAM_COLUMNS = (
+    "time",
+    "source",
+    "event",
+    "prediction",
+    "first_frame",
+    "last_frame",
+    "first_s",
+    "last_s",
+    "latency_s",
+    "smoothed_over",
+    "label",
+    "score",
+    "top_labels",
+    "top_scores",
+    "model",
+    "revision",
+    "device",
+    "dtype",
+    "attempt",
+    "message",
+)
+PREDICTION_EVENT = "prediction"  # the `event` of a prediction's row
+
+
+def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None) -> Record:
+    """The JSON object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
+    return {
+        "time": _local_time(p.wall_time),
+        "source": shown_path(source),
+        "event": PREDICTION_EVENT,
+        "prediction": p.number,
+        "first_frame": p.first_frame,
+        "last_frame": p.last_frame,
+        "first_s": round(p.first_s, SECONDS_DECIMALS),
+        "last_s": round(p.last_s, SECONDS_DECIMALS),
+        "latency_s": round(p.latency_s, SECONDS_DECIMALS),
+        "smoothed_over": p.smoothed_over,
+        "predictions": [prediction_record(x) for x in p.predictions],
+        **(model_fields(model) if model else dict.fromkeys(("model", "revision", "device", "dtype"))),
+    }
+
+
+def webcam_event_record(event: LiveEvent, source: str) -> Record:
+    """The JSON object for an event: "reconnecting" (before each attempt), "reconnected" or "failed"."""
+    return {
+        "time": _local_time(event.wall_time),
+        "source": shown_path(source),
+        "event": event.kind,
+        "attempt": event.attempt,
+        "message": event.message,
+    }
+
+
+def webcam_row(record: Record) -> Record:
+    """A record -> its CSV row: top-1, then the top-k joined with '|'; an event's row leaves the rest empty."""
+    if "predictions" not in record:
+        return {k: cell(record.get(k)) for k in WEBCAM_COLUMNS}
+    return {**{k: v for k, v in record.items() if k != "predictions"}, **best_cells(record["predictions"])}
+
+
+def _local_time(wall_time: float) -> str:
+    """ISO 8601 with milliseconds, in local time with its offset."""
+    return datetime.fromtimestamp(wall_time).astimezone().isoformat(timespec="milliseconds")
+
+
+TIMELINE = Schema(
+    TIMELINE_COLUMNS,
+    timeline_row,
+    ("csv", "json", "jsonl"),
+    unknown="{path}: cannot tell the format: use a .csv, .json or .jsonl name, or - for JSONL on stdout",
+    unwritable="{path}: cannot write there ({reason})",
+    json_indent=1,
+)
+WEBCAM = Schema(
+    WEBCAM_COLUMNS,
+    webcam_row,
+    ("csv", "jsonl"),
+    unknown="--out {path}: use a .csv or .jsonl name (or - for JSONL on stdout)",
+    unwritable="--out {path}: cannot be written ({reason})",
+)
