@@ -13,6 +13,8 @@ from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
 from vivit_cli.cli.options import (
+    AUTO,
+    BatchSize,
     fetch_model,
     load_classifier,
     model_options,
@@ -21,25 +23,6 @@ from vivit_cli.cli.options import (
     say_stopped,
     view_options,
 )
-
-AUTO = "auto"
-
-
-class BatchSize(click.ParamType):
-    """--batch-size: a whole number from 1, or auto (None: the run picks it by the device)."""
-
-    name = "batch size"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
-        if value is None or value == AUTO:
-            return None
-        try:
-            size = int(value)
-        except (TypeError, ValueError):
-            size = 0
-        if size < 1:
-            self.fail(f"{value!r}: give a whole number from 1, or auto", param, ctx)
-        return size
 
 
 @click.command("batch")

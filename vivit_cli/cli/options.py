@@ -160,3 +160,23 @@ def tqdm_progress(bar: Any) -> Callable[[int, int], None]:
         bar.update(done - bar.n)
 
     return progress
+
+
+AUTO = "auto"
+
+
+class BatchSize(click.ParamType):
+    """--batch-size: a whole number from 1, or auto (None: the run picks it by the device)."""
+
+    name = "batch size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or value == AUTO:
+            return None
+        try:
+            size = int(value)
+        except (TypeError, ValueError):
+            size = 0
+        if size < 1:
+            self.fail(f"{value!r}: give a whole number from 1, or auto", param, ctx)
+        return size

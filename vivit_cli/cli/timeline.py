@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from vivit_cli.cli.options import load_classifier, model_options, tqdm_progress, view_options
-from vivit_cli.live.timeline import DEFAULT_BATCH_SIZE, DEFAULT_EVERY_S, DEFAULT_THRESHOLD
+from vivit_cli.batch.plan import CPU_BATCH_SIZE, GPU_BATCH_SIZE, default_batch_size
+from vivit_cli.cli.options import AUTO, BatchSize, load_classifier, model_options, tqdm_progress, view_options
+from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 
 
 @click.command("timeline")
@@ -31,10 +32,12 @@ from vivit_cli.live.timeline import DEFAULT_BATCH_SIZE, DEFAULT_EVERY_S, DEFAULT
 @click.option(
     "--batch-size",
     "-b",
-    type=click.IntRange(1),
-    default=DEFAULT_BATCH_SIZE,
+    type=BatchSize(),
+    default=AUTO,
     show_default=True,
-    help="Windows per forward pass (each is --crops views).",
+    metavar="N|auto",
+    help=f"Windows per forward pass (each is --crops views). auto: {GPU_BATCH_SIZE} on a GPU; {CPU_BATCH_SIZE} on a "
+    "CPU, where batching gains little and the bar then moves window by window.",
 )
 @click.option(
     "--out",
@@ -61,7 +64,7 @@ def timeline_command(
     top_k: int,
     every: float,
     threshold: float,
-    batch_size: int,
+    batch_size: int | None,
     out: str | None,
     plot: str | None,
     overlay: str | None,
@@ -97,6 +100,7 @@ def timeline_command(
         check_overlay_path(overlay)
     info = probe.open_video(video_path)
     classifier = load_classifier(ctx, model, device, dtype)
+    batch_size = batch_size or default_batch_size(classifier.device.type)
     quiet = ctx.obj["quiet"]
     span = views.sampling(classifier.config.num_frames).span
     windows = timeline.window_count(info.frame_count, info.fps, every, span)
