@@ -13,8 +13,7 @@ from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
 from vivit_cli.cli.options import (
-    AUTO,
-    BatchSize,
+    batch_size_option,
     fetch_model,
     load_classifier,
     model_options,
@@ -49,16 +48,9 @@ from vivit_cli.cli.options import (
     type=click.IntRange(1),
     help="Decode processes; with --ray, model workers. [default: from the cores and device]",
 )
-@click.option(
-    "--batch-size",
-    "-b",
-    type=BatchSize(),
-    default=AUTO,
-    show_default=True,
-    metavar="N|auto",
-    help=f"Views (clips x crops) per forward pass. auto: {batch.GPU_BATCH_SIZE} on a GPU; {batch.CPU_BATCH_SIZE} on a "
-    "CPU, where batching gains little and each video's row is then written as soon as it is done (with --ray: "
-    "by the workers' device).",
+@batch_size_option(
+    "Views (clips x crops) per forward pass",
+    "each video's row is then written as soon as it is done (with --ray: by the workers' device)",
 )
 @click.option(
     "--timeout",

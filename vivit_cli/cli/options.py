@@ -180,3 +180,19 @@ class BatchSize(click.ParamType):
         if size < 1:
             self.fail(f"{value!r}: give a whole number from 1, or auto", param, ctx)
         return size
+
+
+def batch_size_option(what: str, on_a_cpu: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--batch-size N|auto for a command that batches `what`; auto is by the device (CPU_BATCH_SIZE on a CPU)."""
+    from vivit_cli.batch.plan import CPU_BATCH_SIZE, GPU_BATCH_SIZE
+
+    return click.option(
+        "--batch-size",
+        "-b",
+        type=BatchSize(),
+        default=AUTO,
+        show_default=True,
+        metavar="N|auto",
+        help=f"{what}. auto: {GPU_BATCH_SIZE} on a GPU; {CPU_BATCH_SIZE} on a CPU, where batching gains little and "
+        f"{on_a_cpu}.",
+    )

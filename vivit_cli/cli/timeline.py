@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from vivit_cli.batch.plan import CPU_BATCH_SIZE, GPU_BATCH_SIZE, default_batch_size
-from vivit_cli.cli.options import AUTO, BatchSize, load_classifier, model_options, tqdm_progress, view_options
+from vivit_cli.batch.plan import default_batch_size
+from vivit_cli.cli.options import batch_size_option, load_classifier, model_options, tqdm_progress, view_options
 from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 
 
@@ -29,16 +29,7 @@ from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
     show_default=True,
     help="Top-1 score a window needs to join a segment; weaker windows leave a gap.",
 )
-@click.option(
-    "--batch-size",
-    "-b",
-    type=BatchSize(),
-    default=AUTO,
-    show_default=True,
-    metavar="N|auto",
-    help=f"Windows per forward pass (each is --crops views). auto: {GPU_BATCH_SIZE} on a GPU; {CPU_BATCH_SIZE} on a "
-    "CPU, where batching gains little and the bar then moves window by window.",
-)
+@batch_size_option("Windows per forward pass (each is --crops views)", "the bar then moves window by window")
 @click.option(
     "--out",
     "-o",
