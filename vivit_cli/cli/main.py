@@ -91,7 +91,7 @@ for command in (
 
 def main() -> None:
     # OpenCV and FFmpeg print their own warnings for damaged files; ours say it in one line instead.
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     signal.signal(signal.SIGTERM, _terminate)
     keep_freed_memory()
