@@ -8,6 +8,7 @@ from datetime import datetime
 
 from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Timeline, shown_path
 from vivit_cli.writers.records import (
+    MODEL_COLUMNS,
     SECONDS_DECIMALS,
     TIME_DECIMALS,
     Record,
@@ -37,10 +38,7 @@ TIMELINE_COLUMNS = (
     "last_frame",
     "top_labels",
     "top_scores",
-    "model",
-    "revision",
-    "device",
-    "dtype",
+    *MODEL_COLUMNS,
 )
 
 
@@ -122,7 +120,7 @@ def _span_record(
         "first_frame": first_frame,
         "last_frame": last_frame,
         "predictions": top,
-        **{k: common[k] for k in ("model", "revision", "device", "dtype")},
+        **{k: common[k] for k in MODEL_COLUMNS},
     }
 
 
@@ -143,10 +141,7 @@ WEBCAM_COLUMNS = (
     "score",
     "top_labels",
     "top_scores",
-    "model",
-    "revision",
-    "device",
-    "dtype",
+    *MODEL_COLUMNS,
     "attempt",
     "message",
 )
@@ -167,7 +162,7 @@ def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None
         "latency_s": round(p.latency_s, SECONDS_DECIMALS),
         "smoothed_over": p.smoothed_over,
         "predictions": [prediction_record(x) for x in p.predictions],
-        **(model_fields(model) if model else dict.fromkeys(("model", "revision", "device", "dtype"))),
+        **(model_fields(model) if model else dict.fromkeys(MODEL_COLUMNS)),
     }
 
 

@@ -61,6 +61,9 @@ def _score_cell(score: float) -> str:
     return f"{score:.{SCORE_DECIMALS}f}"
 
 
+# What answered, in every record: the model id and commit, the device and dtype it ran in.
+MODEL_COLUMNS = ("model", "revision", "device", "dtype")
+
 # classify --json and batch: one row per video.
 
 BATCH_COLUMNS = (
@@ -74,17 +77,14 @@ BATCH_COLUMNS = (
     "duration_s",
     "num_frames",
     "fps",
-    "model",
-    "revision",
-    "device",
-    "dtype",
+    *MODEL_COLUMNS,
     "error",
 )
 
 
 def model_fields(model: ModelInfo) -> Record:
     """What answered, as every record says it: the model and its commit, the device and dtype it ran in."""
-    return {"model": model.model_id, "revision": model.revision, "device": model.device, "dtype": model.dtype}
+    return dict(zip(MODEL_COLUMNS, (model.model_id, model.revision, model.device, model.dtype), strict=True))
 
 
 def result_record(result: VideoResult) -> Record:
