@@ -679,3 +679,13 @@ def test_terminal_panel_says_the_source_is_lost_until_a_prediction_follows() -> 
     quiet = io.StringIO()
     TerminalView(Console(file=quiet), "off", "rtsp://cam/s").event(lost)
     assert quiet.getvalue() == "", "vivit -q: the log has it, stderr does not"
+
+
+def test_a_source_that_cannot_be_opened_leaves_an_existing_log_as_it_was(checkpoint: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.avi"
+    bad.write_text("not a video\n")
+    log = tmp_path / "earlier.csv"
+    log.write_text("rows of an earlier run\n")
+    result = run("--source", str(bad), "--model", str(checkpoint), "--fast", "--out", str(log))
+    assert result.exit_code == 4 and "Error:" in result.stderr
+    assert log.read_text() == "rows of an earlier run\n"

@@ -79,8 +79,12 @@ def test_format_from_the_name_or_format(schema: Schema, path: str | None, explic
 @pytest.mark.parametrize(
     "schema,path,message",
     [
-        (BATCH, "rows.txt", "cannot tell the format of rows.txt: use a .csv, .json or .jsonl name, or --format"),
-        (BATCH, "rows", "cannot tell the format of rows: use a .csv, .json or .jsonl name, or --format"),
+        (
+            BATCH,
+            "rows.txt",
+            "cannot tell the format of rows.txt: use a .csv, .json, .jsonl or .parquet name, or --format",
+        ),
+        (BATCH, "rows", "cannot tell the format of rows: use a .csv, .json, .jsonl or .parquet name, or --format"),
         (
             TIMELINE,
             "t.parquet",

@@ -76,8 +76,10 @@ CPU_BF16_QUERY_BLOCK = 128  # queries per block: ViViT-B's scores (12, 128, 3137
 
 @functools.cache
 def _cpu_has_bf16_units() -> bool:
-    cpu = torch.cpu
-    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    """The same answer as --dtype auto's (the CPU's flags), read once."""
+    from vivit_cli.device import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 def blocked_attention(q: Tensor, k: Tensor, v: Tensor, rows: int) -> Tensor:

@@ -68,7 +68,7 @@ def classify_command(
         # One line names the file and says why, whether the message named the file or not (a crash does not).
         click.secho(f"Error: {shown_path(path)}: {shown_path(reason(path, message))}", fg="red", err=True)
         if as_json:
-            click.echo(json.dumps(error_record(path, message, *ids)))
+            click.echo(json.dumps(error_record(path, message, *ids), ensure_ascii=False))
 
     # Paths that cannot be videos are known before the model loads: when none can, it is not loaded (or downloaded).
     unusable = [_unusable(path) for path in videos]

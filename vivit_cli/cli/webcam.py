@@ -54,7 +54,8 @@ from vivit_cli.live import settings as live
     "--out",
     "-o",
     type=click.Path(dir_okay=False, path_type=str),
-    help="Log one row per prediction: a .csv or .jsonl file, or - for JSONL on stdout.",
+    help="Log one row per prediction, and one per event of the source (lost, reopened): a .csv or .jsonl file, or - "
+    "for JSONL on stdout. An existing file is replaced when the first row comes.",
 )
 @click.option("--max-predictions", "-n", type=click.IntRange(1), help="Stop after N predictions.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after S seconds.")
@@ -113,7 +114,7 @@ def webcam_command(
 
     from vivit_cli.live import view, webcam
     from vivit_cli.results import LiveEvent, LivePrediction
-    from vivit_cli.writers.formats import check_folder, format_for, open_output
+    from vivit_cli.writers.formats import LazyWriter, check_folder, format_for, open_output
     from vivit_cli.writers.live import WEBCAM, webcam_event_record, webcam_record
 
     src = live.parse_source(source)  # usage errors before the model is fetched and loaded
@@ -129,7 +130,8 @@ def webcam_command(
     console = Console(stderr=True)
     mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open_output(out, WEBCAM, sys.stdout)) if out else None
+        # Opened with the first row: a source that cannot be opened leaves an existing log as it was.
+        log = LazyWriter(lambda: stack.enter_context(open_output(out, WEBCAM, sys.stdout))) if out else None
         window = view.PreviewWindow() if show else None
         if window:
             stack.callback(window.close)

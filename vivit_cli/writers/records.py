@@ -164,5 +164,5 @@ BATCH = Schema(
     BATCH_COLUMNS,
     batch_row,
     ("csv", "json", "jsonl", "parquet"),
-    unknown="cannot tell the format of {path}: use a .csv, .json or .jsonl name, or --format",
+    unknown="cannot tell the format of {path}: use a .csv, .json, .jsonl or .parquet name, or --format",
 )
