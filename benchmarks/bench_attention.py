@@ -30,6 +30,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_description, cpu_native_bf16, write_json  # noqa: E402
 
+from vivit_cli.layers import blocked_attention  # noqa: E402
+
 HEADS, TOKENS, HEAD_DIM = 12, 3137, 64  # ViViT-B/16x2: 16 x 14 x 14 tubelets + CLS
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CHUNKS = (64, 128, 256, 512)  # queries per chunk (the model's CPU_BF16_QUERY_BLOCK is 128)
@@ -49,17 +51,8 @@ def unfused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Softmax attention, one sample and `chunk` queries at a time: each chunk's scores (nh, chunk, N) stay in cache.
-
-    The same code as vivit_cli.model.blocked_attention, copied so that this benchmark outlives a move of it.
-    """
-    q = (q * q.shape[-1] ** -0.5).contiguous()  # (B, nh, Nq, hd)
-    kt, v = k.transpose(-2, -1).contiguous(), v.contiguous()  # (B, nh, hd, N), (B, nh, N, hd)
-    out = []
-    for b in range(q.shape[0]):
-        blocks = [(q[b, :, i : i + chunk] @ kt[b]).softmax(dim=-1) @ v[b] for i in range(0, q.shape[-2], chunk)]
-        out.append(torch.cat(blocks, dim=1))  # (nh, Nq, hd) from blocks of (nh, chunk, hd)
-    return torch.stack(out)  # (B, nh, Nq, hd)
+    """Softmax attention, one sample and `chunk` queries at a time: the model's own form (layers.blocked_attention)."""
+    return blocked_attention(q, k, v, chunk)
 
 
 def per_head(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
