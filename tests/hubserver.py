@@ -12,8 +12,11 @@ import hashlib
 import json
 import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin")  # stored in LFS on the Hub: their ETag is the content's sha256
@@ -219,3 +222,21 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
     return Handler
+
+
+@contextmanager
+def serving(monkeypatch: Any) -> Iterator[FakeHub]:
+    """A stand-in Hub that huggingface_hub (and transformers through it) talks to, online until the block ends."""
+    from huggingface_hub import constants
+
+    server = FakeHub()
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    try:
+        yield server
+    finally:
+        server.stop()

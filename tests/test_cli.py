@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hubserver import FakeHub
+from hubserver import FakeHub, serving
 from huggingface_hub import constants
 
 from tests.checkpoints import write_ours
@@ -35,16 +35,8 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def hub(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeHub, str]]:
     """The stand-in Hub, online for this test, serving the tiny checkpoint as REPO; yields it and the commit."""
-    server = FakeHub()
-    monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(
-        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
-    )
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    sha = server.push(REPO, {p.name: p.read_bytes() for p in checkpoint.iterdir()})
-    yield server, sha
-    server.stop()
+    with serving(monkeypatch) as server:
+        yield server, server.push(REPO, {p.name: p.read_bytes() for p in checkpoint.iterdir()})
 
 
 def run(*args: str, env: dict[str, str] | None = None):

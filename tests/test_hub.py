@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hubserver import FakeHub
+from hubserver import FakeHub, serving
 from huggingface_hub import constants
 from huggingface_hub.utils import enable_progress_bars
 
@@ -57,15 +57,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bytes
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A stand-in Hub that huggingface_hub (and transformers through it) talks to; online for this test."""
-    server = FakeHub()
-    monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(
-        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
-    )
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    yield server
-    server.stop()
+    with serving(monkeypatch) as server:
+        yield server
 
 
 def go_offline(monkeypatch: pytest.MonkeyPatch) -> None:
