@@ -38,6 +38,7 @@ from common import (  # noqa: E402
 from vivit_cli.batch import local  # noqa: E402
 from vivit_cli.batch import plan as batch  # noqa: E402
 from vivit_cli.batch.pool import DecodePool  # noqa: E402
+from vivit_cli.batch.rows import Labels  # noqa: E402
 from vivit_cli.pipeline import load_model  # noqa: E402
 from vivit_cli.video import sources  # noqa: E402
 from vivit_cli.video.sampling import Views  # noqa: E402
@@ -88,7 +89,7 @@ def main() -> None:
             with DecodePool(workers, batch.DEFAULT_TIMEOUT_S) as pool, open(root / "out.csv", "w") as out:
                 wait_ready(pool)  # in the CLI they start while the model loads
                 t = time.perf_counter()
-                tally = local.run(classifier, paths, pool, get_writer("csv", out), views, 5, args.batch_size)
+                tally = local.run(classifier, paths, pool, get_writer("csv", out), views, Labels(5), args.batch_size)
                 elapsed = time.perf_counter() - t
             assert tally.ok == len(paths), tally
             return elapsed

@@ -25,6 +25,7 @@ from tests.videos import write_video
 from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
+from vivit_cli.batch.rows import Labels
 from vivit_cli.cli import cli
 from vivit_cli.errors import SourceError
 from vivit_cli.pipeline import Classifier, load_model
@@ -240,7 +241,7 @@ def test_batch_size_auto_is_one_view_on_a_cpu_and_a_batch_on_a_gpu(
     monkeypatch.setattr(classifier, "forward", forward)
     paths = [str(folder / n) for n in GOOD]
     with DecodePool(1, 60) as pool, (tmp_path / "preds.jsonl").open("w") as stream:
-        tally = local.run(classifier, paths, pool, get_writer("jsonl", stream), Views(clips=2), top_k=1)
+        tally = local.run(classifier, paths, pool, get_writer("jsonl", stream), Views(clips=2), Labels(1))
     assert tally.ok == len(GOOD) and sum(passes) == 2 * len(GOOD)
     if device == "cpu":
         assert batch.default_batch_size("cpu") == 1 and set(passes) == {1}
@@ -502,7 +503,7 @@ def test_a_thousand_files_stream_with_flat_memory(checkpoint: Path, tmp_path: Pa
             pool,
             get_writer("jsonl", stream),
             Views(clips=4),
-            top_k=1,
+            Labels(1),
             batch_size=32,
             tally=tally,
             on_row=on_row,

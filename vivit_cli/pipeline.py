@@ -21,7 +21,7 @@ from vivit_cli.checkpoint import load_checkpoint
 from vivit_cli.device import resolve_device, resolve_dtype
 from vivit_cli.errors import DeviceError, VivitError
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
-from vivit_cli.results import ModelInfo, Prediction, VideoResult
+from vivit_cli.results import ModelInfo, Prediction, VideoEmbedding, VideoResult
 from vivit_cli.video.decode import sample_clips
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Clip, VideoInfo, Views
@@ -99,6 +99,19 @@ class Classifier:
         return VideoResult(
             source=prepared.source,
             predictions=self.top_k(view_probs.mean(axis=0), k),
+            model=self.info,
+            views=prepared.views,
+            duration_s=prepared.duration_s,
+            num_frames=prepared.num_frames,
+            fps=prepared.fps,
+        )
+
+    def embedding(self, prepared: PreparedVideo, view_features: np.ndarray) -> VideoEmbedding:
+        """Average the views' features (V, D) into the video's embedding (D,), float32."""
+        vector = view_features.astype(np.float32).mean(axis=0, dtype=np.float32)  # (D,)
+        return VideoEmbedding(
+            source=prepared.source,
+            vector=tuple(vector.tolist()),
             model=self.info,
             views=prepared.views,
             duration_s=prepared.duration_s,

@@ -67,6 +67,19 @@ class VideoResult:
 
 
 @dataclass(frozen=True)
+class VideoEmbedding:
+    """A video's embedding: the final LayerNorm's CLS token (what the classifier head reads), averaged over views."""
+
+    source: str
+    vector: tuple[float, ...]  # (hidden_size,) float32 values
+    model: ModelInfo
+    views: tuple[View, ...] = ()
+    duration_s: float | None = None
+    num_frames: int | None = None
+    fps: float | None = None
+
+
+@dataclass(frozen=True)
 class LivePrediction:
     """One scored window of a live source: when, which frames, and the smoothed top-k that passed the threshold."""
 

@@ -12,6 +12,7 @@ import click
 from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
+from vivit_cli.batch.rows import Labels
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
@@ -123,7 +124,7 @@ def batch_command(
     with DecodePool(workers, timeout) as pool:
         classifier = load_classifier(ctx, local_model.pinned, device, dtype)
         with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
-            local.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally, on_row)
+            local.run(classifier, job.todo, pool, writer, views, Labels(top_k), batch_size, tally, on_row)
     if tally.failed:
         ctx.exit(VideoError.exit_code)
 

@@ -1,15 +1,17 @@
-"""Parquet output for `vivit batch` (local or --ray): the JSON records as typed columns. pyarrow is imported
-lazily: it comes with the ray extra, or on its own (`pip install pyarrow`). No torch, no OpenCV."""
+"""Parquet output for `vivit batch` and `vivit embed` (local or --ray): the JSON records as typed columns. pyarrow
+is imported lazily: it comes with the ray extra, or on its own (`pip install pyarrow`). No torch, no OpenCV."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vivit_cli.errors import SourceError
+from vivit_cli.writers.embeddings import EMBED_COLUMNS
 from vivit_cli.writers.formats import PARQUET, RecordWriter
 from vivit_cli.writers.records import BATCH_COLUMNS, Record
 
@@ -31,11 +33,10 @@ def require_pyarrow() -> None:
         ) from None
 
 
-def schema() -> Any:
+def _view_type() -> Any:
     import pyarrow as pa
 
-    prediction = pa.struct([("label", pa.string()), ("score", pa.float64()), ("index", pa.int64())])
-    view = pa.struct(
+    return pa.struct(
         [
             ("clip", pa.int64()),
             ("crop", pa.string()),
@@ -43,15 +44,27 @@ def schema() -> Any:
             ("timestamps_s", pa.list_(pa.float64())),
         ]
     )
-    types = {
-        "score": pa.float64(),
-        "predictions": pa.list_(prediction),
-        "views": pa.list_(view),
-        "duration_s": pa.float64(),
-        "num_frames": pa.int64(),
-        "fps": pa.float64(),
-    }
-    return pa.schema([(name, types.get(name, pa.string())) for name in COLUMNS])
+
+
+def _video_types() -> dict[str, Any]:
+    """The typed columns every row of a video has; the others are strings."""
+    import pyarrow as pa
+
+    return {"views": pa.list_(_view_type()), "duration_s": pa.float64(), "num_frames": pa.int64(), "fps": pa.float64()}
+
+
+def _schema(columns: tuple[str, ...], types: dict[str, Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([(name, types.get(name, pa.string())) for name in columns])
+
+
+def schema() -> Any:
+    """`vivit batch`'s rows: the top-k as a list of structs."""
+    import pyarrow as pa
+
+    prediction = pa.struct([("label", pa.string()), ("score", pa.float64()), ("index", pa.int64())])
+    return _schema(COLUMNS, {"score": pa.float64(), "predictions": pa.list_(prediction), **_video_types()})
 
 
 def to_row(record: Record) -> dict[str, Any]:
@@ -67,6 +80,32 @@ def to_row(record: Record) -> dict[str, Any]:
     return row
 
 
+@dataclass(frozen=True)
+class Table:
+    """How one command's records become Parquet rows: the Arrow schema, and a record's row."""
+
+    schema: Callable[[], Any]
+    to_row: Callable[[Record], dict[str, Any]]
+
+
+BATCH_TABLE = Table(schema, to_row)
+
+
+def embed_table(dim: int) -> Table:
+    """`vivit embed`'s rows: the embedding as a fixed-size list of `dim` float32 values, which pyarrow, pandas and
+    polars read as they are (an error row's is null)."""
+
+    def embed_schema() -> Any:
+        import pyarrow as pa
+
+        return _schema(EMBED_COLUMNS, {"embedding": pa.list_(pa.float32(), dim), **_video_types()})
+
+    def embed_row(record: Record) -> dict[str, Any]:
+        return {**{name: record.get(name) for name in EMBED_COLUMNS}, "views": record.get("views") or []}
+
+    return Table(embed_schema, embed_row)
+
+
 class ParquetWriter(RecordWriter):
     """Writes records to `path` through a temporary file that takes its name when finish() closes it.
 
@@ -76,19 +115,20 @@ class ParquetWriter(RecordWriter):
 
     format = PARQUET
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, table: Table = BATCH_TABLE) -> None:
         import pyarrow.parquet as pq
 
-        self.path = path
+        self.path, self.table = path, table
+        self._schema = table.schema()
         self._tmp = Path(path).with_name(f".{Path(path).name}.partial")
         self._rows: list[dict[str, Any]] = []
         try:
-            self._file = pq.ParquetWriter(self._tmp, schema())
+            self._file = pq.ParquetWriter(self._tmp, self._schema)
         except OSError as e:
             raise SourceError(f"cannot write {path}: {e}") from None
 
     def write(self, record: Record) -> None:
-        self._rows.append(to_row(record))
+        self._rows.append(self.table.to_row(record))
         if len(self._rows) >= ROW_GROUP_ROWS:
             self._flush()
 
@@ -107,7 +147,7 @@ class ParquetWriter(RecordWriter):
         import pyarrow as pa
 
         if self._rows:
-            self._file.write_table(pa.Table.from_pylist(self._rows, schema=schema()))
+            self._file.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
             self._rows = []
 
 
@@ -124,11 +164,13 @@ def read_parquet_records(path: str | Path, columns: list[str] | None = None) -> 
 
 
 @contextmanager
-def open_parquet(out: str, retry: set[str] | None, key: Callable[[str], str]) -> Iterator[ParquetWriter]:
+def open_parquet(
+    out: str, retry: set[str] | None, key: Callable[[str], str], table: Table = BATCH_TABLE
+) -> Iterator[ParquetWriter]:
     """A writer for `out`. On --resume (`retry`: the keys of the files about to be redone) the old rows of the
     other files come first, each file once; `key` maps a path to the key --resume matches on.
     """
-    writer = ParquetWriter(out)
+    writer = ParquetWriter(out, table)
     if retry is not None and os.path.isfile(out):
         try:
             seen: set[str] = set()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vivit_cli.results import ModelInfo, Prediction, VideoResult, shown_path
+from vivit_cli.results import ModelInfo, Prediction, VideoEmbedding, VideoResult, shown_path
 
 Record = dict[str, Any]  # one row as JSON: what every writer takes
 
@@ -93,6 +93,14 @@ def result_record(result: VideoResult) -> Record:
         "path": shown_path(result.source),
         "status": "ok",
         "predictions": [prediction_record(p) for p in result.predictions],
+        **video_fields(result),
+        **model_fields(result.model),
+    }
+
+
+def video_fields(result: VideoResult | VideoEmbedding) -> Record:
+    """The views that went through the model, and the video's duration, frame count and rate."""
+    return {
         "views": [
             {
                 "clip": v.clip,
@@ -105,17 +113,19 @@ def result_record(result: VideoResult) -> Record:
         "duration_s": _rounded(result.duration_s),
         "num_frames": result.num_frames,
         "fps": _rounded(result.fps),
-        **model_fields(result.model),
     }
 
 
-def error_record(path: str, message: str, model: str | None = None, revision: str | None = None) -> Record:
-    """The JSON object for a video that could not be classified; its `error` says why, not which file."""
+def error_record(
+    path: str, message: str, model: str | None = None, revision: str | None = None, empty: Record | None = None
+) -> Record:
+    """The JSON object for a video that could not be classified; its `error` says why, not which file. `empty`:
+    what stands for the missing answer (no predictions; embed's rows: no embedding)."""
     return {
         "path": shown_path(path),
         "status": "error",
         "error": shown_path(reason(path, message)),
-        "predictions": [],
+        **({"predictions": []} if empty is None else empty),
         "views": [],
         "model": model,
         "revision": revision,
@@ -133,6 +143,12 @@ def reason(path: str, message: str) -> str:
     return message
 
 
+def views_cell(views: Sequence[Record]) -> str:
+    """The views as one CSV cell: 'clips x crops'."""
+    clips = len({v["clip"] for v in views})
+    return f"{clips}x{len(views) // clips}" if clips else ""
+
+
 def batch_row(record: Record) -> Record:
     """A record -> its CSV row: top-1, then the top-k joined with '|', views as 'clips x crops'.
 
@@ -140,13 +156,11 @@ def batch_row(record: Record) -> Record:
     """
     if "predictions" not in record:
         return {column: record.get(column) or "" for column in BATCH_COLUMNS}
-    views = record.get("views") or []
-    clips = len({v["clip"] for v in views})
     return {
         "path": record["path"],
         "status": record["status"],
         **best_cells(record.get("predictions") or []),
-        "views": f"{clips}x{len(views) // clips}" if clips else "",
+        "views": views_cell(record.get("views") or []),
         **{column: cell(record.get(column)) for column in BATCH_COLUMNS[7:]},
     }
 

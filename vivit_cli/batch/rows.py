@@ -1,0 +1,51 @@
+"""What a run over many files writes for each: its labels (`vivit batch`) or its embedding (`vivit embed`).
+
+A kind names the model output it needs, the schema its rows follow, and how a file's scores or its error become a
+row; the local run and the Ray workers take one and do the rest the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vivit_cli.writers.embeddings import EMBED, embedding_error_record, embedding_record
+from vivit_cli.writers.records import BATCH, Record, Schema, error_record, result_record
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vivit_cli.pipeline import Classifier, Output
+    from vivit_cli.video.views import PreparedVideo
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A row of the top-k labels, the views' probabilities averaged."""
+
+    top_k: int = 5
+    output: Output = "probs"
+    schema: Schema = BATCH
+
+    def record(self, classifier: Classifier, prepared: PreparedVideo, scores: np.ndarray) -> Record:
+        return result_record(classifier.result(prepared, scores, self.top_k))
+
+    def error(self, path: str, message: str, model: str | None, revision: str | None) -> Record:
+        return error_record(path, message, model, revision)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """A row of the embedding, the views' features averaged."""
+
+    output: Output = "features"
+    schema: Schema = EMBED
+
+    def record(self, classifier: Classifier, prepared: PreparedVideo, scores: np.ndarray) -> Record:
+        return embedding_record(classifier.embedding(prepared, scores))
+
+    def error(self, path: str, message: str, model: str | None, revision: str | None) -> Record:
+        return embedding_error_record(path, message, model, revision)
+
+
+Kind = Labels | Embeddings  # what a run writes per file
