@@ -17,6 +17,7 @@ from tests.checkpoints import write_ours
 from tests.videos import write_video
 from vivit_cli import hub
 from vivit_cli.batch import cluster as ray_runner
+from vivit_cli.batch.rows import Labels
 from vivit_cli.cli import cli
 from vivit_cli.writers import read_records
 
@@ -180,7 +181,7 @@ def test_batch_size_auto_follows_the_workers_device(
 
     passes: dict[str, int] = {}
 
-    def dataset(*args: Any) -> NoRows:  # (paths, job, model, sizes, views, top_k, dtype, batch_size)
+    def dataset(*args: Any) -> NoRows:  # (paths, job, model, sizes, views, kind, dtype, batch_size)
         passes[args[3].device] = args[7]
         return NoRows()
 
@@ -190,7 +191,7 @@ def test_batch_size_auto_follows_the_workers_device(
     for device in ("auto", "cpu"):
         sizes = ray_runner.size_workers(device, None, None)
         writer = get_writer("jsonl", io.StringIO())
-        tally = ray_runner.run([str(folder / "a.avi")], model, sizes, writer, Views(), top_k=1)
+        tally = ray_runner.run([str(folder / "a.avi")], model, sizes, writer, Views(), Labels(1))
         assert (tally.failed, tally.failures) == (1, [(str(folder / "a.avi"), "no answer from the Ray cluster")])
     assert passes == {"cuda": 8, "cpu": 1}
 
@@ -349,3 +350,20 @@ def test_parquet_resume_with_another_model_is_refused_before_ray_starts(
     assert result.exit_code == 2, result.stderr
     assert f"holds rows from org/other@000000000000, not {checkpoint}" in result.stderr
     assert out.read_bytes() == before
+
+
+def test_embed_on_ray_gives_the_local_vectors(local_ray, folder: Path, checkpoint: Path, tmp_path: Path) -> None:
+    common = ["embed", str(folder / "a.avi"), str(folder / "b.mp4"), str(folder / "text.mp4"), "--model"]
+    local = invoke(*common, str(checkpoint), "--clips", "2", "--out", str(tmp_path / "local.parquet"))
+    on_ray = invoke(*common, str(checkpoint), "--clips", "2", "--out", str(tmp_path / "ray.parquet"), "--ray")
+    assert local.exit_code == on_ray.exit_code == 4, on_ray.stderr  # text.mp4
+    ours = by_path(list(read_records(tmp_path / "local.parquet", "parquet")))
+    theirs = by_path(list(read_records(tmp_path / "ray.parquet", "parquet")))
+    assert sorted(ours) == sorted(theirs)
+    for path, row in ours.items():
+        other = theirs[path]
+        assert (row["status"], row["views"], row["model"]) == (other["status"], other["views"], other["model"])
+        if row["status"] == "ok":
+            np.testing.assert_allclose(row["embedding"], other["embedding"], rtol=1e-5, atol=1e-6)
+        else:
+            assert row["embedding"] is None and other["embedding"] is None and row["error"] == other["error"]

@@ -11,18 +11,16 @@ import pickle
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from vivit_cli.batch import worker
+from vivit_cli.batch.rows import Kind
 from vivit_cli.batch.worker import DecodeSpec
 from vivit_cli.device import keep_freed_memory
 from vivit_cli.results import ModelInfo
-from vivit_cli.writers import error_record, result_record
-
-if TYPE_CHECKING:
-    pass
+from vivit_cli.writers.records import model_fields
 
 # A file whose decoder took its worker down this many times gets an error row; once may be a lost node.
 DECODE_ATTEMPTS = 2
@@ -102,7 +100,7 @@ class ModelWorker:
     records (JSON text, so that the driver writes them as they are)."""
 
     def __init__(
-        self, load_ref: str, info: ModelInfo, device: str, dtype: str, top_k: int, batch_size: int, threads: int | None
+        self, load_ref: str, info: ModelInfo, device: str, dtype: str, kind: Kind, batch_size: int, threads: int | None
     ) -> None:
         from vivit_cli.pipeline import load_model
 
@@ -112,7 +110,7 @@ class ModelWorker:
         # The model string as the driver resolved it, with where this worker runs it.
         here = self.classifier.info
         self.info = replace(info, device=here.device, dtype=here.dtype)
-        self.top_k, self.batch_size = top_k, batch_size
+        self.kind, self.batch_size = kind, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from vivit_cli.pipeline import score_videos
@@ -121,15 +119,13 @@ class ModelWorker:
         decoded = []
         for i, (path, blob, error) in enumerate(zip(batch["path"], batch["prepared"], batch["error"], strict=True)):
             if error:
-                records[i] = error_record(str(path), str(error), self.info.model_id, self.info.revision)
+                records[i] = self.kind.error(str(path), str(error), self.info.model_id, self.info.revision)
             else:
                 decoded.append((i, pickle.loads(blob)))
-        probs = score_videos(self.classifier, [p.pixel_values for _, p in decoded], self.batch_size)
-        for (i, prepared), view_probs in zip(decoded, probs, strict=True):
+        scores = score_videos(self.classifier, [p.pixel_values for _, p in decoded], self.batch_size, self.kind.output)
+        for (i, prepared), view_scores in zip(decoded, scores, strict=True):
             # The model string as the driver resolved it, not as the worker opened it: rows match a local run's.
-            records[i] = result_record(
-                replace(self.classifier.result(prepared, view_probs, self.top_k), model=self.info)
-            )
+            records[i] = {**self.kind.record(self.classifier, prepared, view_scores), **model_fields(self.info)}
         text = np.array([json.dumps(r, ensure_ascii=False) for r in records], dtype=object)
         return {"path": batch["path"], "record": text}
 

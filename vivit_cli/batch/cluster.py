@@ -17,6 +17,7 @@ from vivit_cli import hub
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch import worker
 from vivit_cli.batch.actors import DecodeJob, Ledger, ModelWorker, decode_row
+from vivit_cli.batch.rows import Kind
 from vivit_cli.batch.worker import DecodeSpec, one_line
 from vivit_cli.errors import ClusterError, VivitError
 from vivit_cli.results import ModelInfo
@@ -24,7 +25,6 @@ from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
 from vivit_cli.video.sources import LIST_PREFIX, path_key
 from vivit_cli.writers.formats import LazyWriter
-from vivit_cli.writers.records import error_record
 
 EXTRA = 'pip install "vivit-cli[ray]"'
 LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, else a local one
@@ -61,6 +61,7 @@ class ClusterModel:
     num_frames: int
     preprocess: PreprocessConfig
     note: str | None  # hub's note (offline, from the cache) for stderr
+    hidden_size: int = 0  # the embedding's size
 
 
 def resolve_model(model: str | hub.ModelRef) -> ClusterModel:
@@ -79,6 +80,7 @@ def resolve_model(model: str | hub.ModelRef) -> ClusterModel:
         config.num_frames,
         read_preprocess(local.folder),
         local.note,
+        config.hidden_size,
     )
 
 
@@ -167,14 +169,14 @@ def run(
     sizes: WorkerSizes,
     writer: batch.Writer,
     views: Views,
-    top_k: int,
+    kind: Kind,
     dtype: str = "auto",
     batch_size: int | None = None,
     timeout_s: float = batch.DEFAULT_TIMEOUT_S,
     tally: batch.Tally | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> batch.Tally:
-    """Classify `paths` on the connected cluster and write one row per file, in completion order. `batch_size`
+    """Score `paths` on the connected cluster and write one row per file (`kind`), in completion order. `batch_size`
     None picks it by the workers' device (batch.default_batch_size)."""
     import json
 
@@ -195,14 +197,14 @@ def run(
     ledger = ray.remote(num_cpus=0)(Ledger).remote()
     try:
         job = DecodeJob(DecodeSpec(model.num_frames, model.preprocess, views), timeout_s, ledger, worker.decode)
-        dataset = _dataset(paths, job, model, sizes, views, top_k, dtype, batch_size)
+        dataset = _dataset(paths, job, model, sizes, views, kind, dtype, batch_size)
         for row in _rows(dataset):
             emit(json.loads(row["record"]))
     finally:
         ray.kill(ledger)
     for path in paths:  # never expected: every file has a row whatever happened to its tasks
         if path_key(path) not in written:
-            emit(error_record(path, "no answer from the Ray cluster", model.info.model_id, model.info.revision))
+            emit(kind.error(path, "no answer from the Ray cluster", model.info.model_id, model.info.revision))
     return tally
 
 
@@ -212,7 +214,7 @@ def _dataset(
     model: ClusterModel,
     sizes: WorkerSizes,
     views: Views,
-    top_k: int,
+    kind: Kind,
     dtype: str,
     batch_size: int,
 ) -> Any:
@@ -246,7 +248,7 @@ def _dataset(
                 info=model.info,
                 device=sizes.device,
                 dtype=dtype,
-                top_k=top_k,
+                kind=kind,
                 batch_size=batch_size,
                 threads=sizes.threads,
             ),

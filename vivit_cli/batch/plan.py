@@ -18,7 +18,7 @@ from vivit_cli.errors import SourceError
 from vivit_cli.video.sources import collect_videos, path_key
 from vivit_cli.writers import parquet
 from vivit_cli.writers.formats import PARQUET, RecordWriter, check_folder, format_for, get_writer, read_records
-from vivit_cli.writers.records import BATCH
+from vivit_cli.writers.records import BATCH, Schema
 
 if TYPE_CHECKING:
     from vivit_cli.results import ModelInfo
@@ -59,20 +59,31 @@ class Plan:
     skipped: int  # files that already have an ok row in `out` (--resume)
     resume: bool
     models: frozenset[tuple[str, str]] = frozenset()  # (model, revision or "") of those rows
+    schema: Schema = BATCH  # what a row holds: labels (batch) or an embedding (embed)
+    table: parquet.Table = parquet.BATCH_TABLE  # its Parquet columns
 
 
-def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | None, resume: bool) -> Plan:
+def plan(
+    sources: Sequence[str],
+    recursive: bool,
+    out: str | None,
+    fmt: str | None,
+    resume: bool,
+    schema: Schema = BATCH,
+    table: parquet.Table = parquet.BATCH_TABLE,
+) -> Plan:
     """Check the options and list the files, before any model is loaded; --resume reads `out` but leaves it as is."""
     out = None if out == "-" else out
     if resume and out is None:
         raise SourceError("--resume needs --out: rows written to stdout cannot be read back")
-    fmt = format_for(out, fmt, BATCH)
+    fmt = format_for(out, fmt, schema)
     if fmt == PARQUET:
         if out is None:
             raise SourceError(f"Parquet goes to a file, not to stdout: give --out preds{parquet.SUFFIX}")
         parquet.require_pyarrow()
     if out is not None and os.path.isdir(out):
-        raise SourceError(f"--out {out} is a folder: give a file name ending in .csv, .json, .jsonl or .parquet")
+        suffixes = ", ".join(f".{f}" for f in schema.formats)
+        raise SourceError(f"--out {out} is a folder: give a file name ending in {suffixes}")
     if out is not None:
         check_folder(out)
     paths = collect_videos(sources, recursive)
@@ -83,7 +94,7 @@ def plan(sources: Sequence[str], recursive: bool, out: str | None, fmt: str | No
     done = {path_key(str(r.get("path"))) for r in finished}
     todo = tuple(p for p in paths if path_key(p) not in done)
     models = frozenset((str(r.get("model") or ""), str(r.get("revision") or "")) for r in finished)
-    return Plan(todo, out, fmt, len(paths) - len(todo), resume, models)
+    return Plan(todo, out, fmt, len(paths) - len(todo), resume, models, schema, table)
 
 
 def check_model(job: Plan, info: ModelInfo) -> None:
@@ -119,11 +130,11 @@ def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
     if job.fmt == PARQUET:
         assert job.out is not None
         retry = {path_key(p) for p in job.todo} if job.resume else None
-        with parquet.open_parquet(job.out, retry, path_key) as rows:
+        with parquet.open_parquet(job.out, retry, path_key, job.table) as rows:
             yield rows
         return
     if job.out is None:
-        writer = get_writer(job.fmt, stdout, BATCH)
+        writer = get_writer(job.fmt, stdout, job.schema)
         try:
             yield writer
         finally:
@@ -133,7 +144,7 @@ def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
     if append:
         _rewrite_kept(job)
     with open(job.out, "a" if append else "w", encoding="utf-8", newline="") as stream:
-        writer = get_writer(job.fmt, stream, BATCH, append=append)
+        writer = get_writer(job.fmt, stream, job.schema, append=append)
         try:
             yield writer
         finally:
@@ -146,7 +157,7 @@ def _rewrite_kept(job: Plan) -> None:
     seen: set[str] = set()
     tmp = Path(job.out).with_name(f".{Path(job.out).name}.resume-tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as stream:
-        writer = get_writer(job.fmt, stream, BATCH)
+        writer = get_writer(job.fmt, stream, job.schema)
         for record in read_records(job.out, job.fmt):
             key = path_key(str(record.get("path")))
             if key in retry or key in seen:

@@ -1,10 +1,11 @@
-"""`vivit batch`: folders of videos into one file of rows, on this machine or on Ray."""
+"""`vivit batch`: folders of videos into one file of rows, on this machine or on Ray; the run `vivit embed` shares."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -12,7 +13,7 @@ import click
 from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
-from vivit_cli.batch.rows import Labels
+from vivit_cli.batch.rows import Kind, Labels
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
@@ -23,149 +24,153 @@ from vivit_cli.cli.options import (
     say_stopped,
     view_options,
 )
+from vivit_cli.writers.records import BATCH, Schema
+
+
+def run_options(schema: Schema, views: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """SOURCES and the options of a run over many files (--out, --resume, workers, --ray ...), batch's and embed's;
+    `schema.formats` are what --out takes, `views` the view options (with --top-k for labels)."""
+    suffixes = ", ".join(f".{f}" for f in schema.formats[:-1]) + f" or .{schema.formats[-1]}"
+
+    options = [
+        click.argument("sources", nargs=-1, required=True),
+        model_options,
+        views,
+        click.option(
+            "--out",
+            "-o",
+            type=click.Path(dir_okay=False, path_type=str),
+            help=f"Output file: {suffixes}; - for stdout. [default: JSONL on stdout]",
+        ),
+        click.option(
+            "--format", "fmt", type=click.Choice(schema.formats), help="Output format, when not the --out suffix's."
+        ),
+        click.option("--recursive", "-r", is_flag=True, help="Look in the subfolders of folder sources."),
+        click.option(
+            "--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried)."
+        ),
+        click.option(
+            "--workers",
+            "-j",
+            type=click.IntRange(1),
+            help="Decode processes; with --ray, model workers. [default: from the cores and device]",
+        ),
+        batch_size_option(
+            "Views (clips x crops) per forward pass",
+            "each video's row is then written as soon as it is done (with --ray: by the workers' device)",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0, min_open=True),
+            default=batch.DEFAULT_TIMEOUT_S,
+            show_default=True,
+            help="Seconds one file may take to decode; then its worker is stopped and the file gets an error row.",
+        ),
+        click.option(
+            "--ray",
+            "ray_address",
+            is_flag=False,
+            flag_value="",
+            metavar="[ADDRESS]",  # "": ray.init() decides
+            help="Run on Ray: a running cluster (or a new local one), auto, or ray://host:port; "
+            "needs the ray extra. Put it after SOURCES, or write --ray=ADDRESS.",
+        ),
+        click.option(
+            "--gpus-per-worker",
+            type=click.FloatRange(0),
+            help="With --ray: GPUs per model worker. [default: 1 if the cluster has GPUs, else 0]",
+        ),
+        click.pass_context,
+    ]
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
 
 
 @click.command("batch")
-@click.argument("sources", nargs=-1, required=True)
-@model_options
-@view_options
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Output file: .csv, .json, .jsonl or .parquet; - for stdout. [default: JSONL on stdout]",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["csv", "json", "jsonl", "parquet"]),
-    help="Output format, when not the --out suffix's.",
-)
-@click.option("--recursive", "-r", is_flag=True, help="Look in the subfolders of folder sources.")
-@click.option("--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried).")
-@click.option(
-    "--workers",
-    "-j",
-    type=click.IntRange(1),
-    help="Decode processes; with --ray, model workers. [default: from the cores and device]",
-)
-@batch_size_option(
-    "Views (clips x crops) per forward pass",
-    "each video's row is then written as soon as it is done (with --ray: by the workers' device)",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=batch.DEFAULT_TIMEOUT_S,
-    show_default=True,
-    help="Seconds one file may take to decode; then its worker is stopped and the file gets an error row.",
-)
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="",
-    metavar="[ADDRESS]",  # "": ray.init() decides
-    help="Run on Ray: a running cluster (or a new local one), auto, or ray://host:port; "
-    "needs the ray extra. Put it after SOURCES, or write --ray=ADDRESS.",
-)
-@click.option(
-    "--gpus-per-worker",
-    type=click.FloatRange(0),
-    help="With --ray: GPUs per model worker. [default: 1 if the cluster has GPUs, else 0]",
-)
-@click.pass_context
-def batch_command(
-    ctx: click.Context,
-    sources: tuple[str, ...],
-    model: str,
-    device: str,
-    dtype: str,
-    stride: int,
-    clips: int,
-    crops: str,
-    top_k: int,
-    out: str | None,
-    fmt: str | None,
-    recursive: bool,
-    resume: bool,
-    workers: int | None,
-    batch_size: int | None,
-    timeout: float,
-    ray_address: str | None,
-    gpus_per_worker: float | None,
-) -> None:
+@run_options(BATCH, view_options)
+def batch_command(ctx: click.Context, top_k: int, **_: Any) -> None:
     """Classify every video in SOURCES into one CSV, JSON, JSONL or Parquet file: a row per video, ok or error.
 
     A SOURCE is a folder, a glob, a file or @list.txt (one file per line). Rows are written as videos finish.
     Exit codes: 0 all classified, 4 some videos failed (see their rows), 3 model or checkpoint problem,
     2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
     """
+    run_files(ctx, Labels(top_k))
+
+
+def run_files(ctx: click.Context, kind: Kind, table: Callable[[int], Any] | None = None) -> None:
+    """A run over ctx.params' SOURCES, writing `kind`'s rows, here or on Ray; `table(hidden_size)`: its Parquet
+    columns when they depend on the model."""
     from vivit_cli.errors import VideoError
     from vivit_cli.video.sampling import Views
 
-    views = Views(stride=stride, clips=clips, crops=int(crops))
-    if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/batch/cluster.py
-        _batch_on_ray(ctx, views)
-        return
-    if gpus_per_worker is not None:
-        raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
-    from vivit_cli.device import resolve_device
-    from vivit_cli.results import ModelInfo
-
-    job = batch.plan(sources, recursive, out, fmt, resume)  # usage errors before anything is fetched or loaded
-    workers = workers or batch.default_workers(resolve_device(device).type)
-    tally = batch.Tally(skipped=job.skipped)
-    if _nothing_to_do(ctx, job, tally):
-        return
-    local_model = fetch_model(ctx, model)  # a branch becomes a commit: --resume checks it before the model loads
-    batch.check_model(job, ModelInfo(local_model.model_id, local_model.revision))
-    # The workers start, and import torch, while the model loads.
-    with DecodePool(workers, timeout) as pool:
-        classifier = load_classifier(ctx, local_model.pinned, device, dtype)
-        with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
-            local.run(classifier, job.todo, pool, writer, views, Labels(top_k), batch_size, tally, on_row)
-    if tally.failed:
+    p = ctx.params
+    views = Views(stride=p["stride"], clips=p["clips"], crops=int(p["crops"]))
+    if p["ray_address"] is not None:  # the same job on Ray Data, with no torch in this process: batch/cluster.py
+        tally = _run_on_ray(ctx, views, kind, table)
+    else:
+        tally = _run_here(ctx, views, kind, table)
+    if tally is not None and tally.failed:
         ctx.exit(VideoError.exit_code)
 
 
-def _batch_on_ray(ctx: click.Context, views: Any) -> None:
-    """`vivit batch --ray`: the same rows, files and exit codes as a local run, from a Ray cluster."""
+def _run_here(ctx: click.Context, views: Any, kind: Kind, table: Callable[[int], Any] | None) -> batch.Tally | None:
+    if ctx.params["gpus_per_worker"] is not None:
+        raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
+    from vivit_cli.checkpoint import read_config
+    from vivit_cli.device import resolve_device
+    from vivit_cli.results import ModelInfo
+
+    p = ctx.params
+    job = batch.plan(p["sources"], p["recursive"], p["out"], p["fmt"], p["resume"], kind.schema)
+    workers = p["workers"] or batch.default_workers(resolve_device(p["device"]).type)
+    tally = batch.Tally(skipped=job.skipped)
+    if _nothing_to_do(ctx, job, tally):
+        return None
+    local_model = fetch_model(ctx, p["model"])  # a branch becomes a commit: --resume checks it before the model loads
+    batch.check_model(job, ModelInfo(local_model.model_id, local_model.revision))
+    if table is not None:
+        job = replace(job, table=table(read_config(local_model.folder)[0].hidden_size))
+    # The workers start, and import torch, while the model loads.
+    with DecodePool(workers, p["timeout"]) as pool:
+        classifier = load_classifier(ctx, local_model.pinned, p["device"], p["dtype"])
+        with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
+            local.run(classifier, job.todo, pool, writer, views, kind, p["batch_size"], tally, on_row)
+    return tally
+
+
+def _run_on_ray(ctx: click.Context, views: Any, kind: Kind, table: Callable[[int], Any] | None) -> batch.Tally | None:
+    """The same rows, files and exit codes as a local run, from a Ray cluster."""
     from vivit_cli import hub
     from vivit_cli.batch import cluster
-    from vivit_cli.errors import VideoError
 
     p = ctx.params
     cluster.require_ray()
     address, sources = cluster.split_address(p["ray_address"], p["sources"])
-    job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"])
+    job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"], kind.schema)
     tally = batch.Tally(skipped=job.skipped)
     if _nothing_to_do(ctx, job, tally):
-        return
+        return None
     ref = hub.parse_model(p["model"])
     quiet_hub(ctx, ref)
     model = cluster.resolve_model(ref)  # once, here: every worker loads the same commit
     batch.check_model(job, model.info)
+    if table is not None:
+        job = replace(job, table=table(model.hidden_size))
     note(ctx, model.note)
     stdout = sys.stdout  # taken before Ray's messages move to stderr
     with cluster.connect(address, ctx.obj["quiet"]):
         sizes = cluster.size_workers(p["device"], p["workers"], p["gpus_per_worker"])
         with _progress(ctx, job, tally) as on_row, cluster.open_output(job, stdout) as writer:
             cluster.run(
-                job.todo,
-                model,
-                sizes,
-                writer,
-                views,
-                p["top_k"],
-                p["dtype"],
-                p["batch_size"],
-                p["timeout"],
-                tally,
-                on_row,
+                job.todo, model, sizes, writer, views, kind, p["dtype"], p["batch_size"], p["timeout"], tally, on_row
             )
-    if tally.failed:
-        ctx.exit(VideoError.exit_code)
+    return tally
 
 
 def _nothing_to_do(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> bool:

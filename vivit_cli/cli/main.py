@@ -13,6 +13,7 @@ import click
 from vivit_cli import __version__
 from vivit_cli.cli.batch import batch_command
 from vivit_cli.cli.classify import classify_command
+from vivit_cli.cli.embed import embed_command
 from vivit_cli.cli.env import env_command
 from vivit_cli.cli.models import download_command, labels_command
 from vivit_cli.cli.options import DEBUG_HELP, QUIET_HELP, global_options, said_stopped
@@ -80,6 +81,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 for command in (
     batch_command,
     classify_command,
+    embed_command,
     download_command,
     env_command,
     labels_command,

@@ -111,6 +111,11 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="How many labels to report per video.",
     )(f)
+    return sampling_options(f)
+
+
+def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--stride, --clips and --crops: the views of a video that go through the model."""
     f = click.option(
         "--crops",
         type=click.Choice(["1", "3"]),
@@ -123,7 +128,7 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
         type=click.IntRange(1),
         default=1,
         show_default=True,
-        help="Clips spread evenly over the video; their scores are averaged.",
+        help="Clips spread evenly over the video; their outputs are averaged.",
     )(f)
     f = click.option(
         "--stride",
