@@ -3,8 +3,8 @@
 No block's text is changed. What the blocks name is made to exist instead:
 - the model `google/vivit-b-16x2-kinetics400` is a tiny random checkpoint put in the test's own Hugging Face cache
   under that name (the Hub is offline in tests, so vivit takes the cached copy, as it would on a plane);
-- the files they read are generated in the folder the block runs in: `clip.mp4`, `videos/` (two short videos)
-  and `preds.parquet` (rows as `vivit batch --out preds.parquet` writes them).
+- the files they read are generated in the folder the block runs in: `clip.mp4`, `videos/` (two short videos),
+  `preds.parquet` (rows as `vivit batch --out preds.parquet` writes them) and `emb.parquet` (`vivit embed`'s).
 A block that names anything else fails here: add it to `workspace` below, with the README.
 """
 
@@ -15,9 +15,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tests.checkpoints import write_ours
 from tests.videos import write_video
+from vivit_cli.cli import cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MODEL = "google/vivit-b-16x2-kinetics400"  # what the examples load
@@ -65,4 +67,7 @@ def test_python_example_runs(workspace: Path, line: int, code: str) -> None:
 
         rows = {"path": ["videos/a.mp4"], "status": ["ok"], "label": ["label 0"], "score": [0.5], "error": [None]}
         pq.write_table(pa.table(rows), workspace / "preds.parquet")
+    if "emb.parquet" in code:
+        done = CliRunner().invoke(cli, ["embed", "videos", "--out", "emb.parquet"], catch_exceptions=False)
+        assert done.exit_code == 0, done.stderr
     exec(compile(code, f"README.md:{line}", "exec"), {"__name__": "__main__"})  # raises what the example would
