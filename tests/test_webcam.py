@@ -27,7 +27,6 @@ from vivit_cli.live import settings as live
 from vivit_cli.live import webcam
 from vivit_cli.live.draw import (
     BAR_COLOUR,
-    FONT,
     LINE_WIDTH_FRACTION,
     MIN_LINE_HEIGHT_PX,
     PANEL_ALPHA,
@@ -36,6 +35,7 @@ from vivit_cli.live.draw import (
 )
 from vivit_cli.live.frames import Frame, FrameClock, RingBuffer
 from vivit_cli.live.settings import CaptureSettings, Source
+from vivit_cli.live.text import text_width
 from vivit_cli.live.webcam import LiveSettings, run_live
 from vivit_cli.results import LiveEvent, Prediction
 
@@ -173,7 +173,8 @@ def test_long_labels_and_their_scores_fit_inside_the_frame(size: tuple[int, int]
     else:  # a frame too small for that: the label cut short, the score kept
         assert words.startswith(label[:2])
     for t in scored:  # the score's own pixels: bright text at the end of its line
-        score_x = t.x + cv2.getTextSize(t.text.rsplit("  ", 1)[0], FONT, layout.scale, layout.thickness)[0][0]
+        label_part = t.text.rsplit("  ", 1)[0] if "  " in t.text else ""  # a score wrapped onto a line of its own
+        score_x = t.x + text_width(label_part, layout.font_px)
         band = text[max(0, t.y - layout.line_px // 2) : t.y, score_x:]
         assert band.sum() > 0, f"the score of {t.text!r} is drawn"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vivit_cli.cli.options import load_classifier, model_options
+from vivit_cli.cli.options import load_classifier, model_options, warn_once
 from vivit_cli.live import settings as live
 
 
@@ -132,7 +132,7 @@ def webcam_command(
     with contextlib.ExitStack() as stack:
         # Opened with the first row: a source that cannot be opened leaves an existing log as it was.
         log = LazyWriter(lambda: stack.enter_context(open_output(out, WEBCAM, sys.stdout))) if out else None
-        window = view.PreviewWindow() if show else None
+        window = view.PreviewWindow(warn=warn_once()) if show else None
         if window:
             stack.callback(window.close)
         terminal = stack.enter_context(view.TerminalView(console, mode, src.name))
