@@ -155,7 +155,7 @@ class FontBook:
 
     def _pick(self, chars: frozenset[str]) -> Pick:
         if not self.paths:
-            return Pick(None, "".join(sorted(ch for ch in chars if not 32 <= ord(ch) < 127)))
+            return Pick(None, _not_ascii(chars))
         best, best_missing = self.paths[0], sorted(chars)
         first = [ch for ch in sorted(chars) if not self.has(self.paths[0], ch)]
         more = self.lookup(first[0]) if first else []  # fonts that have the first character the first font lacks
@@ -165,6 +165,8 @@ class FontBook:
                 best, best_missing = path, missing
             if not best_missing:
                 break
+        if best in self._broken:  # not one file Pillow reads
+            return Pick(None, _not_ascii(chars))
         return Pick(best, "".join(best_missing))
 
 
@@ -257,6 +259,11 @@ def _scripts(chars: Iterable[str]) -> list[str]:
 
 def _shown(script: str) -> str:
     return "some" if not script else script if len(script) <= 3 else script.title()
+
+
+def _not_ascii(chars: Iterable[str]) -> str:
+    """The characters OpenCV's own font lacks: all but printable ASCII."""
+    return "".join(sorted(ch for ch in chars if not 32 <= ord(ch) < 127))
 
 
 def _ascii(text: str) -> str:
