@@ -23,6 +23,11 @@ SCORE_GAP = "  "  # between a label and its score
 FONT_PX_PER_LINE = 0.75  # font size per line height: room for accents above and descenders below
 
 
+# Each channel's value under the panel, by its value before: a lookup, much faster on a big frame than the sum.
+_PANEL_LUT = np.stack([np.arange(256) * (1 - PANEL_ALPHA) + c * PANEL_ALPHA for c in PANEL_COLOUR], -1)
+_PANEL_LUT = _PANEL_LUT.astype(np.uint8)[:, None, :]  # (256, 1, 3): cv2.LUT's table for 3 channels
+
+
 @dataclass(frozen=True)
 class TextLine:
     """One line of the panel: its text, where its baseline starts, and the score whose bar goes under it."""
@@ -91,7 +96,7 @@ def draw_labels(
     if not layout.lines:
         return out
     region = out[: layout.panel_h, : layout.panel_w]
-    region[:] = (region * (1 - PANEL_ALPHA) + np.array(PANEL_COLOUR) * PANEL_ALPHA).astype(np.uint8)
+    region[:] = cv2.LUT(region, _PANEL_LUT)
     line, pad = layout.line_px, layout.pad
     for t in layout.lines:
         if t.bar_score is not None:

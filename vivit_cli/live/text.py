@@ -194,11 +194,10 @@ def book() -> FontBook:
 def text_width(text: str, px: int) -> int:
     """Width in pixels of `text` drawn `px` high (the font size)."""
     text = unicodedata.normalize("NFC", text)
-    fonts = book()
-    pick = fonts.pick(text)
+    pick = book().pick(text)
     if pick.path is None:
         return cv2.getTextSize(_ascii(text), HERSHEY, px / HERSHEY_PX_PER_SCALE, _thickness(px))[0][0]
-    return int(np.ceil(fonts.font(pick.path, px).getlength(text)))
+    return _advance(pick.path, max(1, px), text)
 
 
 def draw_text(
@@ -212,8 +211,7 @@ def draw_text(
     """Draw `text` onto `frame` (H, W, 3) uint8 in place, its baseline starting at `origin` (x, y); `colour` is
     in the frame's channel order. Characters no font has are drawn as the font's box, and `warn` hears why."""
     text = unicodedata.normalize("NFC", text)
-    fonts = book()
-    pick = fonts.pick(text)
+    pick = book().pick(text)
     if warn is not None:
         for note in notes(pick):
             warn(note)
@@ -222,30 +220,48 @@ def draw_text(
         thickness = _thickness(px)
         cv2.putText(frame, _ascii(text), (x, y), HERSHEY, px / HERSHEY_PX_PER_SCALE, colour, thickness, cv2.LINE_AA)
         return
-    font = fonts.font(pick.path, px)
-    left, top, right, bottom = font.getbbox(text, anchor="ls")
-    # Only the text's box goes through Pillow: a whole 1080p frame per label would slow a live preview down.
-    x0, y0 = max(0, x + left - 1), max(0, y + top - 1)
-    x1, y1 = min(frame.shape[1], x + right + 1), min(frame.shape[0], y + bottom + 1)
-    if x1 <= x0 or y1 <= y0:
+    # Only the text's box is drawn, from a mask kept while the same lines are drawn frame after frame.
+    alpha, left, top = _mask(pick.path, max(1, px), text)
+    x0, y0 = x + left, y + top
+    fx0, fy0 = max(0, x0), max(0, y0)
+    fx1, fy1 = min(frame.shape[1], x0 + alpha.shape[1]), min(frame.shape[0], y0 + alpha.shape[0])
+    if fx1 <= fx0 or fy1 <= fy0:
         return
-    region = Image.fromarray(np.ascontiguousarray(frame[y0:y1, x0:x1]))
-    ImageDraw.Draw(region).text((x - x0, y - y0), text, font=font, fill=tuple(colour), anchor="ls")
-    frame[y0:y1, x0:x1] = np.asarray(region)
+    a = alpha[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0, None].astype(np.float32) / 255  # (h, w, 1)
+    region = frame[fy0:fy1, fx0:fx1]
+    region[:] = (region * (1 - a) + np.asarray(colour, np.float32) * a + 0.5).astype(np.uint8)
 
 
-def notes(pick: Pick) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def _advance(path: str, px: int, text: str) -> int:
+    return int(np.ceil(_load(path, px).getlength(text)))
+
+
+@functools.lru_cache(maxsize=256)
+def _mask(path: str, px: int, text: str) -> tuple[np.ndarray, int, int]:
+    """`text`'s coverage (h, w) uint8 and where its top-left corner is from the start of its baseline."""
+    font = _load(path, px)
+    left, top, right, bottom = font.getbbox(text, anchor="ls")
+    image = Image.new("L", (max(1, right - left), max(1, bottom - top)))
+    ImageDraw.Draw(image).text((-left, -top), text, font=font, fill=255, anchor="ls")
+    alpha = np.array(image)
+    alpha.flags.writeable = False  # shared by every later call
+    return alpha, left, top
+
+
+@functools.lru_cache(maxsize=256)
+def notes(pick: Pick) -> tuple[str, ...]:
     """What to tell the user about a text drawn with `pick`: one line per script it could not draw."""
     if pick.path is None:
-        return [
+        return (
             "no TrueType font found (in the usual font folders or through fontconfig): text is drawn with "
-            "OpenCV's own font, which has ASCII only; install a font such as DejaVu Sans or Noto Sans"
-        ]
-    return [
+            "OpenCV's own font, which has ASCII only; install a font such as DejaVu Sans or Noto Sans",
+        )
+    return tuple(
         f"no installed font has {_shown(script)} characters: labels with them are drawn with boxes in their place; "
         f"install a font that has them, such as {SUGGESTED.get(script, 'Noto Sans')}"
         for script in _scripts(pick.missing)
-    ]
+    )
 
 
 def _scripts(chars: Iterable[str]) -> list[str]:
