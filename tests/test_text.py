@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import ImageFont
 
 from vivit_cli.live import draw, text
 from vivit_cli.live.draw import draw_labels, layout_labels
@@ -59,7 +60,7 @@ def test_the_accent_of_cafe_is_drawn() -> None:
     assert differ[0].size > 10
     e_x = 5 + text.text_width("caf", 24)
     assert differ[1].min() >= e_x - 1, "only the last letter differs"
-    assert differ[0].min() < 40 - text.book().font(dejavu(), 24).getbbox("e", anchor="ls")[3] - 12, "above the e"
+    assert differ[0].min() < 40 - ImageFont.truetype(dejavu(), 24).getbbox("e", anchor="ls")[3] - 12, "above the e"
 
 
 def test_draw_text_is_clipped_to_the_frame() -> None:
@@ -136,3 +137,17 @@ def test_only_files_that_are_not_fonts_is_no_font(tmp_path: Path) -> None:
     broken = tmp_path / "broken.ttf"
     broken.write_bytes(b"not a font")
     assert text.FontBook([str(broken)]).pick("café") == text.Pick(None, "é")
+
+
+def test_a_font_fontconfig_names_is_used_and_remembered() -> None:
+    """DejaVu Sans Mono has no Hebrew, DejaVu Sans has: asked for once, then tried first."""
+    sans = dejavu()
+    mono = str(Path(sans).with_name("DejaVuSansMono.ttf"))
+    if not Path(mono).exists():
+        pytest.skip("DejaVu Sans Mono is not installed")
+    asked: list[str] = []
+    fonts = text.FontBook([mono], lambda ch: asked.append(ch) or [sans])
+    assert fonts.pick("abc") == text.Pick(mono, "")
+    assert fonts.pick("שלום") == text.Pick(sans, "")
+    assert fonts.pick("אבג") == text.Pick(sans, "") and len(asked) == 1
+    assert fonts.pick("跳舞").missing and fonts.pick("唱歌").missing and len(asked) == 2, "CJK: asked once"

@@ -123,9 +123,8 @@ class FontBook:
         self._no_glyph: dict[str, tuple] = {}  # per font: how it draws a character it lacks
         self._picks: dict[frozenset[str], Pick] = {}
         self._broken: set[str] = set()  # files that do not load
-
-    def font(self, path: str, px: int) -> ImageFont.FreeTypeFont:
-        return _load(path, max(1, px))
+        self._found: list[str] = []  # fonts that had characters the first one lacks
+        self._hopeless: set[str] = set()  # scripts no font has
 
     def has(self, path: str, ch: str) -> bool:
         """Whether the font draws `ch` with a glyph of its own, not its "no glyph" box."""
@@ -154,20 +153,30 @@ class FontBook:
         return self._picks[chars]
 
     def _pick(self, chars: frozenset[str]) -> Pick:
-        if not self.paths:
+        everything = sorted(chars)
+        best: list = [None, everything]  # a font and the characters it lacks
+
+        def choose(paths: Iterable[str]) -> None:
+            for path in dict.fromkeys(paths):
+                missing = [ch for ch in everything if not self.has(path, ch)]
+                if path not in self._broken and (best[0] is None or len(missing) < len(best[1])):
+                    best[:] = path, missing
+                if not best[1]:
+                    return
+
+        # The first font, those earlier texts needed, then fontconfig's and the rest for a character still missing;
+        # a script none of them had the last time is not looked for again (that is one fc-list per character).
+        choose([*self.paths[:1], *self._found])
+        wanted = [ch for ch in best[1] if _scripts(ch)[0] not in self._hopeless]
+        if wanted:
+            choose([*self.lookup(wanted[0]), *self.paths[:MAX_SCANNED]])
+            if wanted[0] in best[1]:
+                self._hopeless.add(_scripts(wanted[0])[0])
+        if best[0] is None:  # no font, or not one file Pillow reads
             return Pick(None, _not_ascii(chars))
-        best, best_missing = self.paths[0], sorted(chars)
-        first = [ch for ch in sorted(chars) if not self.has(self.paths[0], ch)]
-        more = self.lookup(first[0]) if first else []  # fonts that have the first character the first font lacks
-        for path in dict.fromkeys([self.paths[0], *more, *self.paths[:MAX_SCANNED]]):
-            missing = [ch for ch in sorted(chars) if not self.has(path, ch)]
-            if len(missing) < len(best_missing) and path not in self._broken:
-                best, best_missing = path, missing
-            if not best_missing:
-                break
-        if best in self._broken:  # not one file Pillow reads
-            return Pick(None, _not_ascii(chars))
-        return Pick(best, "".join(best_missing))
+        if best[0] not in self._found and best[0] != self.paths[0]:
+            self._found.append(best[0])
+        return Pick(best[0], "".join(best[1]))
 
 
 @functools.lru_cache(maxsize=256)
