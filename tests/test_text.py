@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import ImageFont
 
-from vivit_cli.live import draw, text
+from vivit_cli.live import draw, fonts, text
 from vivit_cli.live.draw import draw_labels, layout_labels
 from vivit_cli.results import Prediction
 
@@ -18,14 +18,14 @@ NOT_IN_DEJAVU = "跳舞"  # CJK: no DejaVu font has it
 
 def dejavu() -> str:
     """DejaVu Sans, the font these checks know the coverage of; skipped where it is not installed."""
-    path = next((p for p in text.book().paths if Path(p).name == "DejaVuSans.ttf"), None)
+    path = next((p for p in fonts.book().paths if Path(p).name == "DejaVuSans.ttf"), None)
     if path is None:
         pytest.skip("DejaVu Sans is not installed")
     return path
 
 
 def cjk_font() -> str | None:
-    return text.book().pick(NOT_IN_DEJAVU).path if not text.book().pick(NOT_IN_DEJAVU).missing else None
+    return fonts.book().pick(NOT_IN_DEJAVU).path if not fonts.book().pick(NOT_IN_DEJAVU).missing else None
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def cjk_font() -> str | None:
 )
 def test_glyph_check_on_dejavu(ch: str, has: bool) -> None:
     """Latin, Greek and Cyrillic are in DejaVu Sans; CJK, Hangul and that combining mark are not."""
-    assert text.book().has(dejavu(), ch) is has
+    assert fonts.book().has(dejavu(), ch) is has
 
 
 def render(label: str, size: tuple[int, int] = (60, 200), px: int = 24) -> np.ndarray:
@@ -99,7 +99,7 @@ def test_a_script_no_font_has_is_said_and_drawn_as_boxes() -> None:
 
 
 def test_without_any_font_ascii_is_drawn_with_opencv(monkeypatch) -> None:
-    monkeypatch.setattr(text, "_book", text.FontBook([]))
+    monkeypatch.setattr(fonts, "_book", fonts.FontBook([]))
     said: list[str] = []
     frame = np.zeros((120, 200, 3), np.uint8)
     predictions = [Prediction("waving", 0.8, 0), Prediction("café", 0.1, 1)]
@@ -116,16 +116,16 @@ def test_fonts_are_found_in_font_folders_without_fontconfig(monkeypatch, tmp_pat
     (tmp_path / "sub").mkdir()
     shutil.copy(source, tmp_path / "sub" / "DejaVuSans.ttf")
     (tmp_path / "notes.txt").write_text("not a font")
-    monkeypatch.setattr(text.shutil, "which", lambda name: None)
-    monkeypatch.setattr(text, "font_dirs", lambda: [tmp_path])
-    assert text.find_fonts() == [str(tmp_path / "sub" / "DejaVuSans.ttf")]
+    monkeypatch.setattr(fonts.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fonts, "font_dirs", lambda: [tmp_path])
+    assert fonts.find_fonts() == [str(tmp_path / "sub" / "DejaVuSans.ttf")]
 
 
 def test_a_file_that_is_not_a_font_is_passed_over(tmp_path: Path) -> None:
     broken = tmp_path / "broken.ttf"
     broken.write_bytes(b"not a font")
-    fonts = text.FontBook([str(broken), dejavu()])
-    assert fonts.pick("café") == text.Pick(dejavu(), "")
+    book = fonts.FontBook([str(broken), dejavu()])
+    assert book.pick("café") == fonts.Pick(dejavu(), "")
 
 
 def test_layout_sizes_the_font_from_the_line() -> None:
@@ -136,7 +136,7 @@ def test_layout_sizes_the_font_from_the_line() -> None:
 def test_only_files_that_are_not_fonts_is_no_font(tmp_path: Path) -> None:
     broken = tmp_path / "broken.ttf"
     broken.write_bytes(b"not a font")
-    assert text.FontBook([str(broken)]).pick("café") == text.Pick(None, "é")
+    assert fonts.FontBook([str(broken)]).pick("café") == fonts.Pick(None, "é")
 
 
 def test_a_font_fontconfig_names_is_used_and_remembered() -> None:
@@ -146,8 +146,8 @@ def test_a_font_fontconfig_names_is_used_and_remembered() -> None:
     if not Path(mono).exists():
         pytest.skip("DejaVu Sans Mono is not installed")
     asked: list[str] = []
-    fonts = text.FontBook([mono], lambda ch: asked.append(ch) or [sans])
-    assert fonts.pick("abc") == text.Pick(mono, "")
-    assert fonts.pick("שלום") == text.Pick(sans, "")
-    assert fonts.pick("אבג") == text.Pick(sans, "") and len(asked) == 1
-    assert fonts.pick("跳舞").missing and fonts.pick("唱歌").missing and len(asked) == 2, "CJK: asked once"
+    book = fonts.FontBook([mono], lambda ch: asked.append(ch) or [sans])
+    assert book.pick("abc") == fonts.Pick(mono, "")
+    assert book.pick("שלום") == fonts.Pick(sans, "")
+    assert book.pick("אבג") == fonts.Pick(sans, "") and len(asked) == 1
+    assert book.pick("跳舞").missing and book.pick("唱歌").missing and len(asked) == 2, "CJK: asked once"

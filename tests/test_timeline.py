@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from tests.checkpoints import make_hf, write_hf
 from tests.videos import decode_all, rotate_video, write_video, write_video_ffmpeg
 from vivit_cli.cli import cli
-from vivit_cli.live import draw, plot, text, timeline
+from vivit_cli.live import draw, fonts, plot, timeline
 from vivit_cli.live.timeline import Window, merge_segments
 from vivit_cli.pipeline import load_model
 from vivit_cli.results import Prediction
@@ -436,7 +436,7 @@ def legend_text(img: np.ndarray, entry: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("labels", [["café", "Ελληνικά", "green", "white"]])
 def test_plot_and_overlay_draw_labels_in_any_script(checkpoint: Path, tmp_path: Path, labels: list[str]) -> None:
-    if text.book().pick("".join(labels)).missing:
+    if fonts.book().pick("".join(labels)).missing:
         pytest.skip("no font here has Latin and Greek")
     src = make_video(tmp_path / "wide.avi", 60, size=(320, 180))  # room on the frame for the whole label
     drawn = {}
@@ -460,7 +460,7 @@ def test_plot_and_overlay_draw_labels_in_any_script(checkpoint: Path, tmp_path: 
 
 
 def test_a_label_no_font_has_is_said_once_and_drawn_as_boxes(checkpoint: Path, two_scenes: Path, tmp_path: Path):
-    if not text.book().pick("跳舞").missing:
+    if not fonts.book().pick("跳舞").missing:
         pytest.skip("a CJK font is installed here")
     folder = relabel(checkpoint, tmp_path / "cjk", ["red", "跳舞", "green", "white"])
     png, video = tmp_path / "t.png", tmp_path / "t.mp4"
@@ -474,7 +474,7 @@ def test_a_label_no_font_has_is_said_once_and_drawn_as_boxes(checkpoint: Path, t
 def test_the_plot_without_any_font_warns_once_and_draws_ascii(
     checkpoint: Path, two_scenes: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(text, "_book", text.FontBook([]))
+    monkeypatch.setattr(fonts, "_book", fonts.FontBook([]))
     png = tmp_path / "t.png"
     result = run("timeline", str(two_scenes), "-m", str(checkpoint), "--plot", str(png))
     assert result.exit_code == 0, result.stderr

@@ -23,8 +23,8 @@ from videos import decode_index, ffmpeg_exe, index_frame, write_video, write_vid
 
 from vivit_cli.cli import cli
 from vivit_cli.errors import CaptureError, SourceError, VideoError
+from vivit_cli.live import fonts, webcam
 from vivit_cli.live import settings as live
-from vivit_cli.live import text, webcam
 from vivit_cli.live.draw import (
     BAR_COLOUR,
     LINE_WIDTH_FRACTION,
@@ -630,7 +630,7 @@ def test_show_draws_the_labels_and_q_quits(checkpoint: Path, clip: Path, monkeyp
 def test_the_window_draws_labels_in_any_script(monkeypatch) -> None:
     from vivit_cli.live.view import PreviewWindow
 
-    if text.book().pick("caféΕλληνικά").missing:
+    if fonts.book().pick("caféΕλληνικά").missing:
         pytest.skip("no font here has Latin and Greek")
     shown: list[np.ndarray] = []
     fake_window(monkeypatch, itertools.repeat(-1), shown)
@@ -651,7 +651,7 @@ def test_the_window_draws_labels_in_any_script(monkeypatch) -> None:
 
 
 def test_show_says_once_what_no_font_can_draw(tmp_path: Path, clip: Path, monkeypatch) -> None:
-    if not text.book().pick("跳舞").missing:
+    if not fonts.book().pick("跳舞").missing:
         pytest.skip("a CJK font is installed here")
     labels = ["跳舞", "唱歌", "游泳", "跑步", "吃饭"]  # whichever leads, no installed font draws it
     folder = write_hf(make_hf(image_size=32, num_frames=NUM_FRAMES, id2label=dict(enumerate(labels))), tmp_path)
