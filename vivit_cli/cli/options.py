@@ -101,14 +101,21 @@ def note(ctx: click.Context, note: str | None) -> None:
         click.echo(f"Note: {note}", err=True)
 
 
-def warn_once() -> Callable[[str], None]:
-    """A callback for the drawing code, which says what it cannot draw at every frame: each warning once a run."""
+def warn_once(say: Callable[[str], None] | None = None) -> Callable[[str], None]:
+    """A callback for the drawing code, which says what it cannot draw at every frame: each warning once a run.
+
+    `say` writes the line where a progress bar or a live panel will not tear it (default: stderr, in yellow).
+    """
     said: set[str] = set()
 
     def warn(message: str) -> None:
         if message not in said:
             said.add(message)
-            click.secho(f"Warning: {message}", fg="yellow", err=True)
+            line = f"Warning: {message}"
+            if say:
+                say(line)
+            else:
+                click.secho(line, fg="yellow", err=True)
 
     return warn
 

@@ -115,7 +115,8 @@ def timeline_command(
     if out:
         write_all(out, timeline_records(result), TIMELINE, sys.stdout)
     print_segments_table(Console(stderr=out == "-"), result)
-    warn = warn_once()  # the plot and the overlay draw the same labels: what they cannot draw is said once
+    # The plot and the overlay draw the same labels: what they cannot draw is said once, above the overlay's bar.
+    warn = warn_once(lambda line: tqdm.write(line, file=sys.stderr))
     if plot:
         save_plot(result, plot, warn=warn)
         if not quiet:

@@ -132,7 +132,11 @@ def webcam_command(
     with contextlib.ExitStack() as stack:
         # Opened with the first row: a source that cannot be opened leaves an existing log as it was.
         log = LazyWriter(lambda: stack.enter_context(open_output(out, WEBCAM, sys.stdout))) if out else None
-        window = view.PreviewWindow(warn=warn_once()) if show else None
+        # Said through the console: rich prints it above its live panel.
+        warn = warn_once(
+            lambda line: console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
+        )
+        window = view.PreviewWindow(warn=warn) if show else None
         if window:
             stack.callback(window.close)
         terminal = stack.enter_context(view.TerminalView(console, mode, src.name))
