@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import sys
 import weakref
 from pathlib import Path
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 from tests.checkpoints import make_hf, write_hf
 from tests.videos import decode_all, rotate_video, write_video, write_video_ffmpeg
 from vivit_cli.cli import cli
-from vivit_cli.live import draw, plot, timeline
+from vivit_cli.live import draw, fonts, plot, timeline
 from vivit_cli.live.timeline import Window, merge_segments
 from vivit_cli.pipeline import load_model
 from vivit_cli.results import Prediction
@@ -412,3 +413,71 @@ def test_bad_options_fail_before_the_model_loads(two_scenes: Path, tmp_path: Pat
     result = run("timeline", str(two_scenes), "-m", str(tmp_path / "no-such-model"), *args)
     assert result.exit_code == 2
     assert message in result.stderr and result.stdout == ""
+
+
+# ---- labels in other scripts: drawn on the plot and the overlay, what no font has said once ---------------------
+
+
+def relabel(checkpoint: Path, folder: Path, labels: list[str]) -> Path:
+    """A copy of the colour checkpoint whose labels (red, blue, ...) are `labels`."""
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["id2label"] = {str(i): name for i, name in enumerate(labels)}
+    config["label2id"] = {name: i for i, name in enumerate(labels)}
+    (folder / "config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def legend_text(img: np.ndarray, entry: int = 0) -> np.ndarray:
+    """The first legend row from the `entry`-th text on: where the plot writes its labels' names."""
+    top = plot.TITLE_H_PX + plot.STRIP_H_PX + plot.GAP_PX + plot.CHART_H_PX + plot.AXIS_H_PX + plot.GAP_PX
+    return img[top : top + plot.LEGEND_ROW_H_PX, plot.MARGIN_LEFT_PX + 22 :]
+
+
+@pytest.mark.parametrize("labels", [["café", "Ελληνικά", "green", "white"]])
+def test_plot_and_overlay_draw_labels_in_any_script(checkpoint: Path, tmp_path: Path, labels: list[str]) -> None:
+    if fonts.book().pick("".join(labels)).missing:
+        pytest.skip("no font here has Latin and Greek")
+    src = make_video(tmp_path / "wide.avi", 60, size=(320, 180))  # room on the frame for the whole label
+    drawn = {}
+    for name, names in (("accented", labels), ("plain", ["cafe", *labels[1:]])):
+        folder = relabel(checkpoint, tmp_path / name, names)
+        png, video = tmp_path / f"{name}.png", tmp_path / f"{name}.mp4"
+        result = run("timeline", str(src), "-m", str(folder), "--plot", str(png), "--overlay", str(video))
+        assert result.exit_code == 0, result.stderr
+        assert "Warning" not in result.stderr, "every character has its glyph"
+        drawn[name] = cv2.imread(str(png)), decode_all(video)[5]  # a red frame: café leads
+    (img, frame), (plain_img, plain_frame) = drawn["accented"], drawn["plain"]
+    legend = legend_text(img)
+    assert (legend.max(axis=2) < 100).sum() > 50, "the legend's names are drawn (dark ink on white)"
+    assert not np.array_equal(legend, legend_text(plain_img)), "café's accent is drawn"
+    strip = img[plot.TITLE_H_PX : plot.TITLE_H_PX + plot.STRIP_H_PX]
+    assert not np.array_equal(strip, plain_img[plot.TITLE_H_PX : plot.TITLE_H_PX + plot.STRIP_H_PX])
+    layout = draw.layout_labels(320, 180, [Prediction("café", 1.0, 0)], title="0:00.5")
+    panel = frame[: layout.panel_h, : layout.panel_w].astype(int)
+    assert (panel.max(axis=2) > 150).sum() > 10, "the overlay's panel has its text"
+    assert np.abs(panel - plain_frame[: layout.panel_h, : layout.panel_w]).max() > 60, "café's accent is drawn"
+
+
+def test_a_label_no_font_has_is_said_once_and_drawn_as_boxes(checkpoint: Path, two_scenes: Path, tmp_path: Path):
+    if not fonts.book().pick("跳舞").missing:
+        pytest.skip("a CJK font is installed here")
+    folder = relabel(checkpoint, tmp_path / "cjk", ["red", "跳舞", "green", "white"])
+    png, video = tmp_path / "t.png", tmp_path / "t.mp4"
+    result = run("timeline", str(two_scenes), "-m", str(folder), "--plot", str(png), "--overlay", str(video))
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "CJK" in warnings[0], result.stderr  # not once per frame, nor per output
+    assert png.exists() and len(decode_all(video)) == 60
+
+
+def test_the_plot_without_any_font_warns_once_and_draws_ascii(
+    checkpoint: Path, two_scenes: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(fonts, "_book", fonts.FontBook([]))
+    png = tmp_path / "t.png"
+    result = run("timeline", str(two_scenes), "-m", str(checkpoint), "--plot", str(png))
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "no TrueType font" in warnings[0]
+    assert (legend_text(cv2.imread(str(png))).max(axis=2) < 100).sum() > 50, "the legend is drawn"

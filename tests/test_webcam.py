@@ -23,11 +23,10 @@ from videos import decode_index, ffmpeg_exe, index_frame, write_video, write_vid
 
 from vivit_cli.cli import cli
 from vivit_cli.errors import CaptureError, SourceError, VideoError
+from vivit_cli.live import fonts, webcam
 from vivit_cli.live import settings as live
-from vivit_cli.live import webcam
 from vivit_cli.live.draw import (
     BAR_COLOUR,
-    FONT,
     LINE_WIDTH_FRACTION,
     MIN_LINE_HEIGHT_PX,
     PANEL_ALPHA,
@@ -36,6 +35,7 @@ from vivit_cli.live.draw import (
 )
 from vivit_cli.live.frames import Frame, FrameClock, RingBuffer
 from vivit_cli.live.settings import CaptureSettings, Source
+from vivit_cli.live.text import text_width
 from vivit_cli.live.webcam import LiveSettings, run_live
 from vivit_cli.results import LiveEvent, Prediction
 
@@ -173,7 +173,8 @@ def test_long_labels_and_their_scores_fit_inside_the_frame(size: tuple[int, int]
     else:  # a frame too small for that: the label cut short, the score kept
         assert words.startswith(label[:2])
     for t in scored:  # the score's own pixels: bright text at the end of its line
-        score_x = t.x + cv2.getTextSize(t.text.rsplit("  ", 1)[0], FONT, layout.scale, layout.thickness)[0][0]
+        label_part = t.text.rsplit("  ", 1)[0] if "  " in t.text else ""  # a score wrapped onto a line of its own
+        score_x = t.x + text_width(label_part, layout.font_px)
         band = text[max(0, t.y - layout.line_px // 2) : t.y, score_x:]
         assert band.sum() > 0, f"the score of {t.text!r} is drawn"
 
@@ -605,15 +606,18 @@ def test_show_without_a_display_is_a_clean_error(checkpoint: Path, clip: Path, m
     assert result.exit_code == 2 and "--show needs a display" in result.stderr
 
 
-def test_show_draws_the_labels_and_q_quits(checkpoint: Path, clip: Path, monkeypatch) -> None:
-    shown: list[np.ndarray] = []
-    keys = itertools.chain([-1] * 12, [ord("q")], itertools.repeat(-1))
+def fake_window(monkeypatch, keys, shown: list[np.ndarray]) -> None:
     monkeypatch.setenv("DISPLAY", ":99")
     monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
     monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(image))
     monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
     monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0)
     monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+
+
+def test_show_draws_the_labels_and_q_quits(checkpoint: Path, clip: Path, monkeypatch) -> None:
+    shown: list[np.ndarray] = []
+    fake_window(monkeypatch, itertools.chain([-1] * 12, [ord("q")], itertools.repeat(-1)), shown)
     result = run("-s", str(clip), "-m", str(checkpoint), "--fast", "--every", "1", "--show")
     assert result.exit_code == 0, result.stderr
     assert "stopped: quit" in result.stderr
@@ -621,6 +625,43 @@ def test_show_draws_the_labels_and_q_quits(checkpoint: Path, clip: Path, monkeyp
     labelled = shown[-1]
     assert labelled.shape == (48, 64, 3)
     assert np.all(labelled == np.array(BAR_COLOUR, np.uint8), axis=2).any(), "the labels' bars are drawn"
+
+
+def test_the_window_draws_labels_in_any_script(monkeypatch) -> None:
+    from vivit_cli.live.view import PreviewWindow
+
+    if fonts.book().pick("caféΕλληνικά").missing:
+        pytest.skip("no font here has Latin and Greek")
+    shown: list[np.ndarray] = []
+    fake_window(monkeypatch, itertools.repeat(-1), shown)
+    said: list[str] = []
+    window = PreviewWindow(warn=said.append)
+    frame = Frame(0, 0.0, np.zeros((360, 640, 3), np.uint8))
+    for number, first in enumerate(("café", "cafe")):
+        predictions = (Prediction(first, 0.75, 3), Prediction("Ελληνικά", 0.125, 0))
+        p = webcam.LivePrediction(number, time.time(), 0, 6, 0.0, 0.2, predictions, 0.042, 1, 0)
+        assert window.show(webcam.LiveStatus(frame, p, 30.0, 7, 0))
+    accented, plain = shown
+    layout = layout_labels(640, 360, predictions, title="30 fps  42 ms")
+    for line in layout.lines:
+        box = accented[line.y - layout.line_px // 2 : line.y, line.x : line.x + text_width(line.text, layout.font_px)]
+        assert (box.max(axis=2) > 200).sum() > 20, f"{line.text!r} is drawn"
+    assert not np.array_equal(accented, plain), "café's accent is drawn"
+    assert said == []
+
+
+def test_show_says_once_what_no_font_can_draw(tmp_path: Path, clip: Path, monkeypatch) -> None:
+    if not fonts.book().pick("跳舞").missing:
+        pytest.skip("a CJK font is installed here")
+    labels = ["跳舞", "唱歌", "游泳", "跑步", "吃饭"]  # whichever leads, no installed font draws it
+    folder = write_hf(make_hf(image_size=32, num_frames=NUM_FRAMES, id2label=dict(enumerate(labels))), tmp_path)
+    shown: list[np.ndarray] = []
+    fake_window(monkeypatch, itertools.chain([-1] * 12, [ord("q")], itertools.repeat(-1)), shown)
+    result = run("-s", str(clip), "-m", str(folder), "--fast", "--every", "1", "--show")
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "Warning:" in line]
+    assert len(warnings) == 1 and "CJK" in warnings[0], result.stderr  # not once per frame
+    assert len(shown) == 13 and np.all(shown[-1] == np.array(BAR_COLOUR, np.uint8), axis=2).any()
 
 
 def test_terminal_panel_shows_the_top_k_the_capture_rate_and_the_latency() -> None:

@@ -1,5 +1,5 @@
 """What the commands share: the global and model and view options, loading the model with its note, progress
-callbacks."""
+and warning callbacks."""
 
 from __future__ import annotations
 
@@ -99,6 +99,25 @@ def quiet_hub(ctx: click.Context, model: Any) -> None:
 def note(ctx: click.Context, note: str | None) -> None:
     if note and not ctx.obj["quiet"]:
         click.echo(f"Note: {note}", err=True)
+
+
+def warn_once(say: Callable[[str], None] | None = None) -> Callable[[str], None]:
+    """A callback for the drawing code, which says what it cannot draw at every frame: each warning once a run.
+
+    `say` writes the line where a progress bar or a live panel will not tear it (default: stderr, in yellow).
+    """
+    said: set[str] = set()
+
+    def warn(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            line = f"Warning: {message}"
+            if say:
+                say(line)
+            else:
+                click.secho(line, fg="yellow", err=True)
+
+    return warn
 
 
 def view_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,7 +7,14 @@ import sys
 import click
 
 from vivit_cli.batch.plan import default_batch_size
-from vivit_cli.cli.options import batch_size_option, load_classifier, model_options, tqdm_progress, view_options
+from vivit_cli.cli.options import (
+    batch_size_option,
+    load_classifier,
+    model_options,
+    tqdm_progress,
+    view_options,
+    warn_once,
+)
 from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 
 
@@ -108,13 +115,15 @@ def timeline_command(
     if out:
         write_all(out, timeline_records(result), TIMELINE, sys.stdout)
     print_segments_table(Console(stderr=out == "-"), result)
+    # The plot and the overlay draw the same labels: what they cannot draw is said once, above the overlay's bar.
+    warn = warn_once(lambda line: tqdm.write(line, file=sys.stderr))
     if plot:
-        save_plot(result, plot)
+        save_plot(result, plot, warn=warn)
         if not quiet:
             click.echo(f"Wrote {shown_path(plot)}", err=True)
     if overlay:
         with tqdm(unit="frame", desc="overlay", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
-            written = write_overlay(result, overlay, progress=tqdm_progress(bar))
+            written = write_overlay(result, overlay, progress=tqdm_progress(bar), warn=warn)
         if not quiet:
             if written.note:
                 click.echo(f"Note: {written.note}", err=True)

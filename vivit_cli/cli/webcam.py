@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vivit_cli.cli.options import load_classifier, model_options
+from vivit_cli.cli.options import load_classifier, model_options, warn_once
 from vivit_cli.live import settings as live
 
 
@@ -132,7 +132,11 @@ def webcam_command(
     with contextlib.ExitStack() as stack:
         # Opened with the first row: a source that cannot be opened leaves an existing log as it was.
         log = LazyWriter(lambda: stack.enter_context(open_output(out, WEBCAM, sys.stdout))) if out else None
-        window = view.PreviewWindow() if show else None
+        # Said through the console: rich prints it above its live panel.
+        warn = warn_once(
+            lambda line: console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
+        )
+        window = view.PreviewWindow(warn=warn) if show else None
         if window:
             stack.callback(window.close)
         terminal = stack.enter_context(view.TerminalView(console, mode, src.name))

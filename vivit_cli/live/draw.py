@@ -8,19 +8,24 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vivit_cli.live.text import Warn, draw_text, text_width
 from vivit_cli.results import Prediction
 
 PANEL_ALPHA = 0.6  # opacity of the dark panel behind the text
 TEXT_COLOUR = (255, 255, 255)
 BAR_COLOUR = (60, 200, 60)  # the same in RGB and BGR, so callers need not say which order their frames use
 PANEL_COLOUR = (0, 0, 0)
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 LINE_HEIGHT_FRACTION = 0.07  # of the frame height, per text row ...
 LINE_WIDTH_FRACTION = 0.04  # ... or of its width, whichever is less: portrait frames get text that fits across
 MIN_LINE_HEIGHT_PX = 14
 MAX_SHRINK = 0.75  # a row too wide for the frame shrinks the text down to this fraction; past it, labels wrap
 SCORE_GAP = "  "  # between a label and its score
-FONT_PX_PER_SCALE = 36.0  # line height in pixels of cv2's font scale 1
+FONT_PX_PER_LINE = 0.75  # font size per line height: room for accents above and descenders below
+
+
+# Each channel's value under the panel, by its value before: a lookup, much faster on a big frame than the sum.
+_PANEL_LUT = np.stack([np.arange(256) * (1 - PANEL_ALPHA) + c * PANEL_ALPHA for c in PANEL_COLOUR], -1)
+_PANEL_LUT = _PANEL_LUT.astype(np.uint8)[:, None, :]  # (256, 1, 3): cv2.LUT's table for 3 channels
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,7 @@ class Layout:
     panel_w: int
     panel_h: int
     line_px: int  # height of one line
-    scale: float  # cv2's font scale
-    thickness: int
+    font_px: int  # the font's size
     pad: int
 
 
@@ -55,16 +59,16 @@ def layout_labels(width: int, height: int, predictions: Sequence[Prediction], ti
     rows = ([(title, None)] if title else []) + [(p.label, p.score) for p in predictions]
     texts = [text if score is None else f"{text}{SCORE_GAP}{100 * score:.1f}%" for text, score in rows]
     if texts:
-        widest = max(_text_w(t, *_font(line)) for t in texts)
+        widest = max(text_width(t, _font_px(line)) for t in texts)
         room = width - 2 * (line // 3)
         if widest > room:  # shrink first, so that a label slightly too long stays on one line
             line = max(MIN_LINE_HEIGHT_PX, int(line * max(MAX_SHRINK, room / widest)))
-    scale, thickness = _font(line)
+    px = _font_px(line)
     pad = line // 3
     room = width - 2 * pad
-    blocks = [_wrap(text, score, room, scale, thickness) for text, score in rows]
+    blocks = [_wrap(text, score, room, px) for text, score in rows]
     if sum(map(len, blocks)) * line + 2 * pad > height:  # a small frame: one line per row, labels shortened
-        blocks = [[_shorten(text, score, room, scale, thickness)] for text, score in rows]
+        blocks = [[_shorten(text, score, room, px)] for text, score in rows]
     lines: list[TextLine] = []
     y = pad
     for (_, score), block in zip(rows, blocks, strict=True):
@@ -74,20 +78,25 @@ def layout_labels(width: int, height: int, predictions: Sequence[Prediction], ti
             lines.append(TextLine(part, pad, y + int(line * 0.68), score if i == len(block) - 1 else None))
             y += line
     if not lines:
-        return Layout((), 0, 0, line, scale, thickness, pad)
-    text_w = max(_text_w(t.text, scale, thickness) for t in lines)
-    return Layout(tuple(lines), min(width, text_w + 2 * pad), min(height, y + pad), line, scale, thickness, pad)
+        return Layout((), 0, 0, line, px, pad)
+    text_w = max(text_width(t.text, px) for t in lines)
+    return Layout(tuple(lines), min(width, text_w + 2 * pad), min(height, y + pad), line, px, pad)
 
 
-def draw_labels(frame: np.ndarray, predictions: Sequence[Prediction], title: str | None = None) -> np.ndarray:
-    """A copy of `frame` (H, W, 3) uint8 with a panel in the top-left corner: title, then label, score and bar."""
+def draw_labels(
+    frame: np.ndarray, predictions: Sequence[Prediction], title: str | None = None, warn: Warn | None = None
+) -> np.ndarray:
+    """A copy of `frame` (H, W, 3) uint8 with a panel in the top-left corner: title, then label, score and bar.
+
+    `warn` hears of characters no installed font has (drawn as boxes), at every call: the caller says it once.
+    """
     out = frame.copy()
     h, w = out.shape[:2]
     layout = layout_labels(w, h, predictions, title)
     if not layout.lines:
         return out
     region = out[: layout.panel_h, : layout.panel_w]
-    region[:] = (region * (1 - PANEL_ALPHA) + np.array(PANEL_COLOUR) * PANEL_ALPHA).astype(np.uint8)
+    region[:] = cv2.LUT(region, _PANEL_LUT)
     line, pad = layout.line_px, layout.pad
     for t in layout.lines:
         if t.bar_score is not None:
@@ -96,51 +105,47 @@ def draw_labels(frame: np.ndarray, predictions: Sequence[Prediction], title: str
             if bar_w > 0:  # cv2.rectangle's corners are inclusive: a bar of width 0 would still be 1 px wide
                 corner1, corner2 = (pad, top + int(line * 0.8)), (pad + bar_w - 1, top + int(line * 0.92))
                 cv2.rectangle(out, corner1, corner2, BAR_COLOUR, -1)
-        cv2.putText(out, t.text, (t.x, t.y), FONT, layout.scale, TEXT_COLOUR, layout.thickness, cv2.LINE_AA)
+        draw_text(out, t.text, (t.x, t.y), layout.font_px, TEXT_COLOUR, warn)
     return out
 
 
-def _font(line: int) -> tuple[float, int]:
-    """cv2's font scale and stroke thickness for lines `line` pixels high."""
-    return line / FONT_PX_PER_SCALE, max(1, round(line / 16))
+def _font_px(line: int) -> int:
+    """The font size for lines `line` pixels high."""
+    return max(1, round(line * FONT_PX_PER_LINE))
 
 
-def _text_w(text: str, scale: float, thickness: int) -> int:
-    return cv2.getTextSize(text, FONT, scale, thickness)[0][0]
-
-
-def _wrap(text: str, score: float | None, room: int, scale: float, thickness: int) -> list[str]:
+def _wrap(text: str, score: float | None, room: int, px: int) -> list[str]:
     """`text` (and its score, kept whole at the end) in lines at most `room` pixels wide, split between words."""
     words = text.split() or [""]
-    pieces = [p for word in words for p in _split_word(word, room, scale, thickness)]
+    pieces = [p for word in words for p in _split_word(word, room, px)]
     if score is not None:
         pieces.append(f"{100 * score:.1f}%")
     lines: list[str] = []
     for i, piece in enumerate(pieces):
         gap = SCORE_GAP if score is not None and i == len(pieces) - 1 else " "
         joined = f"{lines[-1]}{gap}{piece}" if lines else piece
-        if lines and _text_w(joined, scale, thickness) <= room:
+        if lines and text_width(joined, px) <= room:
             lines[-1] = joined
         else:
             lines.append(piece)
     return lines
 
 
-def _shorten(text: str, score: float | None, room: int, scale: float, thickness: int) -> str:
+def _shorten(text: str, score: float | None, room: int, px: int) -> str:
     """`text` and its score on one line at most `room` pixels wide: the label cut short (".."), the score whole."""
-    tail = "" if score is None else f"{SCORE_GAP}{100 * score:.1f}%"
+    tail = "" if score is None else f" {100 * score:.1f}%"  # a frame this small has no room for SCORE_GAP
     n = len(text)
-    while n > 0 and _text_w(f"{text[:n]}{'..' if n < len(text) else ''}{tail}", scale, thickness) > room:
+    while n > 0 and text_width(f"{text[:n]}{'..' if n < len(text) else ''}{tail}", px) > room:
         n -= 1
     return f"{text[:n]}{'..' if n < len(text) else ''}{tail}" if n else tail.strip() or text[:1]
 
 
-def _split_word(word: str, room: int, scale: float, thickness: int) -> list[str]:
+def _split_word(word: str, room: int, px: int) -> list[str]:
     """A word wider than `room` cut into pieces that fit (at least one character each)."""
     parts: list[str] = []
     while word:
         n = len(word)
-        while n > 1 and _text_w(word[:n], scale, thickness) > room:
+        while n > 1 and text_width(word[:n], px) > room:
             n -= 1
         parts.append(word[:n])
         word = word[n:]

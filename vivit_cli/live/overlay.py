@@ -20,6 +20,7 @@ import numpy as np
 
 from vivit_cli.errors import SourceError
 from vivit_cli.live.draw import draw_labels
+from vivit_cli.live.text import Warn
 from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video import decode, probe
 from vivit_cli.video.names import ffmpeg_name
@@ -48,11 +49,16 @@ class OverlayResult:
 
 
 def write_overlay(
-    timeline: Timeline, out: str | Path, k: int = MAX_LABELS, progress: Callable[[int, int], None] | None = None
+    timeline: Timeline,
+    out: str | Path,
+    k: int = MAX_LABELS,
+    progress: Callable[[int, int], None] | None = None,
+    warn: Warn | None = None,
 ) -> OverlayResult:
     """Read the timeline's video again, front to back, and write it with each frame's window's top-k drawn.
 
-    `progress(frames written, frames in the video)` is called after every frame.
+    `progress(frames written, frames in the video)` is called after every frame; `warn` hears of characters
+    no installed font has, at every frame that has them.
     """
     out = check_overlay_path(out)
     info = probe.open_video(timeline.source)
@@ -67,7 +73,7 @@ def write_overlay(
                 assert rgb is not None  # iter_frames without `wanted` converts every frame
                 window = timeline.window_at(t)
                 if window is not None:
-                    rgb = draw_labels(rgb, window.predictions[:k], title=clock(t - timeline.start_s))
+                    rgb = draw_labels(rgb, window.predictions[:k], clock(t - timeline.start_s), warn)
                 if rgb.shape[:2] != (height, width):
                     rgb = np.pad(rgb, ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
                 encoder.write(rgb, t - timeline.start_s)

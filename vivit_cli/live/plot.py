@@ -1,4 +1,5 @@
-"""A timeline as a picture, drawn with OpenCV: segments as coloured bands, scores over time, a time axis, a legend."""
+"""A timeline as a picture, drawn with OpenCV (text: live.text): segments as coloured bands, scores over time, a time
+axis, a legend."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 
 from vivit_cli.errors import SourceError
+from vivit_cli.live.text import Warn, draw_text, text_width
 from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video.names import ffmpeg_name
 
@@ -24,9 +26,8 @@ GAP_PX = 14
 MAX_LABELS = 8  # labels with their own colour; the rest are drawn grey as "other"
 MAX_TICKS = 12  # on the time axis
 TICK_STEPS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 18000, 36000)
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-FONT_SCALE = 0.45
-TITLE_SCALE = 0.6
+FONT_PX = 13  # the font's size
+TITLE_PX = 16
 FILL_ALPHA = 0.18  # of the area under each score curve
 
 # Tableau 10 as BGR: distinct for most colour-blind readers and on paper.
@@ -68,8 +69,8 @@ def _label_times(timeline: Timeline) -> tuple[dict[int, float], dict[int, float]
     return in_segments, as_top
 
 
-def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
-    """The picture as a BGR uint8 image (H, width, 3)."""
+def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None = None) -> np.ndarray:
+    """The picture as a BGR uint8 image (H, width, 3); `warn` hears of characters no installed font has."""
     shown = top_labels(timeline)
     colour = {i: PALETTE[n % len(PALETTE)] for n, i in enumerate(shown)}
     legend_rows = _legend_layout(timeline, shown, width)
@@ -87,7 +88,7 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
         f"{name}   {clock(t1 - t0, 1)}   {len(timeline.windows)} windows every {timeline.every_s:g} s   "
         f"model {timeline.model.model_id}"
     )
-    _text(img, _fit(title, width - 2 * GAP_PX, TITLE_SCALE), (GAP_PX, 27), TITLE_SCALE, INK)
+    draw_text(img, _fit(title, width - 2 * GAP_PX, TITLE_PX), (GAP_PX, 27), TITLE_PX, INK, warn)
 
     # The segment strip: unsure stretches are pale, so the eye reads only the confident labels.
     top = TITLE_H_PX
@@ -98,10 +99,10 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
         a, b = x_of(s.start_s), max(x_of(s.start_s) + 1, x_of(s.end_s))
         cv2.rectangle(img, (a, top), (b - 1, top + STRIP_H_PX), fill, -1)
         cv2.line(img, (a, top), (a, top + STRIP_H_PX), BACKGROUND, 1)  # so equal neighbours still read as two
-        text = _fit(f"{s.label}  {100 * s.score:.0f}%", b - a - 8, FONT_SCALE) or _fit(s.label, b - a - 8, FONT_SCALE)
+        text = _fit(f"{s.label}  {100 * s.score:.0f}%", b - a - 8, FONT_PX) or _fit(s.label, b - a - 8, FONT_PX)
         if text:
-            _text(img, text, (a + 4, top + STRIP_H_PX // 2 + 5), FONT_SCALE, _ink_on(fill))
-    _text(img, "label", (8, top + STRIP_H_PX // 2 + 5), FONT_SCALE, MUTED)
+            draw_text(img, text, (a + 4, top + STRIP_H_PX // 2 + 5), FONT_PX, _ink_on(fill), warn)
+    draw_text(img, "label", (8, top + STRIP_H_PX // 2 + 5), FONT_PX, MUTED)
 
     # The score chart: each shown label's probability per window, held over the window's cell.
     top = TITLE_H_PX + STRIP_H_PX + GAP_PX
@@ -112,15 +113,10 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
 
     for p in (0.0, 0.25, 0.5, 0.75, 1.0):
         cv2.line(img, (left, y_of(p)), (right, y_of(p)), GRID, 1)
-        _text(img, f"{100 * p:.0f}%", (8, y_of(p) + 5), FONT_SCALE, MUTED)
+        draw_text(img, f"{100 * p:.0f}%", (8, y_of(p) + 5), FONT_PX, MUTED)
     _dashed(img, y_of(timeline.threshold), left, right, MUTED)
-    _text(
-        img,
-        f"threshold {100 * timeline.threshold:.0f}%",
-        (right - 130, y_of(timeline.threshold) - 5),
-        FONT_SCALE,
-        MUTED,
-    )
+    threshold = f"threshold {100 * timeline.threshold:.0f}%"
+    draw_text(img, threshold, (right - 130, y_of(timeline.threshold) - 5), FONT_PX, MUTED)
     for idx in reversed(shown):  # the longest-held label last, on top
         points = []
         for (a, b), p in zip(timeline.cells, timeline.probs[:, idx], strict=True):
@@ -141,8 +137,8 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
         x = x_of(t)
         cv2.line(img, (x, bottom), (x, bottom + 6), INK, 1)
         label = clock(t, decimals)
-        w = cv2.getTextSize(label, FONT, FONT_SCALE, 1)[0][0]
-        _text(img, label, (min(max(x - w // 2, 0), width - w - 2), bottom + 22), FONT_SCALE, INK)
+        w = text_width(label, FONT_PX)
+        draw_text(img, label, (min(max(x - w // 2, 0), width - w - 2), bottom + 22), FONT_PX, INK)
 
     # The legend: swatch, label, share of the video it is top-1 for.
     top = bottom + AXIS_H_PX + GAP_PX
@@ -150,7 +146,7 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX) -> np.ndarray:
         y = top + row * LEGEND_ROW_H_PX
         cv2.rectangle(img, (x, y), (x + 16, y + 14), fill, -1)
         cv2.rectangle(img, (x, y), (x + 16, y + 14), GRID, 1)  # a pale swatch still shows its edge
-        _text(img, text, (x + 22, y + 12), FONT_SCALE, INK)
+        draw_text(img, text, (x + 22, y + 12), FONT_PX, INK, warn)
     return img
 
 
@@ -166,12 +162,12 @@ def check_plot_path(path: str | Path) -> Path:
     return path
 
 
-def save_plot(timeline: Timeline, path: str | Path, width: int = WIDTH_PX) -> Path:
+def save_plot(timeline: Timeline, path: str | Path, width: int = WIDTH_PX, warn: Warn | None = None) -> Path:
     """Draw the timeline into `path` (PNG, or any image format OpenCV writes, by suffix)."""
     path = check_plot_path(path)
     try:
         with ffmpeg_name(path) as name:
-            ok = cv2.imwrite(name, draw_timeline(timeline, width))
+            ok = cv2.imwrite(name, draw_timeline(timeline, width, warn))
     except cv2.error as e:
         raise SourceError(f"{shown_path(path)}: cannot write the plot there ({e.err or e})") from None
     if not ok:
@@ -196,7 +192,7 @@ def _legend_layout(timeline: Timeline, shown: list[int], width: int) -> list[tup
         entries.append((f"below {100 * timeline.threshold:.0f}%  {100 * unsure / total:.0f}%", UNSURE))
     out, x, row = [], MARGIN_LEFT_PX, 0
     for text, fill in entries:
-        w = 22 + cv2.getTextSize(text, FONT, FONT_SCALE, 1)[0][0] + 28
+        w = 22 + text_width(text, FONT_PX) + 28
         if x + w > width - MARGIN_RIGHT_PX and x > MARGIN_LEFT_PX:
             x, row = MARGIN_LEFT_PX, row + 1
         out.append((text, fill, x, row))
@@ -208,18 +204,12 @@ def _tick_step(duration_s: float) -> float:
     return next((s for s in TICK_STEPS_S if duration_s / s <= MAX_TICKS), TICK_STEPS_S[-1])
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour: tuple) -> None:
-    # Hershey fonts are ASCII only: anything else would come out as "?" anyway, said plainly.
-    text = text.encode("ascii", "replace").decode()
-    cv2.putText(img, text, org, FONT, scale, colour, 1, cv2.LINE_AA)
-
-
-def _fit(text: str, max_w: int, scale: float) -> str:
+def _fit(text: str, max_w: int, px: int) -> str:
     """`text`, cut with '..' to fit max_w pixels; empty when not even two letters fit."""
-    if cv2.getTextSize(text, FONT, scale, 1)[0][0] <= max_w:
+    if text_width(text, px) <= max_w:
         return text
     for n in range(len(text) - 1, 1, -1):
-        if cv2.getTextSize(text[:n] + "..", FONT, scale, 1)[0][0] <= max_w:
+        if text_width(text[:n] + "..", px) <= max_w:
             return text[:n] + ".."
     return ""
 

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from vivit_cli.errors import DeviceError
+from vivit_cli.live.text import Warn
 from vivit_cli.live.webcam import LiveStatus
 from vivit_cli.results import LiveEvent, LivePrediction
 from vivit_cli.writers.tables import BAR_WIDTH, percent
@@ -122,9 +123,12 @@ def check_display() -> None:
 
 
 class PreviewWindow:
-    """The OpenCV window: the newest frame with the latest labels drawn on it; q or Esc closes it."""
+    """The OpenCV window: the newest frame with the latest labels drawn on it; q or Esc closes it.
 
-    def __init__(self, name: str = WINDOW_NAME) -> None:
+    `warn` hears of characters no installed font has, at every frame that has them.
+    """
+
+    def __init__(self, name: str = WINDOW_NAME, warn: Warn | None = None) -> None:
         import cv2
 
         check_display()
@@ -132,7 +136,7 @@ class PreviewWindow:
             cv2.namedWindow(name, cv2.WINDOW_NORMAL)
         except cv2.error as e:
             raise DeviceError("--show needs OpenCV with GUI support (opencv-python, not -headless)") from e
-        self.name, self._shown = name, None
+        self.name, self.warn, self._shown = name, warn, None
 
     def show(self, status: LiveStatus) -> bool:
         """Draw what is new; False once the user pressed q or Esc or closed the window."""
@@ -145,7 +149,8 @@ class PreviewWindow:
         if status.frame is not None and key != self._shown:
             fps = f"{status.capture_fps:.0f} fps" if status.capture_fps else ""
             title = f"{fps}  {1000 * p.latency_s:.0f} ms" if p else fps
-            cv2.imshow(self.name, draw_labels(status.frame.image, p.predictions if p else (), title or None))
+            labelled = draw_labels(status.frame.image, p.predictions if p else (), title or None, self.warn)
+            cv2.imshow(self.name, labelled)
             self._shown = key
         if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
             return False
