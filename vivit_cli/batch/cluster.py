@@ -19,6 +19,7 @@ from vivit_cli.batch import worker
 from vivit_cli.batch.actors import DecodeJob, Ledger, ModelWorker, decode_row
 from vivit_cli.batch.worker import DecodeSpec, one_line
 from vivit_cli.errors import ClusterError, VivitError
+from vivit_cli.labels import LabelSet
 from vivit_cli.results import ModelInfo
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
@@ -61,14 +62,17 @@ class ClusterModel:
     num_frames: int
     preprocess: PreprocessConfig
     note: str | None  # hub's note (offline, from the cache) for stderr
+    labels: LabelSet = LabelSet()  # what the workers predict, checked against the checkpoint's labels
 
 
-def resolve_model(model: str | hub.ModelRef) -> ClusterModel:
-    """Fetch the model here (a Hub name becomes a commit) and read what the decode tasks need."""
+def resolve_model(model: str | hub.ModelRef, labels: LabelSet = LabelSet()) -> ClusterModel:
+    """Fetch the model here (a Hub name becomes a commit) and read what the decode tasks need; unknown `labels`
+    are refused here, before any worker starts."""
     from vivit_cli.checkpoint import read_config, read_preprocess
 
     local = hub.fetch(model)
     config, _ = read_config(local.folder)
+    labels.class_ids(config.labels)
     if local.revision is None:
         load_ref = os.path.abspath(local.folder)
     else:
@@ -79,6 +83,7 @@ def resolve_model(model: str | hub.ModelRef) -> ClusterModel:
         config.num_frames,
         read_preprocess(local.folder),
         local.note,
+        labels,
     )
 
 
@@ -249,6 +254,7 @@ def _dataset(
                 top_k=top_k,
                 batch_size=batch_size,
                 threads=sizes.threads,
+                labels=model.labels,
             ),
             batch_size=max(1, batch_size // per_video),  # videos per call: --batch-size counts views
             batch_format="numpy",

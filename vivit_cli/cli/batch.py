@@ -15,6 +15,7 @@ from vivit_cli.batch.pool import DecodePool
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
+    label_options,
     load_classifier,
     model_options,
     note,
@@ -22,12 +23,14 @@ from vivit_cli.cli.options import (
     say_stopped,
     view_options,
 )
+from vivit_cli.labels import LabelSet
 
 
 @click.command("batch")
 @click.argument("sources", nargs=-1, required=True)
 @model_options
 @view_options
+@label_options
 @click.option(
     "--out",
     "-o",
@@ -84,6 +87,7 @@ def batch_command(
     clips: int,
     crops: str,
     top_k: int,
+    labels: LabelSet,
     out: str | None,
     fmt: str | None,
     recursive: bool,
@@ -105,7 +109,7 @@ def batch_command(
 
     views = Views(stride=stride, clips=clips, crops=int(crops))
     if ray_address is not None:  # the same job on Ray Data, with no torch in this process: vivit_cli/batch/cluster.py
-        _batch_on_ray(ctx, views)
+        _batch_on_ray(ctx, views, labels)
         return
     if gpus_per_worker is not None:
         raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
@@ -121,14 +125,14 @@ def batch_command(
     batch.check_model(job, ModelInfo(local_model.model_id, local_model.revision))
     # The workers start, and import torch, while the model loads.
     with DecodePool(workers, timeout) as pool:
-        classifier = load_classifier(ctx, local_model.pinned, device, dtype)
+        classifier = load_classifier(ctx, local_model.pinned, device, dtype, labels)
         with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
             local.run(classifier, job.todo, pool, writer, views, top_k, batch_size, tally, on_row)
     if tally.failed:
         ctx.exit(VideoError.exit_code)
 
 
-def _batch_on_ray(ctx: click.Context, views: Any) -> None:
+def _batch_on_ray(ctx: click.Context, views: Any, labels: LabelSet) -> None:
     """`vivit batch --ray`: the same rows, files and exit codes as a local run, from a Ray cluster."""
     from vivit_cli import hub
     from vivit_cli.batch import cluster
@@ -143,7 +147,7 @@ def _batch_on_ray(ctx: click.Context, views: Any) -> None:
         return
     ref = hub.parse_model(p["model"])
     quiet_hub(ctx, ref)
-    model = cluster.resolve_model(ref)  # once, here: every worker loads the same commit
+    model = cluster.resolve_model(ref, labels)  # once, here: every worker loads the same commit
     batch.check_model(job, model.info)
     note(ctx, model.note)
     stdout = sys.stdout  # taken before Ray's messages move to stderr
