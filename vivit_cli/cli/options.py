@@ -139,9 +139,10 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 MIN_SCORE_HELP = (
-    "Leave out predictions scoring below this probability: a video, window or prediction whose best label scores "
-    "less gets no label (an empty label cell in CSV, predictions [] and label null in JSON, (no label) in tables "
-    "and on frames); its status stays ok."
+    "Leave out predictions scoring below this probability (of --labels' softmax). A video, window or webcam "
+    "prediction whose best label scores less has no label: predictions [] in JSON and Parquet (label null in "
+    "timeline rows), empty label cells in CSV, (no label) in tables and on frames; its status stays ok, and a "
+    "timeline window with no label joins no segment."
 )
 
 
