@@ -304,6 +304,22 @@ def test_a_frame_with_no_label_says_so() -> None:
     assert (draw_labels(frame, ()) == frame).all()  # nothing scored yet: nothing drawn
 
 
+def test_the_webcam_panel_and_lines_say_no_label() -> None:
+    from rich.console import Console
+
+    from vivit_cli.live.view import TerminalView
+    from vivit_cli.live.webcam import LiveStatus
+    from vivit_cli.results import LivePrediction
+
+    p = LivePrediction(1, 0.0, 0, 6, 0.0, 0.2, (), 0.01, 1, 0)
+    panel = io.StringIO()
+    Console(file=panel, width=100).print(TerminalView(None, "live", "camera 0").panel(LiveStatus(None, p, 30.0, 7, 0)))
+    assert "(no label)" in panel.getvalue()
+    lines = io.StringIO()
+    TerminalView(Console(file=lines, width=100), "lines", "camera 0").prediction(p)
+    assert "(no label)" in lines.getvalue()
+
+
 # ---- webcam ----------------------------------------------------------------------------------------------------------
 
 
