@@ -66,8 +66,7 @@ class ClusterModel:
 
 
 def resolve_model(model: str | hub.ModelRef, labels: LabelSet = LabelSet()) -> ClusterModel:
-    """Fetch the model here (a Hub name becomes a commit) and read what the decode tasks need; unknown `labels`
-    are refused here, before any worker starts."""
+    """Fetch the model here (a Hub name becomes a commit), refuse unknown `labels`, read what decoding needs."""
     from vivit_cli.checkpoint import read_config, read_preprocess
 
     local = hub.fetch(model)
