@@ -367,3 +367,25 @@ def test_embed_on_ray_gives_the_local_vectors(local_ray, folder: Path, checkpoin
             np.testing.assert_allclose(row["embedding"], other["embedding"], rtol=1e-5, atol=1e-6)
         else:
             assert row["embedding"] is None and other["embedding"] is None and row["error"] == other["error"]
+
+
+def test_labels_and_min_score_reach_the_model_workers(
+    local_ray, folder: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """The rows of a local run with --labels and --min-score, some with no label: the workers get the label set."""
+    labels = ["--labels", "waving,running", "-k", "2"]
+    common = [str(folder), "--model", str(checkpoint), *labels]
+    invoke("batch", *common, "--out", str(tmp_path / "every.json"))
+    tops = sorted(
+        {r["predictions"][0]["score"] for r in read_records(tmp_path / "every.json", "json") if r["status"] == "ok"}
+    )
+    cut = (tops[len(tops) // 2 - 1] + tops[len(tops) // 2]) / 2  # half the videos get no label
+    common += ["--min-score", str(cut)]
+    local = invoke("batch", *common, "--out", str(tmp_path / "local.json"))
+    on_ray = invoke("batch", *common, "--out", str(tmp_path / "ray.json"), "--ray")
+    assert local.exit_code == on_ray.exit_code == 4, on_ray.stderr  # the bad files
+    ray_rows = list(read_records(tmp_path / "ray.json", "json"))
+    assert_same_rows(ray_rows, list(read_records(tmp_path / "local.json", "json")))
+    ok = [r for r in ray_rows if r["status"] == "ok"]
+    assert {p["label"] for r in ok for p in r["predictions"]} <= {"waving", "running"}
+    assert any(r["predictions"] == [] for r in ok) and any(r["predictions"] for r in ok)

@@ -13,6 +13,7 @@ DEFAULT_MODEL = "google/vivit-b-16x2-kinetics400"
 _LAZY = {
     "load_model": "vivit_cli.pipeline",
     "Classifier": "vivit_cli.pipeline",
+    "LabelSet": "vivit_cli.labels",
     "Prediction": "vivit_cli.results",
     "VideoResult": "vivit_cli.results",
     "VivitConfig": "vivit_cli.model",
@@ -26,6 +27,7 @@ _LAZY = {
 __all__ = [
     "DEFAULT_MODEL",
     "Classifier",
+    "LabelSet",
     "PreprocessConfig",
     "Prediction",
     "VideoResult",
@@ -41,6 +43,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from vivit_cli.checkpoint import save_pretrained
     from vivit_cli.errors import VivitError
+    from vivit_cli.labels import LabelSet
     from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
     from vivit_cli.pipeline import Classifier, load_model
     from vivit_cli.results import Prediction, VideoResult

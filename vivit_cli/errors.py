@@ -61,3 +61,9 @@ class ClusterError(VivitError):
     """`--ray` without the ray extra, or a Ray cluster that cannot be reached or cannot run the job."""
 
     exit_code = 2
+
+
+class LabelError(VivitError):
+    """--labels naming a label the model does not have, or --min-score outside [0, 1]."""
+
+    exit_code = 2

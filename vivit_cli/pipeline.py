@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from vivit_cli import DEFAULT_MODEL, hub
-from vivit_cli.checkpoint import load_checkpoint
+from vivit_cli.checkpoint import load_checkpoint, read_config
 from vivit_cli.device import resolve_device, resolve_dtype
 from vivit_cli.errors import DeviceError, VivitError
+from vivit_cli.labels import LabelSet
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
 from vivit_cli.results import ModelInfo, Prediction, VideoEmbedding, VideoResult
 from vivit_cli.video.decode import sample_clips
@@ -31,7 +32,11 @@ Output = Literal["probs", "features"]  # class probabilities (L,) or the final C
 
 
 class Classifier:
-    """A loaded checkpoint on a device: preprocessing, the model, labels and where they came from."""
+    """A loaded checkpoint on a device: preprocessing, the model, labels and where they came from.
+
+    `label_set` restricts predictions to some labels: probabilities are the softmax of those labels' logits alone
+    (0 for the others), and predictions scoring below its min_score are left out of the top-k.
+    """
 
     def __init__(
         self,
@@ -41,9 +46,17 @@ class Classifier:
         source: hub.LocalModel,
         device: torch.device,
         dtype: torch.dtype,
+        label_set: LabelSet = LabelSet(),
     ) -> None:
         self.model, self.config, self.preprocess = model, config, preprocess
         self.source, self.device, self.dtype = source, device, dtype
+        self.label_set = label_set
+        self.class_ids = np.array(label_set.class_ids(config.labels), dtype=np.int64)  # the labels it may name
+        self._mask: torch.Tensor | None = None  # (L,): 0 for those, -inf for the others; None: all of them
+        if label_set.names:
+            mask = torch.full((config.num_labels,), float("-inf"))
+            mask[torch.from_numpy(self.class_ids)] = 0.0
+            self._mask = mask.to(device)
 
     @property
     def labels(self) -> list[str]:
@@ -64,7 +77,10 @@ class Classifier:
                     backbone = self.model.vivit if isinstance(self.model, VivitForVideoClassification) else self.model
                     out = backbone(x, cls_only=True).last_hidden_state[:, 0].float()  # (B, D)
                 else:
-                    out = self.model(x).logits.float().softmax(dim=-1)  # (B, L)
+                    logits = self.model(x).logits.float()  # (B, L)
+                    if self._mask is not None:  # the subset's own softmax: its logits, not renormalised probabilities
+                        logits = logits + self._mask
+                    out = logits.softmax(dim=-1)  # (B, L)
                 return out.cpu().numpy()  # the one wait for the device per batch
         except torch.OutOfMemoryError:
             if self.device.type == "cpu":
@@ -90,9 +106,12 @@ class Classifier:
         return self.forward(pixel_values, "probs")
 
     def top_k(self, probs: np.ndarray, k: int) -> tuple[Prediction, ...]:
-        """probs (L,) -> the k best predictions, best first (ties broken by class id)."""
-        order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(probs)))]
-        return tuple(Prediction(self.labels[i], float(probs[i]), int(i)) for i in order)
+        """probs (L,) -> the k best predictions of the label set, best first (ties broken by class id), less those
+        scoring below its min_score: none when the best one does."""
+        ids = self.class_ids
+        order = ids[np.argsort(-probs[ids], kind="stable")][: max(1, min(k, len(ids)))]
+        top = (Prediction(self.labels[i], float(probs[i]), int(i)) for i in order)
+        return tuple(p for p in top if p.score >= self.label_set.min_score)
 
     def result(self, prepared: PreparedVideo, view_probs: np.ndarray, k: int) -> VideoResult:
         """Average the views' probabilities (the ViViT / MMAction2 test protocol) into one result."""
@@ -231,10 +250,14 @@ def load_model(
     name_or_path: str | Path | hub.ModelRef = DEFAULT_MODEL,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    labels: LabelSet = LabelSet(),
 ) -> Classifier:
-    """A Hub repo id (org/name[@revision]) or a checkpoint folder -> a Classifier on device, in eval mode."""
+    """A Hub repo id (org/name[@revision]) or a checkpoint folder -> a Classifier on device, in eval mode, that
+    predicts `labels` only. Unknown label names are refused before the weights are read."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     local = hub.fetch(name_or_path if isinstance(name_or_path, hub.ModelRef) else str(name_or_path))
+    if labels.names:
+        labels.class_ids(read_config(local.folder)[0].labels)
     ckpt = load_checkpoint(local.folder, dev, dt)
-    return Classifier(ckpt.model, ckpt.config, ckpt.preprocess, local, dev, dt)
+    return Classifier(ckpt.model, ckpt.config, ckpt.preprocess, local, dev, dt, labels)

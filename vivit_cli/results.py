@@ -55,7 +55,7 @@ class ModelInfo:
 @dataclass(frozen=True)
 class VideoResult:
     source: str
-    predictions: tuple[Prediction, ...]
+    predictions: tuple[Prediction, ...]  # best first; empty when the top-1 is under --min-score
     model: ModelInfo
     views: tuple[View, ...] = ()
     start_s: float | None = None
@@ -89,7 +89,7 @@ class LivePrediction:
     last_frame: int
     first_s: float
     last_s: float
-    predictions: tuple[Prediction, ...]  # best first; may be empty under --threshold
+    predictions: tuple[Prediction, ...]  # best first; may be empty under --threshold or --min-score
     latency_s: float  # preprocessing and model
     smoothed_over: int  # predictions averaged into these scores
     frames_skipped: int  # so far: frames beyond the --every schedule that passed while the model was busy
@@ -114,7 +114,7 @@ class Window:
     start_s: float  # timestamp of its first frame
     end_s: float  # timestamp of the frame after its last one (the video's end for the last window)
     frame_indices: tuple[int, ...]  # a held last frame repeats at the end of the video
-    predictions: tuple[Prediction, ...]  # best first, crops averaged
+    predictions: tuple[Prediction, ...]  # best first, crops averaged; empty when the top-1 is under --min-score
 
     @property
     def centre_s(self) -> float:

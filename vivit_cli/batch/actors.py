@@ -19,6 +19,7 @@ from vivit_cli.batch import worker
 from vivit_cli.batch.rows import Kind
 from vivit_cli.batch.worker import DecodeSpec
 from vivit_cli.device import keep_freed_memory
+from vivit_cli.labels import LabelSet
 from vivit_cli.results import ModelInfo
 from vivit_cli.writers.records import model_fields
 
@@ -100,13 +101,21 @@ class ModelWorker:
     records (JSON text, so that the driver writes them as they are)."""
 
     def __init__(
-        self, load_ref: str, info: ModelInfo, device: str, dtype: str, kind: Kind, batch_size: int, threads: int | None
+        self,
+        load_ref: str,
+        info: ModelInfo,
+        device: str,
+        dtype: str,
+        kind: Kind,
+        batch_size: int,
+        threads: int | None,
+        labels: LabelSet = LabelSet(),
     ) -> None:
         from vivit_cli.pipeline import load_model
 
         use_threads(threads)
         keep_freed_memory()
-        self.classifier = load_model(load_ref, device=device, dtype=dtype)
+        self.classifier = load_model(load_ref, device=device, dtype=dtype, labels=labels)
         # The model string as the driver resolved it, with where this worker runs it.
         here = self.classifier.info
         self.info = replace(info, device=here.device, dtype=here.dtype)

@@ -9,9 +9,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from vivit_cli import hub
 from vivit_cli.batch import plan as batch
@@ -20,11 +20,11 @@ from vivit_cli.batch.actors import DecodeJob, Ledger, ModelWorker, decode_row
 from vivit_cli.batch.rows import Kind
 from vivit_cli.batch.worker import DecodeSpec, one_line
 from vivit_cli.errors import ClusterError, VivitError
+from vivit_cli.labels import LabelSet
 from vivit_cli.results import ModelInfo
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
 from vivit_cli.video.sources import LIST_PREFIX, path_key
-from vivit_cli.writers.formats import LazyWriter
 
 EXTRA = 'pip install "vivit-cli[ray]"'
 LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, else a local one
@@ -62,14 +62,16 @@ class ClusterModel:
     preprocess: PreprocessConfig
     note: str | None  # hub's note (offline, from the cache) for stderr
     hidden_size: int = 0  # the embedding's size
+    labels: LabelSet = LabelSet()  # what the workers predict, checked against the checkpoint's labels
 
 
-def resolve_model(model: str | hub.ModelRef) -> ClusterModel:
-    """Fetch the model here (a Hub name becomes a commit) and read what the decode tasks need."""
+def resolve_model(model: str | hub.ModelRef, labels: LabelSet = LabelSet()) -> ClusterModel:
+    """Fetch the model here (a Hub name becomes a commit), refuse unknown `labels`, read what decoding needs."""
     from vivit_cli.checkpoint import read_config, read_preprocess
 
     local = hub.fetch(model)
     config, _ = read_config(local.folder)
+    labels.class_ids(config.labels)
     if local.revision is None:
         load_ref = os.path.abspath(local.folder)
     else:
@@ -81,14 +83,8 @@ def resolve_model(model: str | hub.ModelRef) -> ClusterModel:
         read_preprocess(local.folder),
         local.note,
         config.hidden_size,
+        labels,
     )
-
-
-@contextmanager
-def open_output(job: batch.Plan, stdout: IO[str]) -> Iterator[LazyWriter]:
-    """batch.open_output, plus Parquet files, opened with the first row."""
-    with ExitStack() as stack:
-        yield LazyWriter(lambda: stack.enter_context(batch.open_output(job, stdout)))
 
 
 @contextmanager
@@ -251,6 +247,7 @@ def _dataset(
                 kind=kind,
                 batch_size=batch_size,
                 threads=sizes.threads,
+                labels=model.labels,
             ),
             batch_size=max(1, batch_size // per_video),  # videos per call: --batch-size counts views
             batch_format="numpy",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -17,7 +17,15 @@ from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
 from vivit_cli.errors import SourceError
 from vivit_cli.video.sources import collect_videos, path_key
 from vivit_cli.writers import parquet
-from vivit_cli.writers.formats import PARQUET, RecordWriter, check_folder, format_for, get_writer, read_records
+from vivit_cli.writers.formats import (
+    PARQUET,
+    LazyWriter,
+    RecordWriter,
+    check_folder,
+    format_for,
+    get_writer,
+    read_records,
+)
 from vivit_cli.writers.records import BATCH, Schema
 
 if TYPE_CHECKING:
@@ -149,6 +157,13 @@ def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
             yield writer
         finally:
             writer.finish()
+
+
+@contextmanager
+def open_output_lazily(job: Plan, stdout: IO[str]) -> Iterator[LazyWriter]:
+    """open_output, when the first row comes (a Ray job that fails before leaves an existing --out as it was)."""
+    with ExitStack() as stack:
+        yield LazyWriter(lambda: stack.enter_context(open_output(job, stdout)))
 
 
 def _rewrite_kept(job: Plan) -> None:

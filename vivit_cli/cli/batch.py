@@ -17,6 +17,7 @@ from vivit_cli.batch.rows import Kind, Labels
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
+    label_options,
     load_classifier,
     model_options,
     note,
@@ -24,6 +25,7 @@ from vivit_cli.cli.options import (
     say_stopped,
     view_options,
 )
+from vivit_cli.labels import LabelSet
 from vivit_cli.writers.records import BATCH, Schema
 
 
@@ -91,35 +93,43 @@ def run_options(schema: Schema, views: Callable[..., Any]) -> Callable[[Callable
     return decorate
 
 
+def _views_and_labels(f: Callable[..., Any]) -> Callable[..., Any]:
+    return view_options(label_options(f))
+
+
 @click.command("batch")
-@run_options(BATCH, view_options)
-def batch_command(ctx: click.Context, top_k: int, **_: Any) -> None:
+@run_options(BATCH, _views_and_labels)
+def batch_command(ctx: click.Context, top_k: int, labels: LabelSet, **_: Any) -> None:
     """Classify every video in SOURCES into one CSV, JSON, JSONL or Parquet file: a row per video, ok or error.
 
     A SOURCE is a folder, a glob, a file or @list.txt (one file per line). Rows are written as videos finish.
     Exit codes: 0 all classified, 4 some videos failed (see their rows), 3 model or checkpoint problem,
     2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
     """
-    run_files(ctx, Labels(top_k))
+    run_files(ctx, Labels(top_k), labels=labels)
 
 
-def run_files(ctx: click.Context, kind: Kind, table: Callable[[int], Any] | None = None) -> None:
+def run_files(
+    ctx: click.Context, kind: Kind, table: Callable[[int], Any] | None = None, labels: LabelSet = LabelSet()
+) -> None:
     """A run over ctx.params' SOURCES, writing `kind`'s rows, here or on Ray; `table(hidden_size)`: its Parquet
-    columns when they depend on the model."""
+    columns when they depend on the model; `labels`: the label set the model predicts in."""
     from vivit_cli.errors import VideoError
     from vivit_cli.video.sampling import Views
 
     p = ctx.params
     views = Views(stride=p["stride"], clips=p["clips"], crops=int(p["crops"]))
     if p["ray_address"] is not None:  # the same job on Ray Data, with no torch in this process: batch/cluster.py
-        tally = _run_on_ray(ctx, views, kind, table)
+        tally = _run_on_ray(ctx, views, kind, table, labels)
     else:
-        tally = _run_here(ctx, views, kind, table)
+        tally = _run_here(ctx, views, kind, table, labels)
     if tally is not None and tally.failed:
         ctx.exit(VideoError.exit_code)
 
 
-def _run_here(ctx: click.Context, views: Any, kind: Kind, table: Callable[[int], Any] | None) -> batch.Tally | None:
+def _run_here(
+    ctx: click.Context, views: Any, kind: Kind, table: Callable[[int], Any] | None, labels: LabelSet
+) -> batch.Tally | None:
     if ctx.params["gpus_per_worker"] is not None:
         raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
     from vivit_cli.checkpoint import read_config
@@ -134,17 +144,21 @@ def _run_here(ctx: click.Context, views: Any, kind: Kind, table: Callable[[int],
         return None
     local_model = fetch_model(ctx, p["model"])  # a branch becomes a commit: --resume checks it before the model loads
     batch.check_model(job, ModelInfo(local_model.model_id, local_model.revision))
+    config, _ = read_config(local_model.folder)
+    labels.class_ids(config.labels)  # unknown names: an error before the workers start
     if table is not None:
-        job = replace(job, table=table(read_config(local_model.folder)[0].hidden_size))
+        job = replace(job, table=table(config.hidden_size))
     # The workers start, and import torch, while the model loads.
     with DecodePool(workers, p["timeout"]) as pool:
-        classifier = load_classifier(ctx, local_model.pinned, p["device"], p["dtype"])
+        classifier = load_classifier(ctx, local_model.pinned, p["device"], p["dtype"], labels)
         with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
             local.run(classifier, job.todo, pool, writer, views, kind, p["batch_size"], tally, on_row)
     return tally
 
 
-def _run_on_ray(ctx: click.Context, views: Any, kind: Kind, table: Callable[[int], Any] | None) -> batch.Tally | None:
+def _run_on_ray(
+    ctx: click.Context, views: Any, kind: Kind, table: Callable[[int], Any] | None, labels: LabelSet
+) -> batch.Tally | None:
     """The same rows, files and exit codes as a local run, from a Ray cluster."""
     from vivit_cli import hub
     from vivit_cli.batch import cluster
@@ -158,7 +172,7 @@ def _run_on_ray(ctx: click.Context, views: Any, kind: Kind, table: Callable[[int
         return None
     ref = hub.parse_model(p["model"])
     quiet_hub(ctx, ref)
-    model = cluster.resolve_model(ref)  # once, here: every worker loads the same commit
+    model = cluster.resolve_model(ref, labels)  # once, here: every worker loads the same commit
     batch.check_model(job, model.info)
     if table is not None:
         job = replace(job, table=table(model.hidden_size))
@@ -166,7 +180,7 @@ def _run_on_ray(ctx: click.Context, views: Any, kind: Kind, table: Callable[[int
     stdout = sys.stdout  # taken before Ray's messages move to stderr
     with cluster.connect(address, ctx.obj["quiet"]):
         sizes = cluster.size_workers(p["device"], p["workers"], p["gpus_per_worker"])
-        with _progress(ctx, job, tally) as on_row, cluster.open_output(job, stdout) as writer:
+        with _progress(ctx, job, tally) as on_row, batch.open_output_lazily(job, stdout) as writer:
             cluster.run(
                 job.todo, model, sizes, writer, views, kind, p["dtype"], p["batch_size"], p["timeout"], tally, on_row
             )

@@ -7,7 +7,8 @@ import shlex
 
 import click
 
-from vivit_cli.cli.options import load_classifier, model_ids, model_options, view_options
+from vivit_cli.cli.options import label_options, load_classifier, model_ids, model_options, view_options
+from vivit_cli.labels import LabelSet
 
 DECODE_TIMEOUT_S = 120.0  # seconds one file may take to decode, as in `vivit batch`
 
@@ -16,6 +17,7 @@ DECODE_TIMEOUT_S = 120.0  # seconds one file may take to decode, as in `vivit ba
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=str))
 @model_options
 @view_options
+@label_options
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout: one object per video, per line.")
 @click.option(
     "--timeout",
@@ -35,6 +37,7 @@ def classify_command(
     clips: int,
     crops: str,
     top_k: int,
+    labels: LabelSet,
     as_json: bool,
     timeout: float,
 ) -> None:
@@ -80,7 +83,7 @@ def classify_command(
     # and it decodes the next video while the model runs on this one. It starts, and imports torch, while the model
     # loads.
     with DecodePool(workers=1, timeout_s=timeout) as pool:
-        classifier = load_classifier(ctx, model, device, dtype)
+        classifier = load_classifier(ctx, model, device, dtype, labels)
         ids = model_ids(classifier)
         todo = [path for path, why in zip(videos, unusable, strict=True) if why is None]
         pool.submit(todo, DecodeSpec(classifier.config.num_frames, classifier.preprocess, views), max_pending=1)

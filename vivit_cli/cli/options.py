@@ -3,6 +3,7 @@ and warning callbacks."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 
 from vivit_cli import DEFAULT_MODEL
 from vivit_cli.device import DTYPE_NAMES
+from vivit_cli.labels import LabelSet, parse_labels
 from vivit_cli.video.sampling import DEFAULT_STRIDE
 
 DEBUG_HELP = "Show tracebacks for errors."
@@ -160,14 +162,44 @@ def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def load_classifier(ctx: click.Context, model: str, device: str, dtype: str) -> Any:
+MIN_SCORE_HELP = (
+    "Leave out predictions scoring below this probability (of --labels' softmax). A video, window or webcam "
+    "prediction whose best label scores less has no label: predictions [] in JSON and Parquet (label null in "
+    "timeline rows), empty label cells in CSV, (no label) in tables and on frames; its status stays ok, and a "
+    "timeline window with no label joins no segment."
+)
+
+
+def label_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--labels and --min-score, given to the command as one `labels` argument: a LabelSet."""
+
+    @functools.wraps(f)
+    def command(*args: Any, labels: tuple[str, ...] | None, min_score: float, **kwargs: Any) -> Any:
+        return f(*args, labels=LabelSet(labels or (), min_score), **kwargs)
+
+    def names(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+        return None if value is None else parse_labels(value)
+
+    command = click.option(
+        "--min-score", type=click.FloatRange(0, 1), default=0.0, show_default=True, help=MIN_SCORE_HELP
+    )(command)
+    return click.option(
+        "--labels",
+        callback=names,
+        metavar="A,B,C|@FILE",
+        help="Predict only these of the model's labels (exact names; see `vivit labels`): the softmax is taken over "
+        "their logits alone. @FILE: one label per line, for labels with commas.",
+    )(command)
+
+
+def load_classifier(ctx: click.Context, model: str, device: str, dtype: str, labels: LabelSet = LabelSet()) -> Any:
     """Load the model the way every command does, with the Hub's note (offline, cached) on stderr."""
     from vivit_cli import hub
     from vivit_cli.pipeline import load_model
 
     ref = hub.parse_model(model)  # once: the folder-or-Hub question and the fetch read the same answer
     quiet_hub(ctx, ref)
-    classifier = load_model(ref, device=device, dtype=dtype)
+    classifier = load_model(ref, device=device, dtype=dtype, labels=labels)
     note(ctx, classifier.source.note)
     return classifier
 

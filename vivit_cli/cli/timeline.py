@@ -9,12 +9,14 @@ import click
 from vivit_cli.batch.plan import default_batch_size
 from vivit_cli.cli.options import (
     batch_size_option,
+    label_options,
     load_classifier,
     model_options,
     tqdm_progress,
     view_options,
     warn_once,
 )
+from vivit_cli.labels import LabelSet
 from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 
 
@@ -22,6 +24,7 @@ from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 @click.argument("video_path", metavar="VIDEO", type=click.Path(path_type=str))
 @model_options
 @view_options
+@label_options
 @click.option(
     "--every",
     type=click.FloatRange(0, min_open=True),
@@ -34,7 +37,8 @@ from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
     type=click.FloatRange(0, 1),
     default=DEFAULT_THRESHOLD,
     show_default=True,
-    help="Top-1 score a window needs to join a segment; weaker windows leave a gap.",
+    help="Top-1 score a window needs to join a segment; weaker windows, and windows with no label (--min-score), "
+    "leave a gap.",
 )
 @batch_size_option("Windows per forward pass (each is --crops views)", "the bar then moves window by window")
 @click.option(
@@ -60,6 +64,7 @@ def timeline_command(
     clips: int,
     crops: str,
     top_k: int,
+    labels: LabelSet,
     every: float,
     threshold: float,
     batch_size: int | None,
@@ -97,7 +102,7 @@ def timeline_command(
     if overlay:
         check_overlay_path(overlay)
     info = probe.open_video(video_path)
-    classifier = load_classifier(ctx, model, device, dtype)
+    classifier = load_classifier(ctx, model, device, dtype, labels)
     batch_size = batch_size or default_batch_size(classifier.device.type)
     quiet = ctx.obj["quiet"]
     span = views.sampling(classifier.config.num_frames).span

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from vivit_cli.cli.options import load_classifier, model_options, warn_once
+from vivit_cli.cli.options import label_options, load_classifier, model_options, warn_once
+from vivit_cli.labels import LabelSet
 from vivit_cli.live import settings as live
 
 
@@ -49,6 +50,7 @@ from vivit_cli.live import settings as live
     show_default=True,
     help="Leave out labels whose (smoothed) score is below this, on screen and in the log.",
 )
+@label_options
 @click.option("--show", is_flag=True, help="Open a window with the frames and the labels; q or Esc quits.")
 @click.option(
     "--out",
@@ -93,6 +95,7 @@ def webcam_command(
     every: int,
     smooth: int,
     threshold: float,
+    labels: LabelSet,
     show: bool,
     out: str | None,
     max_predictions: int | None,
@@ -126,7 +129,7 @@ def webcam_command(
         check_folder(out)
     if show:
         view.check_display()
-    live_model = webcam.ClassifierModel(load_classifier(ctx, model, device, dtype))
+    live_model = webcam.ClassifierModel(load_classifier(ctx, model, device, dtype, labels))
     console = Console(stderr=True)
     mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"
     with contextlib.ExitStack() as stack:

@@ -21,6 +21,7 @@ MIN_LINE_HEIGHT_PX = 14
 MAX_SHRINK = 0.75  # a row too wide for the frame shrinks the text down to this fraction; past it, labels wrap
 SCORE_GAP = "  "  # between a label and its score
 FONT_PX_PER_LINE = 0.75  # font size per line height: room for accents above and descenders below
+NO_LABEL = "no label"  # drawn for a scored window whose every prediction was left out (--min-score, --threshold)
 
 
 # Each channel's value under the panel, by its value before: a lookup, much faster on a big frame than the sum.
@@ -48,8 +49,10 @@ class Layout:
     pad: int
 
 
-def layout_labels(width: int, height: int, predictions: Sequence[Prediction], title: str | None = None) -> Layout:
-    """Where draw_labels puts each line on a width x height frame.
+def layout_labels(
+    width: int, height: int, predictions: Sequence[Prediction], title: str | None = None, empty: str | None = None
+) -> Layout:
+    """Where draw_labels puts each line on a width x height frame; `empty` is the line shown without predictions.
 
     Text is sized from the frame's height or width, whichever gives smaller text (so portrait frames get text that
     fits across), shrunk a little for a label too long for that, then wrapped between words, the score kept on
@@ -57,6 +60,8 @@ def layout_labels(width: int, height: int, predictions: Sequence[Prediction], ti
     """
     line = max(MIN_LINE_HEIGHT_PX, int(min(height * LINE_HEIGHT_FRACTION, width * LINE_WIDTH_FRACTION)))
     rows = ([(title, None)] if title else []) + [(p.label, p.score) for p in predictions]
+    if not predictions and empty:
+        rows.append((empty, None))
     texts = [text if score is None else f"{text}{SCORE_GAP}{100 * score:.1f}%" for text, score in rows]
     if texts:
         widest = max(text_width(t, _font_px(line)) for t in texts)
@@ -84,15 +89,20 @@ def layout_labels(width: int, height: int, predictions: Sequence[Prediction], ti
 
 
 def draw_labels(
-    frame: np.ndarray, predictions: Sequence[Prediction], title: str | None = None, warn: Warn | None = None
+    frame: np.ndarray,
+    predictions: Sequence[Prediction],
+    title: str | None = None,
+    empty: str | None = None,
+    warn: Warn | None = None,
 ) -> np.ndarray:
-    """A copy of `frame` (H, W, 3) uint8 with a panel in the top-left corner: title, then label, score and bar.
+    """A copy of `frame` (H, W, 3) uint8 with a panel in the top-left corner: title, then label, score and bar
+    (or the `empty` line, when there are no predictions).
 
     `warn` hears of characters no installed font has (drawn as boxes), at every call: the caller says it once.
     """
     out = frame.copy()
     h, w = out.shape[:2]
-    layout = layout_labels(w, h, predictions, title)
+    layout = layout_labels(w, h, predictions, title, empty)
     if not layout.lines:
         return out
     region = out[: layout.panel_h, : layout.panel_w]

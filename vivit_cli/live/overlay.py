@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from vivit_cli.errors import SourceError
-from vivit_cli.live.draw import draw_labels
+from vivit_cli.live.draw import NO_LABEL, draw_labels
 from vivit_cli.live.text import Warn
 from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video import decode, probe
@@ -73,7 +73,7 @@ def write_overlay(
                 assert rgb is not None  # iter_frames without `wanted` converts every frame
                 window = timeline.window_at(t)
                 if window is not None:
-                    rgb = draw_labels(rgb, window.predictions[:k], clock(t - timeline.start_s), warn)
+                    rgb = draw_labels(rgb, window.predictions[:k], clock(t - timeline.start_s), NO_LABEL, warn)
                 if rgb.shape[:2] != (height, width):
                     rgb = np.pad(rgb, ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
                 encoder.write(rgb, t - timeline.start_s)

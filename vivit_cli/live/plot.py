@@ -65,7 +65,8 @@ def _label_times(timeline: Timeline) -> tuple[dict[int, float], dict[int, float]
         in_segments[i] = in_segments.get(i, 0.0) + s.end_s - s.start_s
     as_top: dict[int, float] = {}
     for w, (a, b) in zip(timeline.windows, timeline.cells, strict=True):
-        as_top[w.predictions[0].index] = as_top.get(w.predictions[0].index, 0.0) + b - a
+        if w.predictions:  # a window with no label (--min-score) is top-1 for none
+            as_top[w.predictions[0].index] = as_top.get(w.predictions[0].index, 0.0) + b - a
     return in_segments, as_top
 
 

@@ -61,7 +61,8 @@ def window_count(frame_count: int, fps: float, every_s: float, span: int) -> int
 def merge_segments(
     windows: Sequence[Window], spans: Sequence[tuple[float, float]], threshold: float
 ) -> tuple[Segment, ...]:
-    """Runs of adjacent windows with the same top-1 label scoring at least `threshold`, over their cells."""
+    """Runs of adjacent windows with the same top-1 label scoring at least `threshold`, over their cells. A window
+    with no label (its top-1 was under --min-score) breaks a run, as a weak one does."""
     segments: list[Segment] = []
     run: list[Window] = []
 
@@ -82,8 +83,8 @@ def merge_segments(
             run.clear()
 
     for w in windows:
-        top = w.predictions[0]
-        if top.score < threshold:
+        top = w.predictions[0] if w.predictions else None
+        if top is None or top.score < threshold:
             close()
             continue
         if run and run[-1].predictions[0].index != top.index:

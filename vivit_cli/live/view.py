@@ -13,7 +13,7 @@ from vivit_cli.errors import DeviceError
 from vivit_cli.live.text import Warn
 from vivit_cli.live.webcam import LiveStatus
 from vivit_cli.results import LiveEvent, LivePrediction
-from vivit_cli.writers.tables import BAR_WIDTH, percent
+from vivit_cli.writers.tables import BAR_WIDTH, NO_LABEL, percent
 
 PANEL_REFRESH_S = 0.25  # seconds between redraws of the terminal panel
 PANEL_WIDTH = 60  # characters: wide enough that the caption stays on one line
@@ -60,7 +60,7 @@ class TerminalView:
             self._status = dataclasses.replace(last, latest=p, frames_skipped=p.frames_skipped)
             self._live.update(self.panel(self._status), refresh=True)
         elif self.mode == "lines":
-            labels = ", ".join(f"{x.label} {percent(x.score)}" for x in p.predictions) or "(none over threshold)"
+            labels = ", ".join(f"{x.label} {percent(x.score)}" for x in p.predictions) or NO_LABEL
             self.console.print(
                 f"#{p.number} frames {p.first_frame}-{p.last_frame} ({p.first_s:.2f}-{p.last_s:.2f} s)"
                 f"  {labels}  [{1000 * p.latency_s:.0f} ms]",
@@ -96,6 +96,8 @@ class TerminalView:
         table.add_column("", width=BAR_WIDTH)
         for x in p.predictions if p else ():
             table.add_row(x.label, percent(x.score), Bar(1.0, 0.0, x.score, width=BAR_WIDTH))
+        if p and not p.predictions:
+            table.add_row(f"[dim]{NO_LABEL}[/dim]", "", "")
         return table
 
 
@@ -142,15 +144,16 @@ class PreviewWindow:
         """Draw what is new; False once the user pressed q or Esc or closed the window."""
         import cv2
 
-        from vivit_cli.live.draw import draw_labels
+        from vivit_cli.live.draw import NO_LABEL, draw_labels
 
         p = status.latest
         key = (status.frame.index if status.frame else None, p.number if p else None)
         if status.frame is not None and key != self._shown:
             fps = f"{status.capture_fps:.0f} fps" if status.capture_fps else ""
             title = f"{fps}  {1000 * p.latency_s:.0f} ms" if p else fps
-            labelled = draw_labels(status.frame.image, p.predictions if p else (), title or None, self.warn)
-            cv2.imshow(self.name, labelled)
+            empty = NO_LABEL if p else None
+            shown = draw_labels(status.frame.image, p.predictions if p else (), title or None, empty, self.warn)
+            cv2.imshow(self.name, shown)
             self._shown = key
         if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
             return False

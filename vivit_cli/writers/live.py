@@ -112,8 +112,8 @@ def _span_record(
         "index": index,
         "start_s": round(start_s, TIME_DECIMALS),
         "end_s": round(end_s, TIME_DECIMALS),
-        "label": top[0]["label"],
-        "score": top[0]["score"],
+        "label": top[0]["label"] if top else None,  # None: a window with no label (--min-score)
+        "score": top[0]["score"] if top else None,
         "segment": segment,
         "first_window": first_window,
         "last_window": last_window,

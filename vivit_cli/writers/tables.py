@@ -9,6 +9,7 @@ from typing import Any
 from vivit_cli.results import ModelInfo, Timeline, VideoResult, clock, shown_path
 
 BAR_WIDTH = 20  # characters of a full bar
+NO_LABEL = "(no label)"  # a result whose every prediction scored under --min-score
 EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")  # the partial block that ends a bar
 
 
@@ -49,6 +50,8 @@ def print_results_table(console: Any, result: VideoResult, title_extra: str = ""
     table.add_column("", min_width=BAR_WIDTH)
     for rank, p in enumerate(result.predictions, 1):
         table.add_row(str(rank), p.label, percent(p.score), bar(p.score))
+    if not result.predictions:
+        table.add_row("", f"[dim]{NO_LABEL}[/dim]", "", "")
     console.print(table)
 
 
