@@ -271,3 +271,29 @@ def test_cache_entries_are_keyed_by_file_and_settings(tmp_path: Path) -> None:
     assert EmbeddingCache(tmp_path / "c", {"clips": 2}).get(str(video)) is None
     video.write_bytes(b"xy")  # edited: another size
     assert store.get(str(video)) is None
+
+
+def test_the_head_reaches_torch_lbfgs_minimum() -> None:
+    from vivit_cli.learn import head
+
+    gen = torch.Generator().manual_seed(0)
+    n, d, classes = 200, 16, 3
+    x = torch.randn(n, d, dtype=torch.float64, generator=gen)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    w = torch.rand(n, dtype=torch.float64, generator=gen) + 0.5
+    f = head._objective(x, y, w, classes, 0.01)
+    ours = head._lbfgs(f, torch.zeros(classes * (d + 1), dtype=torch.float64))
+    theirs = torch.zeros_like(ours, requires_grad=True)
+    optimiser = torch.optim.LBFGS([theirs], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        weight, bias = theirs[:-classes].view(classes, -1), theirs[-classes:]
+        ce = torch.nn.functional.cross_entropy(x @ weight.T + bias, y, reduction="none")  # (N,)
+        loss = (ce * w).sum() / w.sum() + 0.005 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    assert abs(f(ours)[0] - f(theirs.detach())[0]) < 1e-8
+    torch.testing.assert_close(ours, theirs.detach(), atol=1e-4, rtol=0)

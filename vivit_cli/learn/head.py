@@ -1,5 +1,6 @@
 """The new head: multinomial logistic regression with L2 on standardised features, class-balanced, fitted full-batch
-with L-BFGS; the strength picked on the validation videos; then folded back so that it reads raw features."""
+with L-BFGS in torch (float64); the strength picked on the validation videos; then folded back so that it reads raw
+features."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ import torch
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # tried strongest first, each warm-started from the last
 MAX_ITER = 500  # L-BFGS iterations per strength; a few hundred parameters per class converge well before
+HISTORY = 10  # L-BFGS's remembered steps
+GRAD_TOL = 1e-6  # stop once no gradient component is larger
+CHANGE_TOL = 1e-10  # or once a step lowers the loss by less than this (relative)
+ARMIJO = 1e-4  # sufficient decrease of the line search
+MIN_STEP = 1e-12  # the line search's shortest step
 MIN_STD = 1e-6  # features that never vary are divided by this, not by zero
 PROB_FLOOR = 1e-12  # log-loss of a probability rounded to zero
 
@@ -80,15 +86,14 @@ def train_head(
     x = torch.from_numpy((train.features - mean) / std)  # (N, D) float64
     y = torch.from_numpy(train.labels)  # (N,)
     w = torch.from_numpy(class_weights(train.labels, num_classes))  # (N,)
-    weight = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)  # (L, D)
-    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)  # (L,)
+    theta = torch.zeros(num_classes * (x.shape[1] + 1), dtype=torch.float64)  # W (L, D) then b (L,), flat
     best: Head | None = None
     for strength in sorted((l2,) if l2 is not None else L2_GRID, reverse=True):
-        _minimise(x, y, w, weight, bias, strength)
+        theta = _lbfgs(_objective(x, y, w, num_classes, strength), theta)  # warm start from the last strength
+        weight, bias = theta[:-num_classes].view(num_classes, -1).numpy(), theta[-num_classes:].numpy()
         # Folded back: ((f - mean) / std) @ W.T + b == f @ (W / std).T + (b - (W / std) @ mean).
-        folded = weight.detach().numpy() / std  # (L, D)
-        head_bias = bias.detach().numpy() - folded @ mean  # (L,)
-        head = Head(folded.astype(np.float32), head_bias.astype(np.float32), Fit(strength, 0.0, 0.0, 0.0))
+        folded = weight / std  # (L, D)
+        head = Head(folded.astype(np.float32), (bias - folded @ mean).astype(np.float32), Fit(strength, 0, 0, 0))
         train_acc = accuracy(video_probs(head, train), train.video_labels)
         val_p = video_probs(head, val)
         fit = Fit(strength, train_acc, accuracy(val_p, val.video_labels), log_loss(val_p, val.video_labels))
@@ -100,24 +105,63 @@ def train_head(
     return best
 
 
-def _minimise(
-    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, l2: float
-) -> None:
-    """Weighted mean cross-entropy + l2/2 * |W|^2 (the bias is not penalised), in place, by L-BFGS."""
-    optimiser = torch.optim.LBFGS(
-        [weight, bias], max_iter=MAX_ITER, tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe"
-    )
+Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # flat parameters -> (loss, gradient)
 
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        logits = x @ weight.T + bias  # (N, L)
-        ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")  # (N,)
-        loss = (ce * w).sum() / w.sum() + 0.5 * l2 * weight.square().sum()
-        loss.backward()
-        return loss
 
-    with torch.enable_grad():
-        optimiser.step(closure)
+def _objective(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, num_classes: int, l2: float) -> Objective:
+    """Weighted mean cross-entropy + l2/2 * |W|^2 (the bias is not penalised), and its gradient, in closed form."""
+    onehot = torch.nn.functional.one_hot(y, num_classes).to(x.dtype)  # (N, L)
+    share = w / w.sum()  # (N,)
+
+    def f(theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        weight, bias = theta[:-num_classes].view(num_classes, -1), theta[-num_classes:]  # (L, D), (L,)
+        logp = (x @ weight.T + bias).log_softmax(-1)  # (N, L)
+        loss = -(share * (logp * onehot).sum(-1)).sum() + 0.5 * l2 * weight.square().sum()
+        g = (logp.exp() - onehot) * share[:, None]  # (N, L): d loss / d logits
+        grad = torch.cat([(g.T @ x + l2 * weight).flatten(), g.sum(0)])  # (L*D + L,)
+        return float(loss), grad
+
+    return f
+
+
+def _lbfgs(f: Objective, theta: torch.Tensor) -> torch.Tensor:
+    """Minimise a smooth convex f by L-BFGS with a backtracking (Armijo) line search. Written here rather than
+    torch.optim.LBFGS: the first torch optimiser imports torch._dynamo, seconds that a cached run should not pay."""
+    loss, grad = f(theta)
+    history: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, 1 / y.s), oldest first
+    for _ in range(MAX_ITER):
+        if grad.abs().max() <= GRAD_TOL:
+            break
+        q, alphas = grad.clone(), []
+        for s, yv, rho in reversed(history):  # the two-loop recursion: q becomes H @ grad
+            a = rho * float(s @ q)
+            q -= a * yv
+            alphas.append(a)
+        if history:
+            s, yv, _ = history[-1]
+            q *= float(s @ yv) / float(yv @ yv)
+        for (s, yv, rho), a in zip(history, reversed(alphas), strict=True):
+            q += (a - rho * float(yv @ q)) * s
+        direction = -q
+        slope = float(grad @ direction)
+        if slope >= 0:  # not a descent direction (rounding): start again from the gradient
+            history.clear()
+            direction, slope = -grad, -float(grad @ grad)
+        step = 1.0 if history else min(1.0, 1.0 / float(grad.abs().sum()))
+        while True:
+            new = theta + step * direction
+            new_loss, new_grad = f(new)
+            if new_loss <= loss + ARMIJO * step * slope or step < MIN_STEP:
+                break
+            step *= 0.5
+        s, yv = new - theta, new_grad - grad
+        if float(yv @ s) > 1e-12:
+            history = [*history[-(HISTORY - 1) :], (s, yv, 1.0 / float(yv @ s))]
+        done = loss - new_loss <= CHANGE_TOL * max(1.0, abs(loss))
+        theta, loss, grad = new, new_loss, new_grad
+        if done:
+            break
+    return theta
 
 
 def video_probs(head: Head, videos: Videos) -> np.ndarray:
