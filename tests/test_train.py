@@ -155,11 +155,12 @@ def test_the_other_forms_of_data_use_the_same_cache(
     lines = [json.dumps({"path": str(v), "label": v.parent.name}, ensure_ascii=False) for v in videos]
     (tmp_path / "list.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
     for source, how in ((data / "list.csv", "DATA's val split"), (tmp_path / "list.jsonl", "20%")):
-        result = train(source, checkpoint, tmp_path / source.stem, cache)
+        result = train(source, checkpoint, tmp_path / f"from-{source.suffix[1:]}", cache)
         assert result.exit_code == 0, result.output
         assert how in result.stderr and "18 cached" in result.stderr
-    record = json.loads((tmp_path / "list" / "training.json").read_text("utf-8"))
+    record = json.loads((tmp_path / "from-csv" / "training.json").read_text("utf-8"))
     assert record["counts"]["val"] == dict.fromkeys(sorted(COLOURS), 1)
+    assert sorted(Path(p).name for p in record["val_videos"]) == ["0.avi"] * len(COLOURS)
     assert record["counts"]["train"] == dict.fromkeys(sorted(COLOURS), PER_LABEL - 1)
 
 
@@ -301,3 +302,22 @@ def test_the_head_reaches_torch_lbfgs_minimum() -> None:
     optimiser.step(closure)
     assert abs(f(ours)[0] - f(theirs.detach())[0]) < 1e-8
     torch.testing.assert_close(ours, theirs.detach(), atol=1e-4, rtol=0)
+
+
+def test_a_bare_backbone_from_transformers_gets_its_first_head(tmp_path: Path) -> None:
+    from tests.checkpoints import make_hf, write_hf
+    from vivit_cli.video.preprocess import PreprocessConfig
+
+    base = write_hf(make_hf(base=True, image_size=32), tmp_path / "base")  # VivitModel: a pooler, no classifier
+    pre = PreprocessConfig(shortest_edge=32, crop_hw=(32, 32)).to_dict()
+    (base / "preprocessor_config.json").write_text(json.dumps(pre))
+    root = tmp_path / "data"
+    for label in ("café", "跳舞"):
+        write_labelled(root, label, 2)
+    result = train(root, base, tmp_path / "m", tmp_path / "cache", "--clips", "1")
+    assert result.exit_code == 0, result.output
+    theirs = hf().VivitForVideoClassification.from_pretrained(tmp_path / "m", attn_implementation="eager").eval()
+    ours = load_checkpoint(tmp_path / "m").model
+    x = torch.randn(1, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(theirs(x).logits, ours(x).logits, atol=1e-4, rtol=1e-4)

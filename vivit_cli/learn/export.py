@@ -54,7 +54,7 @@ def export(
     from vivit_cli.checkpoint import read_config, read_preprocess, read_weights, write_folder
 
     config, _ = read_config(base_folder)
-    state = {k: v for k, v in read_weights(base_folder).items()}
+    state = read_weights(base_folder)
     if not any(k.startswith(BACKBONE) for k in state):  # a bare VivitModel: its keys gain the backbone's prefix
         state = {BACKBONE + k: v for k, v in state.items() if not k.startswith(POOLER)}
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}

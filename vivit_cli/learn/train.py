@@ -121,6 +121,7 @@ def record(
         "data": data.source,
         "labels": list(data.labels),
         "counts": {"train": data.counts(split.train), "val": data.counts(split.val)},
+        "val_videos": [e.path for e in split.val],  # so that evaluate can keep to videos the head never saw
         "failed": dict(failed),
         "settings": {
             **settings,
