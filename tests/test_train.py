@@ -173,7 +173,7 @@ def test_split_folders(checkpoint: Path, tmp_path: Path) -> None:
     write_labelled(root / "test", "other", 1)  # a label only in test is not one of the model's
     result = train(root, checkpoint, tmp_path / "m", tmp_path / "cache", "--clips", "1")
     assert result.exit_code == 0, result.output
-    assert "4 videos train, 2 validate (DATA's val split)" in result.stderr
+    assert "4 videos train, 2 validate: DATA's val split" in result.stderr
     assert "2 test videos are left for vivit evaluate" in result.stderr
     config = json.loads((tmp_path / "m" / "config.json").read_text("utf-8"))
     assert config["id2label"] == {"0": "café", "1": "跳舞"}

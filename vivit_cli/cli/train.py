@@ -87,7 +87,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
         dataset = train.leave_out(dataset, embedded.failed)
         train.check_trainable(dataset, f", once {len(embedded.failed)} failed videos are left out")
     split = train.choose_split(dataset, p["val_fraction"], p["seed"])
-    _echo(ctx, f"{len(split.train)} videos train, {len(split.val)} validate ({split.how})")
+    _echo(ctx, f"{len(split.train)} videos train, {len(split.val)} validate: {split.how}")
 
     def on_fit(fit: Any) -> None:
         _echo(ctx, f"l2 {fit.l2:<7g} train acc {fit.train_accuracy:.3f}  val acc {fit.val_accuracy:.3f}  "

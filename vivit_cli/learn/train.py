@@ -25,7 +25,7 @@ class Split:
 
     train: tuple[Example, ...]
     val: tuple[Example, ...]
-    how: str  # for the card: "DATA's val split" or "20% of each label's videos, seed 0"
+    how: str  # for the card: "DATA's val split" or "20% of each label's videos held out, ..."
 
 
 def usable(data: Dataset) -> Dataset:
@@ -68,7 +68,7 @@ def choose_split(data: Dataset, fraction: float, seed: int) -> Split:
     if data.split("val"):
         return Split(data.split("train"), data.split("val"), "DATA's val split")
     train, held = stratified_split(data.examples, fraction, seed)
-    return Split(train, held, f"{fraction:.0%} of each label's videos (at least one), seed {seed}")
+    return Split(train, held, f"{fraction:.0%} of each label's videos held out, at least one, seed {seed}")
 
 
 def stack(examples: Sequence[Example], features: Mapping[str, np.ndarray], labels: Sequence[str]) -> Videos:
