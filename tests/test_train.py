@@ -254,7 +254,12 @@ def test_bad_data_is_one_line_before_the_model_runs(
 
 
 def test_an_out_that_is_not_a_trained_model_needs_force(
-    data: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: tuple[Path, str],
+    data: Path,
+    checkpoint: Path,
+    cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     no_model(monkeypatch)
     keep = tmp_path / "mine"
@@ -262,7 +267,11 @@ def test_an_out_that_is_not_a_trained_model_needs_force(
     (keep / "notes.txt").write_text("precious")
     result = train(data, checkpoint, keep, tmp_path / "cache")
     assert result.exit_code == 2 and "--force" in result.stderr and (keep / "notes.txt").exists()
-    assert check_out(keep, force=True) is not None and check_out(tmp_path / "new", force=False) is None
+    assert check_out(tmp_path / "new", force=False) is None
+    result = train(data, checkpoint, keep, cache, "--force")  # every video cached: no model runs
+    assert result.exit_code == 0, result.output
+    assert f"--force: replacing {keep}" in result.stderr
+    assert not (keep / "notes.txt").exists() and (keep / "training.json").is_file()
     (tmp_path / "empty").mkdir()
     assert check_out(tmp_path / "empty", force=False) is None
 
@@ -274,6 +283,11 @@ def test_cache_entries_are_keyed_by_file_and_settings(tmp_path: Path) -> None:
     store.put(str(video), np.ones((2, 3), np.float32))
     np.testing.assert_array_equal(store.get(str(video)), np.ones((2, 3)))
     assert EmbeddingCache(tmp_path / "c", {"clips": 2}).get(str(video)) is None
+    entry = store.entry(str(video))
+    assert entry is not None
+    entry.write_bytes(b"torn")  # an entry that cannot be read counts as none: the video is embedded again
+    assert store.get(str(video)) is None
+    store.put(str(video), np.ones((2, 3), np.float32))
     video.write_bytes(b"xy")  # edited: another size
     assert store.get(str(video)) is None
 
