@@ -23,6 +23,7 @@ from vivit_cli.cli.options import (
     note,
     quiet_hub,
     say_stopped,
+    timeout_option,
     view_options,
 )
 from vivit_cli.labels import LabelSet
@@ -61,13 +62,7 @@ def run_options(schema: Schema, views: Callable[..., Any]) -> Callable[[Callable
             "Views (clips x crops) per forward pass",
             "each video's row is then written as soon as it is done (with --ray: by the workers' device)",
         ),
-        click.option(
-            "--timeout",
-            type=click.FloatRange(0, min_open=True),
-            default=batch.DEFAULT_TIMEOUT_S,
-            show_default=True,
-            help="Seconds one file may take to decode; then its worker is stopped and the file gets an error row.",
-        ),
+        timeout_option("the file gets an error row"),
         click.option(
             "--ray",
             "ray_address",

@@ -137,13 +137,7 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--stride, --clips and --crops: the views of a video that go through the model."""
-    f = click.option(
-        "--crops",
-        type=click.Choice(["1", "3"]),
-        default="1",
-        show_default=True,
-        help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).",
-    )(f)
+    f = crops_option(f)
     f = click.option(
         "--clips",
         type=click.IntRange(1),
@@ -151,7 +145,21 @@ def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Clips spread evenly over the video; their outputs are averaged.",
     )(f)
-    f = click.option(
+    return stride_option(f)
+
+
+def crops_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--crops",
+        type=click.Choice(["1", "3"]),
+        default="1",
+        show_default=True,
+        help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).",
+    )(f)
+
+
+def stride_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
         "--stride",
         type=click.IntRange(1),
         default=DEFAULT_STRIDE,
@@ -159,7 +167,19 @@ def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
         envvar="VIVIT_STRIDE",
         help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]",
     )(f)
-    return f
+
+
+def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--timeout for the decode workers; `then` says what becomes of a file that overruns it."""
+    from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
+
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(0, min_open=True),
+        default=DEFAULT_TIMEOUT_S,
+        show_default=True,
+        help=f"Seconds one file may take to decode; then its worker is stopped and {then}.",
+    )
 
 
 MIN_SCORE_HELP = (

@@ -1,0 +1,1 @@
+"""embed, train, evaluate: the user's own labels."""
