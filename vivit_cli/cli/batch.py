@@ -21,7 +21,9 @@ from vivit_cli.cli.options import (
     note,
     quiet_hub,
     say_stopped,
+    timeout_option,
     view_options,
+    workers_option,
 )
 
 
@@ -43,23 +45,12 @@ from vivit_cli.cli.options import (
 )
 @click.option("--recursive", "-r", is_flag=True, help="Look in the subfolders of folder sources.")
 @click.option("--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried).")
-@click.option(
-    "--workers",
-    "-j",
-    type=click.IntRange(1),
-    help="Decode processes; with --ray, model workers. [default: from the cores and device]",
-)
+@workers_option("Decode processes; with --ray, model workers. [default: from the cores and device]")
 @batch_size_option(
     "Views (clips x crops) per forward pass",
     "each video's row is then written as soon as it is done (with --ray: by the workers' device)",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=batch.DEFAULT_TIMEOUT_S,
-    show_default=True,
-    help="Seconds one file may take to decode; then its worker is stopped and the file gets an error row.",
-)
+@timeout_option("the file gets an error row")
 @click.option(
     "--ray",
     "ray_address",

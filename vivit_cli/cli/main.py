@@ -14,6 +14,7 @@ from vivit_cli import __version__
 from vivit_cli.cli.batch import batch_command
 from vivit_cli.cli.classify import classify_command
 from vivit_cli.cli.env import env_command
+from vivit_cli.cli.evaluate import evaluate_command
 from vivit_cli.cli.models import download_command, labels_command
 from vivit_cli.cli.options import DEBUG_HELP, QUIET_HELP, global_options, said_stopped
 from vivit_cli.cli.timeline import timeline_command
@@ -82,6 +83,7 @@ for command in (
     classify_command,
     download_command,
     env_command,
+    evaluate_command,
     labels_command,
     timeline_command,
     webcam_command,

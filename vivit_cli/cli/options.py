@@ -111,6 +111,11 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="How many labels to report per video.",
     )(f)
+    return sampling_options(f)
+
+
+def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--stride, --clips and --crops: which views of each video the model sees."""
     f = click.option(
         "--crops",
         type=click.Choice(["1", "3"]),
@@ -134,6 +139,24 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
         help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]",
     )(f)
     return f
+
+
+def workers_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--workers/-j: decode processes (and, where a command says so, more)."""
+    return click.option("--workers", "-j", type=click.IntRange(1), help=help)
+
+
+def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--timeout: seconds one file may take to decode in the worker pool; `then`: what becomes of the file."""
+    from vivit_cli.batch.plan import DEFAULT_TIMEOUT_S
+
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(0, min_open=True),
+        default=DEFAULT_TIMEOUT_S,
+        show_default=True,
+        help=f"Seconds one file may take to decode; then its worker is stopped and {then}.",
+    )
 
 
 def load_classifier(ctx: click.Context, model: str, device: str, dtype: str) -> Any:
