@@ -67,13 +67,18 @@ def _vertical(text: str, f: Any, height: int, width: int) -> Image.Image:
     return strip.rotate(90, expand=True)
 
 
+def cell_size(columns: int) -> int:
+    """Pixels per cell for a matrix of `columns` columns: large for a few, never too small for a line of text."""
+    return max(MIN_CELL, min(MAX_CELL, GRID_PX // columns))
+
+
 def draw_confusion(evaluation: Evaluation, title: str) -> Image.Image:
     """The heat map of `evaluation`'s confusion matrix: rows true, columns predicted, the last column OTHER."""
     from PIL import Image, ImageDraw
 
     matrix = evaluation.matrix()  # (L, L + 1)
     rows, columns = list(evaluation.labels), list(evaluation.columns)
-    cell = max(MIN_CELL, min(MAX_CELL, GRID_PX // len(columns)))
+    cell = cell_size(len(columns))
     label_font, title_font = font(LABEL_PX), font(TITLE_PX)
     count_font = font(max(9, min(LABEL_PX + 4, cell * 2 // 5)))
     label_w = min(MAX_LABEL_PX, max(_width(label_font, s) for s in columns)) + 2 * PAD
@@ -115,10 +120,10 @@ def draw_confusion(evaluation: Evaluation, title: str) -> Image.Image:
             draw.rectangle(box, fill=_colour(share), outline=GRID_LINE)
             if i == j:
                 draw.rectangle(box, outline=INK)
-            if count:
+            if count or i == j:  # a diagonal's 0 is news: none of that label's videos was right
                 text = str(count)
                 f = count_font if _width(count_font, text) <= cell - 4 else label_font
-                ink = WHITE if share > DARK_TEXT_ABOVE else INK
+                ink = WHITE if share > DARK_TEXT_ABOVE else INK if count else DIM
                 draw.text((box[0] + cell // 2, y + cell // 2), text, font=f, fill=ink, anchor="mm")
     _legend(draw, label_font, left, grid_top + cell * len(rows) + 2 * PAD)
     return image
