@@ -50,12 +50,17 @@ def _width(f: Any, text: str) -> int:
 
 
 def _fit(f: Any, text: str, width: int) -> str:
-    """`text`, shortened with an ellipsis to at most `width` pixels."""
+    """`text` in at most `width` pixels: shortened in the middle with an ellipsis, so that labels that differ only
+    at their end ('... 12', '... 13') stay apart."""
     if _width(f, text) <= width:
         return text
-    while text and _width(f, text + "…") > width:
-        text = text[:-1]
-    return text + "…"
+    head, tail = text[: len(text) // 2], text[len(text) // 2 :]
+    while (head or tail) and _width(f, head + "…" + tail) > width:
+        if len(head) >= len(tail):
+            head = head[:-1]
+        else:
+            tail = tail[1:]
+    return head + "…" + tail
 
 
 def _vertical(text: str, f: Any, height: int, width: int) -> Image.Image:
