@@ -18,7 +18,7 @@ from tests.checkpoints import write_ours
 from tests.videos import write_video
 from vivit_cli.cli import cli
 from vivit_cli.errors import SourceError
-from vivit_cli.learn.confusion import LABEL_PX, cell_size, draw_confusion
+from vivit_cli.learn.confusion import LABEL_PX, _fit, _width, cell_size, draw_confusion, font
 from vivit_cli.learn.data import Dataset, Example
 from vivit_cli.learn.evaluate import check_labels, select, suggest
 from vivit_cli.learn.metrics import OTHER, Outcome, confusion_matrix, evaluate, outcome
@@ -123,6 +123,12 @@ def test_the_heat_map_stays_readable_for_few_and_many_labels(count: int, low: in
     assert low <= image.width <= high and low <= image.height <= high
     assert cell_size(count + 1) >= LABEL_PX + 8  # a line of label text, or a count, fits in every cell
     assert np.asarray(image.convert("L")).min() < 100  # ink: text and full cells
+
+
+def test_long_labels_are_shortened_in_the_middle_and_stay_apart() -> None:
+    f = font(LABEL_PX)
+    shown = {_fit(f, f"tying a necktie, a very long label name {i}", 120) for i in (12, 13)}
+    assert len(shown) == 2 and all("…" in s and _width(f, s) <= 120 for s in shown)
 
 
 # The command, end to end
