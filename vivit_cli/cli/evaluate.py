@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,12 @@ from vivit_cli.cli.options import (
     timeout_option,
     workers_option,
 )
+
+if TYPE_CHECKING:
+    from vivit_cli.learn.data import Example
+    from vivit_cli.learn.metrics import Evaluation, Outcome
+    from vivit_cli.results import ModelInfo
+    from vivit_cli.video.sampling import Views
 
 PNG_SUFFIX = ".png"
 
@@ -119,12 +126,12 @@ def _check_outputs(out: str | None, matrix: str | None, plot: str | None) -> Non
 def _score(
     ctx: click.Context,
     model: str,
-    examples: Any,
-    views: Any,
+    examples: Sequence[Example],
+    views: Views,
     workers: int | None,
     batch_size: int | None,
     timeout: float,
-) -> tuple[Any, list[Any], list[tuple[str, str]]]:
+) -> tuple[ModelInfo, list[Outcome], list[tuple[str, str]]]:
     """Every example scored, with a bar on stderr: what answered (ModelInfo), the outcomes, and (path, why) of the
     videos that failed."""
     from tqdm import tqdm
@@ -136,7 +143,8 @@ def _score(
     from vivit_cli.writers.records import reason
 
     device, dtype = ctx.params["device"], ctx.params["dtype"]
-    outcomes, failed = [], []
+    outcomes: list[Outcome] = []
+    failed: list[tuple[str, str]] = []
     # The workers start, and import torch, while the model loads.
     with DecodePool(workers or default_workers(resolve_device(device).type), timeout) as pool:
         classifier = load_classifier(ctx, model, device, dtype)
@@ -168,8 +176,8 @@ def _say_failed(ctx: click.Context, failed: list[tuple[str, str]], total: int, o
 
 def _write(
     ctx: click.Context,
-    evaluation: Any,
-    model: Any,
+    evaluation: Evaluation,
+    model: ModelInfo,
     out: str | None,
     matrix: str | None,
     plot: str | None,
