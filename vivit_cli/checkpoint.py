@@ -201,21 +201,30 @@ def save_pretrained(
     model: VivitForVideoClassification | VivitModel, folder: str | Path, preprocess: PreprocessConfig | None = None
 ) -> Path:
     """Write config.json, model.safetensors and preprocessor_config.json that transformers loads."""
-    from safetensors.torch import save_file
-
     from vivit_cli.model import VivitForVideoClassification
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     base = model.vivit if isinstance(model, VivitForVideoClassification) else model
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__]
     if base.pruned_heads:
         config["pruned_heads"] = {str(k): list(v) for k, v in base.pruned_heads.items()}
     config["torch_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
-    state = {k: v.detach().contiguous().cpu() for k, v in to_hf_state_dict(model.state_dict()).items()}
-    save_file(state, folder / SAFETENSORS_FILE, metadata={"format": "pt"})
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return write_folder(folder, config, to_hf_state_dict(model.state_dict()), preprocess)
+
+
+def write_folder(
+    folder: str | Path, config: Mapping[str, Any], state: Mapping[str, Tensor], preprocess: PreprocessConfig | None
+) -> Path:
+    """config.json (UTF-8: labels in any script), model.safetensors of `state` (transformers' keys) and
+    preprocessor_config.json into `folder`."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    save_file(tensors, folder / SAFETENSORS_FILE, metadata={"format": "pt"})
+    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    (folder / CONFIG_FILE).write_text(text, encoding="utf-8")
     pre = (preprocess or PreprocessConfig()).to_dict()
     (folder / PREPROCESSOR_FILE).write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
     return folder

@@ -18,6 +18,7 @@ from vivit_cli.cli.evaluate import evaluate_command
 from vivit_cli.cli.models import download_command, labels_command
 from vivit_cli.cli.options import DEBUG_HELP, QUIET_HELP, global_options, said_stopped
 from vivit_cli.cli.timeline import timeline_command
+from vivit_cli.cli.train import train_command
 from vivit_cli.cli.webcam import webcam_command
 from vivit_cli.device import keep_freed_memory
 from vivit_cli.errors import VivitError
@@ -86,6 +87,7 @@ for command in (
     evaluate_command,
     labels_command,
     timeline_command,
+    train_command,
     webcam_command,
 ):
     cli.add_command(command)

@@ -116,13 +116,7 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--stride, --clips and --crops: which views of each video the model sees."""
-    f = click.option(
-        "--crops",
-        type=click.Choice(["1", "3"]),
-        default="1",
-        show_default=True,
-        help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).",
-    )(f)
+    f = crops_option(f)
     f = click.option(
         "--clips",
         type=click.IntRange(1),
@@ -130,7 +124,21 @@ def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Clips spread evenly over the video; their scores are averaged.",
     )(f)
-    f = click.option(
+    return stride_option(f)
+
+
+def crops_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--crops",
+        type=click.Choice(["1", "3"]),
+        default="1",
+        show_default=True,
+        help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).",
+    )(f)
+
+
+def stride_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
         "--stride",
         type=click.IntRange(1),
         default=DEFAULT_STRIDE,
@@ -138,17 +146,11 @@ def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
         envvar="VIVIT_STRIDE",
         help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]",
     )(f)
-    return f
-
-
-def workers_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--workers/-j: decode processes (and, where a command says so, more)."""
-    return click.option("--workers", "-j", type=click.IntRange(1), help=help)
 
 
 def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--timeout: seconds one file may take to decode in the worker pool; `then`: what becomes of the file."""
-    from vivit_cli.batch.plan import DEFAULT_TIMEOUT_S
+    """--timeout for the decode workers; `then` says what becomes of a file that overruns it."""
+    from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
 
     return click.option(
         "--timeout",
@@ -157,6 +159,11 @@ def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., An
         show_default=True,
         help=f"Seconds one file may take to decode; then its worker is stopped and {then}.",
     )
+
+
+def workers_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--workers/-j: decode processes (and, where a command says so, more)."""
+    return click.option("--workers", "-j", type=click.IntRange(1), help=help)
 
 
 def load_classifier(ctx: click.Context, model: str, device: str, dtype: str) -> Any:

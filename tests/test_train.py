@@ -1,0 +1,299 @@
+"""`vivit train` end to end on a tiny random backbone: it learns coloured videos, writes a folder that our classify and
+transformers load alike, runs a second time from the cache alone, goes on after Ctrl-C, and refuses bad DATA."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests.checkpoints import hf, write_ours
+from tests.videos import write_video
+from vivit_cli.checkpoint import load_checkpoint
+from vivit_cli.cli import cli
+from vivit_cli.learn.cache import EmbeddingCache
+from vivit_cli.learn.export import check_out
+from vivit_cli.pipeline import Classifier
+
+FRAMES = 12  # per video: a 4-frame clip at stride 2, three clips spread over it
+SIZE = (40, 32)  # width, height
+COLOURS = {"café": (220, 40, 40), "Ελληνικά": (40, 220, 40), "跳舞": (40, 40, 220)}  # label -> RGB, one per label
+PER_LABEL = 6  # videos
+CACHED_RUN_S = 15.0  # a run with every video cached: no model, start-up and the head only
+
+
+def colour_frames(rgb: tuple[int, int, int], seed: int):
+    gen = np.random.default_rng(seed)
+
+    def frame(index: int, width: int, height: int) -> np.ndarray:
+        noise = gen.integers(-30, 30, (height, width, 3))
+        return np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
+
+    return frame
+
+
+def write_labelled(root: Path, label: str, n: int, first_seed: int = 0) -> list[Path]:
+    (root / label).mkdir(parents=True, exist_ok=True)
+    rgb = COLOURS.get(label, (128, 128, 128))
+    return [
+        write_video(root / label / f"{i}.avi", FRAMES, SIZE, frame_fn=colour_frames(rgb, first_seed + i))
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_ours(tmp_path_factory.mktemp("ckpt"), labels=["a", "b", "c", "d", "e"])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "videos"
+    for k, label in enumerate(COLOURS):
+        write_labelled(root, label, PER_LABEL, first_seed=100 * k)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIVIT_CACHE", str(tmp_path / "vivit-cache"))  # never the user's
+
+
+def invoke(*args: str | Path):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def train(data: Path, checkpoint: Path, out: Path, cache: Path, *more: str | Path):
+    return invoke(
+        "train", data, "--model", checkpoint, "--out", out, "--cache-dir", cache, "-j", "1", "--dtype", "float32", *more
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(data: Path, checkpoint: Path, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("models") / "my-model"
+    result = train(data, checkpoint, out, cache)
+    assert result.exit_code == 0, result.output
+    return out, result.stderr
+
+
+def test_learns_the_colours_and_says_how_well(trained: tuple[Path, str]) -> None:
+    out, stderr = trained
+    record = json.loads((out / "training.json").read_text("utf-8"))
+    assert record["validation"]["accuracy"] >= 0.9
+    assert record["counts"]["train"] == dict.fromkeys(sorted(COLOURS), PER_LABEL - 1)  # 20% of 6: one held out
+    assert record["settings"]["clips"] == 3 and record["settings"]["l2"] in record["settings"]["l2_grid"]
+    assert stderr.count("val loss") == len(record["settings"]["l2_grid"])
+    assert "18 cached" not in stderr and "precision" in stderr and "accuracy" in stderr
+    card = (out / "README.md").read_text("utf-8")
+    assert "vivit classify --model" in card and "跳舞" in card and "accuracy" in card
+
+
+def test_the_folder_loads_in_transformers_with_equal_logits(trained: tuple[Path, str], checkpoint: Path) -> None:
+    out, _ = trained
+    raw = json.loads((out / "config.json").read_text("utf-8"))
+    assert raw["id2label"] == {str(i): label for i, label in enumerate(sorted(COLOURS))}
+    assert raw["label2id"] == {label: i for i, label in enumerate(sorted(COLOURS))} and raw["num_labels"] == 3
+    ours = load_checkpoint(out).model
+    theirs = hf().VivitForVideoClassification.from_pretrained(out, attn_implementation="eager").eval()
+    assert theirs.config.id2label == dict(enumerate(sorted(COLOURS)))
+    x = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(theirs(x).logits, ours(x).logits, atol=1e-4, rtol=1e-4)
+    base = load_checkpoint(checkpoint).model.vivit.state_dict()
+    assert all(torch.equal(v, ours.vivit.state_dict()[k]) for k, v in base.items())  # the backbone, unchanged
+
+
+def test_classify_with_the_new_model_prints_the_new_labels(trained: tuple[Path, str], data: Path) -> None:
+    out, _ = trained
+    result = invoke("classify", "--model", out, "--json", "--clips", "3", data / "跳舞" / "0.avi")
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(result.stdout)["predictions"]
+    assert predictions[0]["label"] == "跳舞" and {p["label"] for p in predictions} == set(COLOURS)
+
+
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(Classifier, "forward", refuse)
+    monkeypatch.setattr("vivit_cli.pipeline.load_model", refuse)
+
+
+def test_a_second_run_reads_every_video_from_the_cache(
+    trained: tuple[Path, str], data: Path, checkpoint: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_model(monkeypatch)
+    out, _ = trained
+    started = time.monotonic()
+    result = train(data, checkpoint, out, cache, "--l2", "0.05", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < CACHED_RUN_S
+    assert "18 cached" in result.stderr and "replacing the model vivit train wrote" in result.stderr
+    assert result.stderr.count("val loss") == 1
+    assert json.loads((out / "training.json").read_text("utf-8"))["settings"]["l2"] == 0.05
+
+
+def test_the_other_forms_of_data_use_the_same_cache(
+    data: Path, checkpoint: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_model(monkeypatch)
+    videos = sorted(data.rglob("*.avi"))
+    rows = [(str(v.relative_to(data)), v.parent.name, "val" if v.stem == "0" else "train") for v in videos]
+    (data / "list.csv").write_text("path,label,split\n" + "".join(",".join(r) + "\n" for r in rows), "utf-8")
+    lines = [json.dumps({"path": str(v), "label": v.parent.name}, ensure_ascii=False) for v in videos]
+    (tmp_path / "list.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    for source, how in ((data / "list.csv", "DATA's val split"), (tmp_path / "list.jsonl", "20%")):
+        result = train(source, checkpoint, tmp_path / source.stem, cache)
+        assert result.exit_code == 0, result.output
+        assert how in result.stderr and "18 cached" in result.stderr
+    record = json.loads((tmp_path / "list" / "training.json").read_text("utf-8"))
+    assert record["counts"]["val"] == dict.fromkeys(sorted(COLOURS), 1)
+    assert record["counts"]["train"] == dict.fromkeys(sorted(COLOURS), PER_LABEL - 1)
+
+
+def test_split_folders(checkpoint: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for label in ("café", "跳舞"):
+        write_labelled(root / "train", label, 2)
+        write_labelled(root / "val", label, 1)
+    write_labelled(root / "test", "café", 1)  # for evaluate: train leaves it alone
+    result = train(root, checkpoint, tmp_path / "m", tmp_path / "cache", "--clips", "1")
+    assert result.exit_code == 0, result.output
+    assert "4 videos train, 2 validate (DATA's val split)" in result.stderr
+
+
+def test_ctrl_c_keeps_what_was_done_and_the_next_run_goes_on(
+    data: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forward, calls, interrupted = Classifier.forward, [], []
+
+    def stop_on_the_seventh_view(self: Classifier, x: torch.Tensor, output: str = "probs") -> np.ndarray:
+        calls.append(len(x))
+        if len(calls) == 7 and not interrupted:  # one view per pass on a CPU, three per video: two are done
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        return forward(self, x, output)
+
+    monkeypatch.setattr(Classifier, "forward", stop_on_the_seventh_view)
+    cache = tmp_path / "cache"
+    result = train(data, checkpoint, tmp_path / "m", cache)
+    assert result.exit_code == 130 and "run the same command again" in result.stderr
+    assert len(list(cache.rglob("*.npy"))) == 2 and not list(cache.rglob("*.tmp"))
+    assert not (tmp_path / "m").exists()
+    calls.clear()
+    result = train(data, checkpoint, tmp_path / "m", cache)
+    assert result.exit_code == 0, result.output
+    assert "2 cached" in result.stderr and sum(calls) == (3 * PER_LABEL - 2) * 3
+
+
+def test_videos_that_fail_to_decode_are_left_out(checkpoint: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for label in ("café", "跳舞"):
+        write_labelled(root, label, 2)
+    (root / "café" / "broken.avi").write_bytes(b"not a video")
+    result = train(root, checkpoint, tmp_path / "m", tmp_path / "cache", "--clips", "1")
+    assert result.exit_code == 0, result.output
+    assert "1 of the videos failed to decode" in result.stderr and "broken.avi" in result.stderr
+    (root / "跳舞" / "1.avi").write_bytes(b"")  # now 跳舞 keeps one video
+    result = train(root, checkpoint, tmp_path / "m", tmp_path / "cache", "--clips", "1")
+    assert result.exit_code == 2
+    assert "once 2 failed videos are left out" in result.stderr and "'跳舞' (1)" in result.stderr
+
+
+def bad_data(tmp_path: Path, data: Path) -> list[tuple[Path, str]]:
+    one_label = tmp_path / "one"
+    shutil.copytree(data / "café", one_label / "café")
+    one_video = tmp_path / "few"
+    shutil.copytree(data / "café", one_video / "café")
+    shutil.copytree(data / "跳舞", one_video / "跳舞")
+    for extra in sorted((one_video / "跳舞").iterdir())[1:]:
+        extra.unlink()
+    empty = tmp_path / "empty"
+    shutil.copytree(data / "café", empty / "café")
+    (empty / "idle").mkdir()
+    no_label = tmp_path / "no_label.csv"
+    no_label.write_text("path,class\nx.avi,a\n")
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("path,label\nx.avi,a\ny.avi,b\n")
+    return [
+        (one_label, "only one label ('café')"),
+        (one_video, "too few: '跳舞' (1)"),
+        (empty, "label folder 'idle' holds no videos"),
+        (no_label, "no label column"),
+        (unknown, "2 of 2 rows name files that do not exist"),
+        (tmp_path / "nowhere", "no such folder or file"),
+    ]
+
+
+def test_bad_data_is_one_line_before_the_model_runs(
+    data: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_model(monkeypatch)
+    for source, message in bad_data(tmp_path, data):
+        result = train(source, checkpoint, tmp_path / "m", tmp_path / "cache")
+        assert result.exit_code == 2, (source, result.output)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not (tmp_path / "m").exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_out_that_is_not_a_trained_model_needs_force(
+    data: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_model(monkeypatch)
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    result = train(data, checkpoint, keep, tmp_path / "cache")
+    assert result.exit_code == 2 and "--force" in result.stderr and (keep / "notes.txt").exists()
+    assert check_out(keep, force=True) is not None and check_out(tmp_path / "new", force=False) is None
+    (tmp_path / "empty").mkdir()
+    assert check_out(tmp_path / "empty", force=False) is None
+
+
+def test_cache_entries_are_keyed_by_file_and_settings(tmp_path: Path) -> None:
+    video = tmp_path / "v.avi"
+    video.write_bytes(b"x")
+    store = EmbeddingCache(tmp_path / "c", {"clips": 1})
+    store.put(str(video), np.ones((2, 3), np.float32))
+    np.testing.assert_array_equal(store.get(str(video)), np.ones((2, 3)))
+    assert EmbeddingCache(tmp_path / "c", {"clips": 2}).get(str(video)) is None
+    video.write_bytes(b"xy")  # edited: another size
+    assert store.get(str(video)) is None
+
+
+def test_the_head_reaches_torch_lbfgs_minimum() -> None:
+    from vivit_cli.learn import head
+
+    gen = torch.Generator().manual_seed(0)
+    n, d, classes = 200, 16, 3
+    x = torch.randn(n, d, dtype=torch.float64, generator=gen)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    w = torch.rand(n, dtype=torch.float64, generator=gen) + 0.5
+    f = head._objective(x, y, w, classes, 0.01)
+    ours = head._lbfgs(f, torch.zeros(classes * (d + 1), dtype=torch.float64))
+    theirs = torch.zeros_like(ours, requires_grad=True)
+    optimiser = torch.optim.LBFGS([theirs], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        weight, bias = theirs[:-classes].view(classes, -1), theirs[-classes:]
+        ce = torch.nn.functional.cross_entropy(x @ weight.T + bias, y, reduction="none")  # (N,)
+        loss = (ce * w).sum() / w.sum() + 0.005 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    assert abs(f(ours)[0] - f(theirs.detach())[0]) < 1e-8
+    torch.testing.assert_close(ours, theirs.detach(), atol=1e-4, rtol=0)

@@ -1,0 +1,161 @@
+"""`vivit train`: a new classifier for the user's labels, on the frozen backbone, written as a model folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vivit_cli.cli.options import (
+    batch_size_option,
+    crops_option,
+    fetch_model,
+    load_classifier,
+    model_options,
+    note,
+    say_stopped,
+    stride_option,
+    timeout_option,
+)
+
+DEFAULT_CLIPS = 3  # views per training video: each is one sample, a cheap augmentation
+DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val split
+
+
+@click.command("train")
+@click.argument("data")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="The model folder to write.")
+@model_options
+@click.option(
+    "--clips",
+    type=click.IntRange(1),
+    default=DEFAULT_CLIPS,
+    show_default=True,
+    help="Clips spread evenly over each video; each clip's features are one training sample.",
+)
+@stride_option
+@crops_option
+@click.option(
+    "--val",
+    "val_fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=DEFAULT_VAL,
+    show_default=True,
+    help="Share of each label's videos held out for validation, when DATA has no val split.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Chooses the validation videos.")
+@click.option(
+    "--l2",
+    type=click.FloatRange(0, min_open=True),
+    help="L2 strength of the head. [default: the best on the validation videos of a small grid]",
+)
+@click.option("--workers", "-j", type=click.IntRange(1), help="Decode processes. [default: from the cores and device]")
+@batch_size_option("Views (clips x crops) per forward pass", "each video is cached the moment it is done")
+@timeout_option("the video is left out")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where each video's features are kept between runs. "
+    "[default: $VIVIT_CACHE/embeddings, else $XDG_CACHE_HOME or ~/.cache, /vivit/embeddings]",
+)
+@click.option("--force", is_flag=True, help="Replace an --out that exists and is not a model vivit train wrote.")
+@click.pass_context
+def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
+    """Train a classifier for the labels in DATA on the frozen backbone of --model; write it to --out.
+
+    DATA is a folder with a subfolder per label (DATA/<label>/*.mp4), the same under train/ and val/ (and test/)
+    folders, or a .csv or .jsonl of path,label[,split]. Each video's features are cached: a second run with other
+    head settings takes seconds. Exit codes: 0 done, 2 bad DATA or --out, 3 model problem, 130 Ctrl-C (run again
+    to go on from the cache).
+    """
+    from vivit_cli.learn import data as datasets
+    from vivit_cli.learn import export, train
+
+    dataset = datasets.read_data(data)
+    examples = train.candidates(dataset)
+    train.check_trainable(dataset, examples)  # before anything is fetched, loaded or decoded
+    replacing = export.check_out(out, p["force"])
+    local = fetch_model(ctx, p["model"])
+    embedded, settings = _embed(ctx, local, [e.path for e in examples], p)
+    if embedded.failed:
+        _echo(ctx, *train.failure_lines(embedded.failed))
+        examples = tuple(e for e in examples if e.path not in embedded.failed)
+        train.check_trainable(dataset, examples, f", once {len(embedded.failed)} failed videos are left out")
+    split = train.choose_split(dataset, examples, p["val_fraction"], p["seed"])
+    _echo(ctx, f"{len(split.train)} videos train, {len(split.val)} validate ({split.how})")
+
+    def on_fit(fit: Any) -> None:
+        _echo(ctx, f"l2 {fit.l2:<7g} train acc {fit.train_accuracy:.3f}  val acc {fit.val_accuracy:.3f}  "
+                   f"val loss {fit.val_loss:.4f}")  # fmt: skip
+
+    trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit)
+    from vivit_cli.learn.report import report_lines
+
+    lines = report_lines(trained.report)
+    _echo(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
+    record = train.record(dataset, split, (local.model_id, local.revision), settings, trained, embedded.failed)
+    card = export.model_card(record, lines, out.rstrip("/\\") or out)
+    note(ctx, replacing)
+    h = trained.head
+    export.export(local.folder, out, dataset.labels, h.weight, h.bias, record, card)
+    _echo(ctx, f"Wrote {out} ({len(dataset.labels)} labels): vivit classify --model {out} VIDEO")
+
+
+def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Every video's view features, from the cache or the model, with a bar counted in videos."""
+    from tqdm import tqdm
+
+    from vivit_cli.batch.plan import default_workers
+    from vivit_cli.checkpoint import read_config, read_preprocess
+    from vivit_cli.device import resolve_device, resolve_dtype
+    from vivit_cli.learn import cache
+    from vivit_cli.learn.embed import embed_videos
+    from vivit_cli.video.sampling import Views
+
+    config, _ = read_config(local.folder)
+    preprocess = read_preprocess(local.folder)
+    device = resolve_device(p["device"])
+    dtype = str(resolve_dtype(p["dtype"], device)).removeprefix("torch.")
+    views = Views(stride=p["stride"], clips=p["clips"], crops=int(p["crops"]))
+    settings = cache.settings(local, dtype, config.num_frames, views, preprocess)
+    store = cache.EmbeddingCache(p["cache_dir"] or cache.default_cache_dir(), settings)
+    quiet = ctx.obj["quiet"]
+    bar = tqdm(total=len(paths), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True, desc="Embedding")
+    cached = 0
+
+    def on_video(path: str, from_cache: bool) -> None:
+        nonlocal cached
+        cached += from_cache
+        bar.set_postfix_str(f"{cached} cached", refresh=False)
+        bar.update()
+
+    def load() -> Any:
+        classifier = load_classifier(ctx, local.pinned, p["device"], p["dtype"])
+        assert classifier.dtype_name == dtype, "the cache's key names the dtype the model runs in"
+        return classifier
+
+    workers = p["workers"] or default_workers(device.type)
+    try:
+        with bar:
+            embedded = embed_videos(paths, store, load, views, workers, p["timeout"], p["batch_size"], on_video)
+    except KeyboardInterrupt:
+        if not quiet:
+            say_stopped(ctx, f"Stopped after {bar.n} of {len(paths)} videos; their features are cached in "
+                             f"{store.folder}: run the same command again to go on from there.")  # fmt: skip
+        raise
+    summary = {
+        **{k: settings[k] for k in ("num_frames", "dtype")},
+        **settings["views"],
+        "seed": p["seed"],
+        "l2": p["l2"],
+        "cache": str(store.folder),
+    }
+    return embedded, summary
+
+
+def _echo(ctx: click.Context, *lines: str) -> None:
+    if not ctx.obj["quiet"]:
+        for line in lines:
+            click.echo(line, err=True)

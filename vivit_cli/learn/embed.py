@@ -1,0 +1,66 @@
+"""Labelled videos -> each one's view features (V, D): from the cache, else through the model (decoded in the worker
+pool, batched by score_files) and into the cache the moment each is done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vivit_cli.batch.local import score_files
+from vivit_cli.batch.pool import DecodePool
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vivit_cli.learn.cache import EmbeddingCache
+    from vivit_cli.pipeline import Classifier
+    from vivit_cli.video.sampling import Views
+
+OnVideo = Callable[[str, bool], None]  # (path, from the cache) for every video answered, failed ones included
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What embedding the videos gave: features by path, and the videos that failed with why."""
+
+    features: dict[str, np.ndarray]  # path -> (V, D) float32
+    failed: dict[str, str]  # path -> one-line error
+    cached: int  # videos whose features came from the cache
+
+
+def embed_videos(
+    paths: Sequence[str],
+    cache: EmbeddingCache,
+    load: Callable[[], Classifier],
+    views: Views,
+    workers: int,
+    timeout_s: float,
+    batch_size: int | None = None,
+    on_video: OnVideo | None = None,
+) -> Embedded:
+    """Every video's features, cached ones first; `load` is called (while the workers start) only when some video
+    is not in the cache, so a run with everything cached loads no model."""
+    on_video = on_video or (lambda path, cached: None)
+    features: dict[str, np.ndarray] = {}
+    failed: dict[str, str] = {}
+    todo = []
+    for path in dict.fromkeys(paths):
+        kept = cache.get(path)
+        if kept is None:
+            todo.append(path)
+        else:
+            features[path] = kept
+            on_video(path, True)
+    cached = len(features)
+    if todo:
+        with DecodePool(workers, timeout_s) as pool:
+            classifier = load()
+            for scored in score_files(classifier, todo, pool, views, batch_size, output="features"):
+                if scored.scores is None:
+                    failed[scored.path] = scored.error or "unknown error"
+                else:
+                    cache.put(scored.path, scored.scores)
+                    features[scored.path] = scored.scores
+                on_video(scored.path, False)
+    return Embedded(features, failed, cached)

@@ -1,0 +1,155 @@
+"""The trained head on its backbone -> a model folder in transformers' layout (config.json with the new labels,
+model.safetensors, preprocessor_config.json), a model card and the training record; --out checked first.
+
+The backbone's tensors are copied from the base checkpoint's file as they are: exporting loads no model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vivit_cli.errors import SourceError
+from vivit_cli.results import shown_path
+
+TRAINING_FILE = "training.json"  # what `vivit train` did: its presence marks a folder it may replace
+CARD_FILE = "README.md"
+CLASSIFIER = "classifier."  # transformers' head keys in VivitForVideoClassification
+BACKBONE = "vivit."  # the prefix of the backbone's keys in a classification checkpoint
+POOLER = "pooler."  # VivitForVideoClassification has no pooler: a bare VivitModel's is left out
+
+
+def check_out(out: str | Path, force: bool) -> str | None:
+    """Refuse an --out that holds something else (unless force); a note when it replaces a model we trained."""
+    path = Path(out)
+    if not os.path.lexists(path):
+        return None
+    if path.is_dir() and (path / TRAINING_FILE).is_file():
+        return f"replacing the model vivit train wrote in {shown_path(path)}"
+    if path.is_dir() and not any(path.iterdir()):
+        return None
+    if force:
+        return f"--force: replacing {shown_path(path)}"
+    what = "a folder that is not a model vivit train wrote" if path.is_dir() else "a file"
+    raise SourceError(f"--out {shown_path(path)} is {what}: choose another --out, or add --force to replace it")
+
+
+def export(
+    base_folder: Path,
+    out: str | Path,
+    labels: Sequence[str],
+    weight: Any,
+    bias: Any,
+    training: Mapping[str, Any],
+    card: str,
+) -> Path:
+    """Write the folder beside --out, then put it in --out's place (a run that fails leaves --out as it was)."""
+    import torch
+
+    from vivit_cli.checkpoint import read_config, read_preprocess, read_weights, write_folder
+
+    config, _ = read_config(base_folder)
+    state = {k: v for k, v in read_weights(base_folder).items()}
+    if not any(k.startswith(BACKBONE) for k in state):  # a bare VivitModel: its keys gain the backbone's prefix
+        state = {BACKBONE + k: v for k, v in state.items() if not k.startswith(POOLER)}
+    state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}
+    backbone_dtype = next(v.dtype for v in state.values() if v.is_floating_point())
+    state[CLASSIFIER + "weight"] = torch.as_tensor(weight, dtype=torch.float32)  # (L, D)
+    state[CLASSIFIER + "bias"] = torch.as_tensor(bias, dtype=torch.float32)  # (L,)
+    new = dataclasses.replace(config, id2label=dict(enumerate(labels)), problem_type="single_label_classification")
+    raw = {
+        **new.to_dict(),
+        "num_labels": len(labels),
+        "architectures": ["VivitForVideoClassification"],
+        "torch_dtype": str(backbone_dtype).removeprefix("torch."),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        write_folder(staging, raw, state, read_preprocess(base_folder))
+        text = json.dumps(training, indent=2, ensure_ascii=False) + "\n"
+        (staging / TRAINING_FILE).write_text(text, encoding="utf-8")
+        (staging / CARD_FILE).write_text(card, encoding="utf-8")
+        _swap(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _swap(new: Path, out: Path) -> None:
+    """`new` takes `out`'s name; what was there is removed only once the new folder is in place."""
+    if not os.path.lexists(out):
+        os.replace(new, out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
+    os.replace(out, old / "was")
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out_name: str) -> str:
+    """A short README.md: what it was made from and with, how well it did on the validation videos, how to use it."""
+    base, revision = training["base_model"], training.get("base_revision")
+    counts: Mapping[str, Mapping[str, int]] = training["counts"]
+    splits = list(counts)
+    header = "| label | " + " | ".join(splits) + " |"
+    rows = [f"| {label} | " + " | ".join(str(counts[s][label]) for s in splits) + " |" for label in training["labels"]]
+    s = training["settings"]
+    picked = "fixed with --l2" if s["l2_fixed"] else f"picked by validation log-loss from {s['l2_grid']}"
+    on_hub = "/" in base and not os.path.isabs(base) and not base.startswith((".", "~"))
+    front = ["---", "library_name: transformers", "pipeline_tag: video-classification", "tags: [vivit, vivit-train]"]
+    front += [f"base_model: {base}"] if on_hub else []
+    lines = [
+        *front,
+        "---",
+        "",
+        f"# {out_name}",
+        "",
+        f"A ViViT video classifier for {len(training['labels'])} labels, made by `vivit train`: a new linear head "
+        f"(L2-regularised logistic regression on the final CLS features) on the frozen backbone of `{base}`"
+        + (f" (revision `{revision}`)" if revision else "")
+        + ". The backbone's weights are unchanged.",
+        "",
+        "## Data",
+        "",
+        f"From `{training['data']}`, videos per label and split:",
+        "",
+        header,
+        "|" + " --- |" * (len(splits) + 1),
+        *rows,
+        "",
+        "## Settings",
+        "",
+        f"- views per video: {s['clips']} clips x {s['crops']} crops of {s['num_frames']} frames, stride {s['stride']};"
+        " each view is one training sample",
+        f"- features in {s['dtype']}; class-balanced loss; L2 {s['l2']:g} ({picked}); seed {s['seed']}",
+        f"- validation: {s['validation']}",
+        "",
+        "## Validation",
+        "",
+        "Per video, its views' probabilities averaged:",
+        "",
+        "```text",
+        *report_lines,
+        "```",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"vivit classify --model {out_name}/ --clips {s['clips']} video.mp4",
+        "```",
+        "",
+        "```python",
+        "from transformers import VivitForVideoClassification",
+        "",
+        f'model = VivitForVideoClassification.from_pretrained("{out_name}")',
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

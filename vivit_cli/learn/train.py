@@ -1,0 +1,135 @@
+"""`vivit train`'s steps below the command line: which videos train and which validate, the checks that make a
+dataset trainable, the features stacked for the head, and the record of what was done."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vivit_cli.errors import SourceError
+from vivit_cli.learn.data import Dataset, Example, stratified_split
+from vivit_cli.learn.head import L2_GRID, Fit, Head, Videos, train_head, video_probs
+from vivit_cli.learn.report import Report, report
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FAILED_SHOWN = 5  # failed videos named on stderr
+
+
+@dataclass(frozen=True)
+class Split:
+    """The videos the head learns from and those it is judged on, and how they were chosen."""
+
+    train: tuple[Example, ...]
+    val: tuple[Example, ...]
+    how: str  # for the card: "DATA's val split" or "20% of each label's videos, seed 0"
+
+
+def candidates(data: Dataset) -> tuple[Example, ...]:
+    """The videos train uses: with split folders or a split column, train and val (test is for evaluate)."""
+    if not data.splits:
+        return data.examples
+    if not data.split("train"):
+        raise SourceError(f"{data.source}: DATA has {', '.join(data.splits)} splits but no train split")
+    return data.split("train") + data.split("val")
+
+
+def check_trainable(data: Dataset, examples: Sequence[Example], after: str = "") -> None:
+    """Two labels or more, and every label with two videos (one to learn from, one to validate), one of them
+    for training; `after` says what happened first (videos that failed were left out)."""
+    counts = data.counts(examples)
+    has_train = Counter(e.label for e in examples if e.split in (None, "train"))
+    where = f"{data.source}{after}"
+    if len(data.labels) < 2:
+        raise SourceError(f"{where}: only one label ({data.labels[0]!r}); train needs two or more labels")
+    few = [label for label, n in counts.items() if n < 2]
+    if few:
+        shown = ", ".join(f"{label!r} ({counts[label]})" for label in few[:FAILED_SHOWN])
+        raise SourceError(
+            f"{where}: every label needs at least two videos (one to train on, one to validate); too few: {shown}"
+        )
+    untrained = [label for label in data.labels if not has_train[label]]
+    if untrained:
+        raise SourceError(f"{where}: label {untrained[0]!r} has validation videos but none in the train split")
+
+
+def choose_split(data: Dataset, examples: Sequence[Example], fraction: float, seed: int) -> Split:
+    """DATA's val split when it has one; else `fraction` of each label's videos, chosen by `seed`."""
+    val = tuple(e for e in examples if e.split == "val")
+    if val:
+        return Split(tuple(e for e in examples if e.split != "val"), val, "DATA's val split")
+    train, held = stratified_split(examples, fraction, seed)
+    return Split(train, held, f"{fraction:.0%} of each label's videos (at least one), seed {seed}")
+
+
+def stack(examples: Sequence[Example], features: Mapping[str, np.ndarray], labels: Sequence[str]) -> Videos:
+    """Examples and their view features -> one sample per view, class ids by position in `labels`."""
+    ids = {label: i for i, label in enumerate(labels)}
+    return Videos.stack([features[e.path] for e in examples], [ids[e.label] for e in examples])
+
+
+@dataclass(frozen=True)
+class Trained:
+    head: Head
+    report: Report
+
+
+def fit(
+    split: Split,
+    features: Mapping[str, np.ndarray],
+    labels: Sequence[str],
+    l2: float | None,
+    on_fit: Callable[[Fit], None] | None = None,
+) -> Trained:
+    """The head on the training videos' views, and its report on the validation videos."""
+    train, val = stack(split.train, features, labels), stack(split.val, features, labels)
+    head = train_head(train, val, len(labels), l2, on_fit)
+    return Trained(head, report(video_probs(head, val), val.video_labels, labels))
+
+
+def failure_lines(failed: Mapping[str, str]) -> list[str]:
+    """Decode failures for stderr: a count, then the first few with why."""
+    lines = [f"{len(failed)} of the videos failed to decode and are left out:"]
+    lines += [f"  {path}: {why}" for path, why in list(failed.items())[:FAILED_SHOWN]]
+    if len(failed) > FAILED_SHOWN:
+        lines.append(f"  ... and {len(failed) - FAILED_SHOWN} more")
+    return lines
+
+
+def record(
+    data: Dataset,
+    split: Split,
+    base: tuple[str, str | None],
+    settings: Mapping[str, Any],
+    trained: Trained,
+    failed: Mapping[str, str],
+) -> dict[str, Any]:
+    """training.json: what the model was made from and with, and how it did; the model card is written from it."""
+    r = trained.report
+    return {
+        "base_model": base[0],
+        "base_revision": base[1],
+        "data": data.source,
+        "labels": list(data.labels),
+        "counts": {"train": data.counts(split.train), "val": data.counts(split.val)},
+        "failed": dict(failed),
+        "settings": {
+            **settings,
+            "l2": trained.head.fit.l2,
+            "l2_fixed": settings.get("l2") is not None,
+            "l2_grid": list(L2_GRID),
+            "validation": split.how,
+        },
+        "validation": {
+            "accuracy": r.accuracy,
+            "log_loss": trained.head.fit.val_loss,
+            "macro_f1": r.macro_f1,
+            "per_label": {
+                s.label: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
+                for s in r.labels
+            },  # fmt: skip
+        },
+    }
