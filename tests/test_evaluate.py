@@ -211,6 +211,21 @@ def test_a_split_is_chosen_and_said_and_the_report_goes_to_stdout(checkpoint: Pa
     assert "evaluating the val split" in result.stderr and "top-1" in result.stderr
 
 
+def test_a_model_vivit_train_wrote_is_evaluated_on_the_test_split(checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        label_folders(data / split, DATA_LABELS, PER_LABEL)
+    trained = tmp_path / "trained"
+    result = invoke("train", str(data), "-m", str(checkpoint), "--out", str(trained), "--clips", "1")
+    assert result.exit_code == 0, result.stderr
+    result = invoke("evaluate", str(data), "-m", str(trained), "--out", "-")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["split"] == "test" and report["num_videos"] == len(DATA_LABELS) * PER_LABEL
+    assert report["model"] == str(trained) and report["confusion"]["labels"] == sorted(DATA_LABELS)
+    assert "evaluating the test split" in result.stderr
+
+
 def test_labels_the_model_lacks_stop_before_its_weights_load(checkpoint: Path, tmp_path: Path) -> None:
     config_only = tmp_path / "model"
     config_only.mkdir()
