@@ -88,7 +88,7 @@ def evaluate_command(
     _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
     dataset = read_data(data)
     chosen = run.select(dataset, split)
-    note(ctx, f"evaluating {chosen.reason} of {data}: {len(chosen.examples)} videos, {len(dataset.labels)} labels")
+    note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}), {len(dataset.labels)} labels")
     local = fetch_model(ctx, model, weights=False)
     config, _ = read_config(local.folder)
     run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded

@@ -33,7 +33,7 @@ class Selection:
 
     examples: tuple[Example, ...]
     split: str | None  # None: every video of DATA
-    reason: str  # how it was chosen, for the command's note
+    reason: str  # which part of DATA and why, for the command's note: "the test split"
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def select(dataset: Dataset, split: str | None = None) -> Selection:
         if name in dataset.splits:
             return Selection(dataset.split(name), name, f"the {name} split")
     if dataset.splits:
-        return Selection(dataset.examples, None, f"every video: DATA has no {' or '.join(DEFAULT_SPLITS)} split")
+        return Selection(dataset.examples, None, f"every split: there is no {' or '.join(DEFAULT_SPLITS)} split")
     return Selection(dataset.examples, None, "every video")
 
 
