@@ -71,3 +71,14 @@ def test_report_quick_model_table(tmp_path: Path) -> None:
 def test_report_rejects_an_unknown_benchmark() -> None:
     done = run("report.py", "--only", "model,nonsense")
     assert done.returncode == 2 and "nonsense" in done.stderr
+
+
+def test_bench_train_tiny(tmp_path: Path) -> None:
+    """bench_train's harness on a tiny model: embedding alone, then train and a second train from the cache."""
+    out = tmp_path / "train.json"
+    done = run("bench_train.py", "--tiny", "--videos", "6", "--clips", "1", "--no-cli", "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["videos"] == 6 and figures["embed_s"] > 0 and figures["train_over_embed"] > 0
+    assert figures["again_s"] > 0 and figures["again_process_s"] is None
+    assert "train / embed alone" in done.stdout

@@ -168,10 +168,14 @@ def test_split_folders(checkpoint: Path, tmp_path: Path) -> None:
     for label in ("café", "跳舞"):
         write_labelled(root / "train", label, 2)
         write_labelled(root / "val", label, 1)
-    write_labelled(root / "test", "café", 1)  # for evaluate: train leaves it alone
+    write_labelled(root / "test", "café", 1)  # for evaluate: train leaves them alone
+    write_labelled(root / "test", "other", 1)  # a label only in test is not one of the model's
     result = train(root, checkpoint, tmp_path / "m", tmp_path / "cache", "--clips", "1")
     assert result.exit_code == 0, result.output
     assert "4 videos train, 2 validate (DATA's val split)" in result.stderr
+    assert "2 test videos are left for vivit evaluate" in result.stderr
+    config = json.loads((tmp_path / "m" / "config.json").read_text("utf-8"))
+    assert config["id2label"] == {"0": "café", "1": "跳舞"}
 
 
 def test_ctrl_c_keeps_what_was_done_and_the_next_run_goes_on(

@@ -72,18 +72,21 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     """
     from vivit_cli.learn import data as datasets
     from vivit_cli.learn import export, train
+    from vivit_cli.learn.report import report_lines
 
-    dataset = datasets.read_data(data)
-    examples = train.candidates(dataset)
-    train.check_trainable(dataset, examples)  # before anything is fetched, loaded or decoded
+    everything = datasets.read_data(data)
+    dataset = train.usable(everything)
+    train.check_trainable(dataset)  # before anything is fetched, loaded or decoded
     replacing = export.check_out(out, p["force"])
+    if everything.split("test"):
+        _echo(ctx, f"{len(everything.split('test'))} test videos are left for vivit evaluate")
     local = fetch_model(ctx, p["model"])
-    embedded, settings = _embed(ctx, local, [e.path for e in examples], p)
+    embedded, settings = _embed(ctx, local, [e.path for e in dataset.examples], p)
     if embedded.failed:
         _echo(ctx, *train.failure_lines(embedded.failed))
-        examples = tuple(e for e in examples if e.path not in embedded.failed)
-        train.check_trainable(dataset, examples, f", once {len(embedded.failed)} failed videos are left out")
-    split = train.choose_split(dataset, examples, p["val_fraction"], p["seed"])
+        dataset = train.leave_out(dataset, embedded.failed)
+        train.check_trainable(dataset, f", once {len(embedded.failed)} failed videos are left out")
+    split = train.choose_split(dataset, p["val_fraction"], p["seed"])
     _echo(ctx, f"{len(split.train)} videos train, {len(split.val)} validate ({split.how})")
 
     def on_fit(fit: Any) -> None:
@@ -91,12 +94,10 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
                    f"val loss {fit.val_loss:.4f}")  # fmt: skip
 
     trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit)
-    from vivit_cli.learn.report import report_lines
-
     lines = report_lines(trained.report)
     _echo(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
     record = train.record(dataset, split, (local.model_id, local.revision), settings, trained, embedded.failed)
-    card = export.model_card(record, lines, out.rstrip("/\\") or out)
+    card = export.model_card(record, lines, out)
     note(ctx, replacing)
     h = trained.head
     export.export(local.folder, out, dataset.labels, h.weight, h.bias, record, card)

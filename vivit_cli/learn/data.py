@@ -101,8 +101,9 @@ def stratified_split(
 
 
 def _label(name: str) -> str:
-    """One spelling per label: macOS writes folder names decomposed (NFD), a CSV typed by hand is composed."""
-    return unicodedata.normalize("NFC", name.strip())
+    """One spelling per label: macOS writes folder names decomposed (NFD), a CSV typed by hand is composed; bytes
+    of a folder name that are not UTF-8 written as `\\xe9`, so that config.json can hold it."""
+    return unicodedata.normalize("NFC", shown_path(name).strip())
 
 
 def _subfolders(folder: str) -> list[str]:

@@ -93,13 +93,16 @@ def _swap(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out_name: str) -> str:
+def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: str) -> str:
     """A short README.md: what it was made from and with, how well it did on the validation videos, how to use it."""
     base, revision = training["base_model"], training.get("base_revision")
     counts: Mapping[str, Mapping[str, int]] = training["counts"]
     splits = list(counts)
     header = "| label | " + " | ".join(splits) + " |"
-    rows = [f"| {label} | " + " | ".join(str(counts[s][label]) for s in splits) + " |" for label in training["labels"]]
+    rows = [
+        f"| {_cell(label)} | " + " | ".join(str(counts[s][label]) for s in splits) + " |"
+        for label in training["labels"]
+    ]
     s = training["settings"]
     picked = "fixed with --l2" if s["l2_fixed"] else f"picked by validation log-loss from {s['l2_grid']}"
     on_hub = "/" in base and not os.path.isabs(base) and not base.startswith((".", "~"))
@@ -109,7 +112,7 @@ def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out_nam
         *front,
         "---",
         "",
-        f"# {out_name}",
+        f"# {Path(out).name or out}",
         "",
         f"A ViViT video classifier for {len(training['labels'])} labels, made by `vivit train`: a new linear head "
         f"(L2-regularised logistic regression on the final CLS features) on the frozen backbone of `{base}`"
@@ -142,14 +145,19 @@ def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out_nam
         "## Use",
         "",
         "```bash",
-        f"vivit classify --model {out_name}/ --clips {s['clips']} video.mp4",
+        f"vivit classify --model {out} --clips {s['clips']} video.mp4",
         "```",
         "",
         "```python",
         "from transformers import VivitForVideoClassification",
         "",
-        f'model = VivitForVideoClassification.from_pretrained("{out_name}")',
+        f"model = VivitForVideoClassification.from_pretrained({str(out)!r})",
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """A label as a Markdown table cell: a `|` in it would start another cell."""
+    return text.replace("|", "\\|")

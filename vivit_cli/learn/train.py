@@ -4,8 +4,8 @@ dataset trainable, the features stacked for the head, and the record of what was
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from vivit_cli.errors import SourceError
@@ -28,20 +28,27 @@ class Split:
     how: str  # for the card: "DATA's val split" or "20% of each label's videos, seed 0"
 
 
-def candidates(data: Dataset) -> tuple[Example, ...]:
-    """The videos train uses: with split folders or a split column, train and val (test is for evaluate)."""
-    if not data.splits:
-        return data.examples
-    if not data.split("train"):
-        raise SourceError(f"{data.source}: DATA has {', '.join(data.splits)} splits but no train split")
-    return data.split("train") + data.split("val")
+def usable(data: Dataset) -> Dataset:
+    """The videos and labels train uses: with split folders or a split column, train and val (test is for
+    evaluate); the labels are theirs."""
+    examples = data.examples
+    if data.splits:
+        if not data.split("train"):
+            raise SourceError(f"{data.source}: DATA has {', '.join(data.splits)} splits but no train split")
+        examples = data.split("train") + data.split("val")
+    return Dataset(data.source, examples, tuple(sorted({e.label for e in examples})))
 
 
-def check_trainable(data: Dataset, examples: Sequence[Example], after: str = "") -> None:
+def leave_out(data: Dataset, failed: Collection[str]) -> Dataset:
+    """The dataset without the videos that failed; its labels stay, so one left with too few videos is an error."""
+    return replace(data, examples=tuple(e for e in data.examples if e.path not in failed))
+
+
+def check_trainable(data: Dataset, after: str = "") -> None:
     """Two labels or more, and every label with two videos (one to learn from, one to validate), one of them
     for training; `after` says what happened first (videos that failed were left out)."""
-    counts = data.counts(examples)
-    has_train = Counter(e.label for e in examples if e.split in (None, "train"))
+    counts = data.counts()
+    has_train = Counter(e.label for e in data.examples if e.split in (None, "train"))
     where = f"{data.source}{after}"
     if len(data.labels) < 2:
         raise SourceError(f"{where}: only one label ({data.labels[0]!r}); train needs two or more labels")
@@ -56,12 +63,11 @@ def check_trainable(data: Dataset, examples: Sequence[Example], after: str = "")
         raise SourceError(f"{where}: label {untrained[0]!r} has validation videos but none in the train split")
 
 
-def choose_split(data: Dataset, examples: Sequence[Example], fraction: float, seed: int) -> Split:
+def choose_split(data: Dataset, fraction: float, seed: int) -> Split:
     """DATA's val split when it has one; else `fraction` of each label's videos, chosen by `seed`."""
-    val = tuple(e for e in examples if e.split == "val")
-    if val:
-        return Split(tuple(e for e in examples if e.split != "val"), val, "DATA's val split")
-    train, held = stratified_split(examples, fraction, seed)
+    if data.split("val"):
+        return Split(data.split("train"), data.split("val"), "DATA's val split")
+    train, held = stratified_split(data.examples, fraction, seed)
     return Split(train, held, f"{fraction:.0%} of each label's videos (at least one), seed {seed}")
 
 
