@@ -25,6 +25,7 @@ from vivit_cli.cli.options import (
     say_stopped,
     timeout_option,
     view_options,
+    workers_option,
 )
 from vivit_cli.labels import LabelSet
 from vivit_cli.writers.records import BATCH, Schema
@@ -52,12 +53,7 @@ def run_options(schema: Schema, views: Callable[..., Any]) -> Callable[[Callable
         click.option(
             "--resume", is_flag=True, help="Keep the ok rows already in --out, do the rest (error rows are retried)."
         ),
-        click.option(
-            "--workers",
-            "-j",
-            type=click.IntRange(1),
-            help="Decode processes; with --ray, model workers. [default: from the cores and device]",
-        ),
+        workers_option("Decode processes; with --ray, model workers. [default: from the cores and device]"),
         batch_size_option(
             "Views (clips x crops) per forward pass",
             "each video's row is then written as soon as it is done (with --ray: by the workers' device)",

@@ -15,6 +15,7 @@ from vivit_cli.cli.batch import batch_command
 from vivit_cli.cli.classify import classify_command
 from vivit_cli.cli.embed import embed_command
 from vivit_cli.cli.env import env_command
+from vivit_cli.cli.evaluate import evaluate_command
 from vivit_cli.cli.models import download_command, labels_command
 from vivit_cli.cli.options import DEBUG_HELP, QUIET_HELP, global_options, said_stopped
 from vivit_cli.cli.timeline import timeline_command
@@ -85,6 +86,7 @@ for command in (
     embed_command,
     download_command,
     env_command,
+    evaluate_command,
     labels_command,
     timeline_command,
     train_command,

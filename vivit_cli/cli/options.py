@@ -182,6 +182,11 @@ def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., An
     )
 
 
+def workers_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--workers/-j: decode processes (and, where a command says so, more)."""
+    return click.option("--workers", "-j", type=click.IntRange(1), help=help)
+
+
 MIN_SCORE_HELP = (
     "Leave out predictions scoring below this probability (of --labels' softmax). A video, window or webcam "
     "prediction whose best label scores less has no label: predictions [] in JSON and Parquet (label null in "

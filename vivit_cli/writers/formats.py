@@ -169,10 +169,23 @@ def open_output(path: str, schema: Schema, stdout: IO[str]) -> Iterator[TextWrit
 
 def write_all(path: str, records: Iterable[Record], schema: Schema, stdout: IO[str]) -> None:
     """Every record into `path` (or `stdout` for "-") at once, for a command that has all its rows at the end."""
+    with _write_errors(path, schema), open_output(path, schema, stdout) as writer:
+        for record in records:
+            writer.write(record)
+
+
+def write_document(path: str, document: Record, schema: Schema, stdout: IO[str]) -> None:
+    """One JSON object into `path` (or `stdout` for "-"), laid out with schema.json_indent: a report, not rows."""
+    text = json.dumps(document, ensure_ascii=False, indent=schema.json_indent) + "\n"
+    with _write_errors(path, schema), _open_text(path, schema, stdout) as stream:
+        stream.write(text)
+
+
+@contextmanager
+def _write_errors(path: str, schema: Schema) -> Iterator[None]:
+    """A file that cannot be written is the command's SourceError; stdout's own errors pass through."""
     try:
-        with open_output(path, schema, stdout) as writer:
-            for record in records:
-                writer.write(record)
+        yield
     except OSError as e:
         if path == STDOUT:
             raise

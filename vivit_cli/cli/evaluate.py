@@ -1,0 +1,207 @@
+"""`vivit evaluate`: how well a model labels the user's labelled videos."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from vivit_cli.cli.options import (
+    batch_size_option,
+    fetch_model,
+    load_classifier,
+    model_options,
+    note,
+    sampling_options,
+    timeout_option,
+    workers_option,
+)
+
+if TYPE_CHECKING:
+    from vivit_cli.learn.data import Example
+    from vivit_cli.learn.metrics import Evaluation, Outcome
+    from vivit_cli.results import ModelInfo
+    from vivit_cli.video.sampling import Views
+
+PNG_SUFFIX = ".png"
+
+
+@click.command("evaluate")
+@click.argument("data", type=click.Path(path_type=str))
+@model_options
+@sampling_options
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test"]),
+    help="The split of DATA to evaluate. [default: test if DATA has it, else val, else every video]",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="The whole report as JSON: .json, or - for stdout (the tables then go to stderr).",
+)
+@click.option("--matrix", type=click.Path(dir_okay=False, path_type=str), help="The confusion matrix as a .csv file.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=str), help="The confusion matrix as a .png heat map.")
+@workers_option("Decode processes. [default: from the cores and device]")
+@batch_size_option("Views (clips x crops) per forward pass", "the progress bar moves a video at a time")
+@timeout_option("the video counts as failed")
+@click.pass_context
+def evaluate_command(
+    ctx: click.Context,
+    data: str,
+    model: str,
+    device: str,
+    dtype: str,
+    stride: int,
+    clips: int,
+    crops: str,
+    split: str | None,
+    out: str | None,
+    matrix: str | None,
+    plot: str | None,
+    workers: int | None,
+    batch_size: int | None,
+    timeout: float,
+) -> None:
+    """Score the labelled videos of DATA and report how well MODEL labels them.
+
+    DATA is a folder of label folders (DATA/<label>/*.mp4), split folders above them (DATA/test/<label>/...),
+    or a .csv/.jsonl of path,label[,split]. Its labels must be the model's. Prints top-1 and top-5 accuracy,
+    per-label precision, recall and F1, the confusion matrix and the videos it got wrong; the confusion matrix's
+    last column, (other), counts predictions of the model's labels that DATA does not have. Videos that do not
+    decode are left out of the metrics. Exit codes: 0 done, 4 some videos failed to decode (the report covers
+    the rest), 3 model or checkpoint problem, 2 bad usage, DATA or device, 130 Ctrl-C, 143 SIGTERM.
+    """
+    from dataclasses import asdict
+
+    from vivit_cli.checkpoint import read_config
+    from vivit_cli.errors import VideoError
+    from vivit_cli.learn import evaluate as run
+    from vivit_cli.learn.data import read_data
+    from vivit_cli.learn.metrics import evaluate
+    from vivit_cli.video.sampling import Views
+
+    views = Views(stride=stride, clips=clips, crops=int(crops))
+    _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
+    dataset = read_data(data)
+    chosen = run.select(dataset, split)
+    note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}), {len(dataset.labels)} labels")
+    local = fetch_model(ctx, model, weights=False)
+    config, _ = read_config(local.folder)
+    run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded
+    info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views, workers, batch_size, timeout)
+    _say_failed(ctx, failed, len(chosen.examples), out)
+    if not outcomes:
+        raise VideoError(f"none of the {len(chosen.examples)} videos could be decoded: nothing to evaluate")
+    evaluation = evaluate(outcomes, dataset.labels)
+    what = f"{data}, {chosen.split} split" if chosen.split else data
+    _write(ctx, evaluation, info, out, matrix, plot, data, chosen.split, what, asdict(views), failed)
+    if failed:
+        ctx.exit(VideoError.exit_code)
+
+
+def _check_outputs(out: str | None, matrix: str | None, plot: str | None) -> None:
+    """Names that cannot be written are usage errors now, not after every video has been scored."""
+    from vivit_cli.errors import SourceError
+    from vivit_cli.writers.evaluation import REPORT, confusion_schema
+    from vivit_cli.writers.formats import STDOUT, check_folder, format_for
+
+    if out is not None and out != STDOUT:
+        format_for(out, None, REPORT)
+        check_folder(out)
+    for name, option in ((matrix, "--matrix"), (plot, "--plot")):
+        if name == STDOUT:
+            raise SourceError(f"{option} goes to a file, not to stdout")
+        if name is not None:
+            check_folder(name)
+    if matrix is not None:
+        format_for(matrix, None, confusion_schema(()))
+    if plot is not None and not plot.lower().endswith(PNG_SUFFIX):
+        raise SourceError(f"{plot}: the plot is a PNG picture: give a {PNG_SUFFIX} name")
+
+
+def _score(
+    ctx: click.Context,
+    model: str,
+    examples: Sequence[Example],
+    views: Views,
+    workers: int | None,
+    batch_size: int | None,
+    timeout: float,
+) -> tuple[ModelInfo, list[Outcome], list[tuple[str, str]]]:
+    """Every example scored, with a bar on stderr: what answered (ModelInfo), the outcomes, and (path, why) of the
+    videos that failed."""
+    from tqdm import tqdm
+
+    from vivit_cli.batch.plan import default_workers
+    from vivit_cli.batch.pool import DecodePool
+    from vivit_cli.device import resolve_device
+    from vivit_cli.learn.evaluate import Failed, score_examples
+    from vivit_cli.writers.records import reason
+
+    device, dtype = ctx.params["device"], ctx.params["dtype"]
+    outcomes: list[Outcome] = []
+    failed: list[tuple[str, str]] = []
+    # The workers start, and import torch, while the model loads.
+    with DecodePool(workers or default_workers(resolve_device(device).type), timeout) as pool:
+        classifier = load_classifier(ctx, model, device, dtype)
+        bar = tqdm(total=len(examples), unit="video", disable=ctx.obj["quiet"], file=sys.stderr, dynamic_ncols=True)
+        with bar:
+            for item in score_examples(classifier, examples, pool, views, batch_size):
+                if isinstance(item, Failed):
+                    failed.append((item.path, reason(item.path, item.error)))
+                else:
+                    outcomes.append(item)
+                bar.update()
+    return classifier.info, outcomes, sorted(failed)
+
+
+def _say_failed(ctx: click.Context, failed: list[tuple[str, str]], total: int, out: str | None) -> None:
+    """The count of videos left out, and the first few with why (--out's report lists them all)."""
+    from vivit_cli.batch.plan import LISTED_FAILURES
+    from vivit_cli.results import shown_path
+
+    if not failed or ctx.obj["quiet"]:
+        return
+    click.echo(f"Failed: {len(failed)} of {total} videos could not be decoded; the metrics leave them out:", err=True)
+    for path, why in failed[:LISTED_FAILURES]:
+        click.echo(f"  {shown_path(path)}: {why}", err=True)
+    more = len(failed) - LISTED_FAILURES
+    if more > 0:
+        click.echo(f"  and {more} more" + (f" (listed in {out})" if out and out != "-" else ""), err=True)
+
+
+def _write(
+    ctx: click.Context,
+    evaluation: Evaluation,
+    model: ModelInfo,
+    out: str | None,
+    matrix: str | None,
+    plot: str | None,
+    data: str,
+    split: str | None,
+    what: str,
+    views: dict[str, int],
+    failed: list[tuple[str, str]],
+) -> None:
+    """The report, the matrix and the picture into their files; the tables on stdout (stderr when the report is
+    there)."""
+    from rich.console import Console
+
+    from vivit_cli.learn.confusion import save_confusion
+    from vivit_cli.writers.evaluation import REPORT, confusion_rows, confusion_schema, print_evaluation, report_record
+    from vivit_cli.writers.formats import STDOUT, write_all, write_document
+
+    if out is not None:
+        write_document(out, report_record(evaluation, model, data, split, views, failed), REPORT, sys.stdout)
+    if matrix is not None:
+        write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
+    if plot is not None:
+        title = f"{model.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
+        save_confusion(evaluation, title, plot)
+    if out == STDOUT and ctx.obj["quiet"]:
+        return
+    print_evaluation(Console(stderr=out == STDOUT), evaluation, model, what)
