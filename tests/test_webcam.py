@@ -502,7 +502,7 @@ def test_a_stream_server_that_restarts_is_reopened_and_said_so(checkpoint: Path,
         """Kill the server once predictions flow; start it again `down_s` later."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if log.exists() and log.read_text().count('"prediction"') >= 3:
+            if log.exists() and log.read_text().count('"event": "prediction"') >= 3:  # rows, not their keys
                 server.kill()
                 time.sleep(down_s)
                 server.start()

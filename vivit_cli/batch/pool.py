@@ -29,6 +29,7 @@ DEFAULT_TIMEOUT_S = 120.0  # seconds one file may take to decode
 WORKER_DEPTH = 2  # files queued per worker, so it starts the next one the moment it sends a result
 POLL_S = 0.2  # seconds between the manager's checks of deadlines and of the stop flag
 EXIT_GRACE_S = 2.0  # seconds an idle worker gets to exit when told to, before it is killed
+WAKE_S = 0.5  # the longest the caller of get() waits at once, so that a pending Ctrl-C is acted on
 READY = "ready"  # a worker's first message: imports done, the clock of its first file may start
 
 
@@ -108,10 +109,16 @@ class DecodePool:
 
     def get(self, timeout_s: float | None = None) -> Decoded | Literal[_End.DONE] | None:
         """The next answer in completion order; None if none came within timeout_s; DONE after the last one."""
-        try:
-            item = self._out.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            # In slices: a wait with no end is not woken by a Ctrl-C that another thread of the process received.
+            left = WAKE_S if deadline is None else min(WAKE_S, deadline - time.monotonic())
+            try:
+                item = self._out.get(timeout=max(0.0, left))
+                break
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
         if isinstance(item, BaseException):
             raise item
         return item
