@@ -72,7 +72,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     """
     from vivit_cli.learn import data as datasets
     from vivit_cli.learn import export, train
-    from vivit_cli.learn.report import report_lines
+    from vivit_cli.writers.evaluation import metrics_lines
 
     everything = datasets.read_data(data)
     dataset = train.usable(everything)
@@ -94,7 +94,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
                    f"val loss {fit.val_loss:.4f}")  # fmt: skip
 
     trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit)
-    lines = report_lines(trained.report)
+    lines = metrics_lines(trained.evaluation)
     _echo(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
     record = train.record(dataset, split, (local.model_id, local.revision), settings, trained, embedded.failed)
     card = export.model_card(record, lines, out)
