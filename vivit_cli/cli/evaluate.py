@@ -16,6 +16,7 @@ from vivit_cli.cli.options import (
     note,
     sampling_options,
     timeout_option,
+    warn_once,
     workers_option,
 )
 
@@ -201,7 +202,7 @@ def _write(
         write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
     if plot is not None:
         title = f"{model.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
-        save_confusion(evaluation, title, plot)
+        save_confusion(evaluation, title, plot, warn_once())
     if out == STDOUT and ctx.obj["quiet"]:
         return
     print_evaluation(Console(stderr=out == STDOUT), evaluation, model, what)
