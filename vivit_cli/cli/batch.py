@@ -17,6 +17,7 @@ from vivit_cli.batch.rows import Kind, Labels
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
+    file_option,
     label_options,
     load_classifier,
     model_options,
@@ -27,6 +28,7 @@ from vivit_cli.cli.options import (
     view_options,
     workers_option,
 )
+from vivit_cli.cli.progress import progress_bar
 from vivit_cli.labels import LabelSet
 from vivit_cli.writers.records import BATCH, Schema
 
@@ -40,12 +42,7 @@ def run_options(schema: Schema, views: Callable[..., Any]) -> Callable[[Callable
         click.argument("sources", nargs=-1, required=True),
         model_options,
         views,
-        click.option(
-            "--out",
-            "-o",
-            type=click.Path(dir_okay=False, path_type=str),
-            help=f"Output file: {suffixes}; - for stdout. [default: JSONL on stdout]",
-        ),
+        file_option("--out", "-o", help=f"Output file: {suffixes}; - for stdout. [default: JSONL on stdout]"),
         click.option(
             "--format", "fmt", type=click.Choice(schema.formats), help="Output format, when not the --out suffix's."
         ),
@@ -191,10 +188,8 @@ def _nothing_to_do(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> b
 def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterator[Callable[[Any], None]]:
     """A bar on stderr counted in videos (the callback moves it a row at a time), and at the end the summary line
     and the first failed files with why, also after Ctrl-C or SIGTERM, when it says how to finish."""
-    from tqdm import tqdm
-
     quiet, interrupted = ctx.obj["quiet"], False
-    bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(ctx, "video", len(job.todo))
     try:
         yield lambda _: bar.update()
     except KeyboardInterrupt:

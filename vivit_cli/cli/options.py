@@ -1,5 +1,5 @@
-"""What the commands share: the global and model and view options, loading the model with its note, progress
-and warning callbacks."""
+"""What the commands share: the global and model and view options, loading the model with its note, and the
+warning callback (progress bars and failures: cli.progress)."""
 
 from __future__ import annotations
 
@@ -138,14 +138,13 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--stride, --clips and --crops: the views of a video that go through the model."""
     f = crops_option(f)
-    f = click.option(
-        "--clips",
-        type=click.IntRange(1),
-        default=1,
-        show_default=True,
-        help="Clips spread evenly over the video; their outputs are averaged.",
-    )(f)
+    f = clips_option(1, "Clips spread evenly over the video; their outputs are averaged.")(f)
     return stride_option(f)
+
+
+def clips_option(default: int, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--clips: how many clips of a video go through the model; `help` says what becomes of them."""
+    return click.option("--clips", type=click.IntRange(1), default=default, show_default=True, help=help)
 
 
 def crops_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -182,7 +181,15 @@ def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., An
     )
 
 
-def workers_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An option that names a file to write (--out, --plot): not a folder; it need not exist yet."""
+    return click.option(*names, type=click.Path(dir_okay=False, path_type=str), help=help)
+
+
+DECODE_WORKERS_HELP = "Decode processes. [default: from the cores and device]"
+
+
+def workers_option(help: str = DECODE_WORKERS_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--workers/-j: decode processes (and, where a command says so, more)."""
     return click.option("--workers", "-j", type=click.IntRange(1), help=help)
 
@@ -231,16 +238,6 @@ def load_classifier(ctx: click.Context, model: str, device: str, dtype: str, lab
 
 def model_ids(classifier: Any) -> tuple[str, str | None]:
     return classifier.info.model_id, classifier.info.revision
-
-
-def tqdm_progress(bar: Any) -> Callable[[int, int], None]:
-    """A (done, total) callback that moves a tqdm bar."""
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    return progress
 
 
 AUTO = "auto"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import click
 
 from vivit_cli.cli.options import (
     batch_size_option,
+    clips_option,
     crops_option,
     fetch_model,
     load_classifier,
@@ -18,7 +18,9 @@ from vivit_cli.cli.options import (
     say_stopped,
     stride_option,
     timeout_option,
+    workers_option,
 )
+from vivit_cli.cli.progress import progress_bar, say_failed
 
 DEFAULT_CLIPS = 3  # views per training video: each is one sample, a cheap augmentation
 DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val split
@@ -28,13 +30,7 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
 @click.argument("data")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="The model folder to write.")
 @model_options
-@click.option(
-    "--clips",
-    type=click.IntRange(1),
-    default=DEFAULT_CLIPS,
-    show_default=True,
-    help="Clips spread evenly over each video; each clip's features are one training sample.",
-)
+@clips_option(DEFAULT_CLIPS, "Clips spread evenly over each video; each clip's features are one training sample.")
 @stride_option
 @crops_option
 @click.option(
@@ -51,7 +47,7 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
     type=click.FloatRange(0, min_open=True),
     help="L2 strength of the head. [default: the best on the validation videos of a small grid]",
 )
-@click.option("--workers", "-j", type=click.IntRange(1), help="Decode processes. [default: from the cores and device]")
+@workers_option()
 @batch_size_option("Views (clips x crops) per forward pass", "each video is cached the moment it is done")
 @timeout_option("the video is left out")
 @click.option(
@@ -83,7 +79,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     local = fetch_model(ctx, p["model"])
     embedded, settings = _embed(ctx, local, [e.path for e in dataset.examples], p)
     if embedded.failed:
-        _echo(ctx, *train.failure_lines(embedded.failed))
+        say_failed(ctx, sorted(embedded.failed.items()), len(dataset.examples), "they are left out")
         dataset = train.leave_out(dataset, embedded.failed)
         train.check_trainable(dataset, f", once {len(embedded.failed)} failed videos are left out")
     split = train.choose_split(dataset, p["val_fraction"], p["seed"])
@@ -106,8 +102,6 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
 
 def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Every video's view features, from the cache or the model, with a bar counted in videos."""
-    from tqdm import tqdm
-
     from vivit_cli.batch.plan import default_workers
     from vivit_cli.checkpoint import read_config, read_preprocess
     from vivit_cli.device import resolve_device, resolve_dtype
@@ -123,7 +117,7 @@ def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) 
     settings = cache.settings(local, dtype, config.num_frames, views, preprocess)
     store = cache.EmbeddingCache(p["cache_dir"] or cache.default_cache_dir(), settings)
     quiet = ctx.obj["quiet"]
-    bar = tqdm(total=len(paths), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True, desc="Embedding")
+    bar = progress_bar(ctx, "video", len(paths), "Embedding")
     cached = 0
 
     def on_video(path: str, from_cache: bool) -> None:

@@ -16,7 +16,7 @@ from vivit_cli.learn.metrics import Evaluation, evaluate, outcome
 if TYPE_CHECKING:
     import numpy as np
 
-FAILED_SHOWN = 5  # failed videos named on stderr
+FAILED_SHOWN = 5  # labels named in an error
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,6 @@ def fit(
     probs = video_probs(head, val)  # (M, L) in split.val's order
     outcomes = [outcome(e.path, e.label, p, labels) for e, p in zip(split.val, probs, strict=True)]
     return Trained(head, evaluate(outcomes, labels))
-
-
-def failure_lines(failed: Mapping[str, str]) -> list[str]:
-    """Decode failures for stderr: a count, then the first few with why."""
-    lines = [f"{len(failed)} of the videos failed to decode and are left out:"]
-    lines += [f"  {path}: {why}" for path, why in list(failed.items())[:FAILED_SHOWN]]
-    if len(failed) > FAILED_SHOWN:
-        lines.append(f"  ... and {len(failed) - FAILED_SHOWN} more")
-    return lines
 
 
 def record(
