@@ -30,6 +30,7 @@ from vivit_cli.cli.options import (
 )
 from vivit_cli.cli.progress import progress_bar
 from vivit_cli.labels import LabelSet
+from vivit_cli.video.sampling import Views
 from vivit_cli.writers.records import BATCH, Schema
 
 
@@ -87,26 +88,28 @@ def _views_and_labels(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("batch")
 @run_options(BATCH, _views_and_labels)
-def batch_command(ctx: click.Context, top_k: int, labels: LabelSet, **_: Any) -> None:
+def batch_command(ctx: click.Context, views: Views, top_k: int, labels: LabelSet, **_: Any) -> None:
     """Classify every video in SOURCES into one CSV, JSON, JSONL or Parquet file: a row per video, ok or error.
 
     A SOURCE is a folder, a glob, a file or @list.txt (one file per line). Rows are written as videos finish.
     Exit codes: 0 all classified, 4 some videos failed (see their rows), 3 model or checkpoint problem,
     2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
     """
-    run_files(ctx, Labels(top_k), labels=labels)
+    run_files(ctx, views, Labels(top_k), labels=labels)
 
 
 def run_files(
-    ctx: click.Context, kind: Kind, table: Callable[[int], Any] | None = None, labels: LabelSet = LabelSet()
+    ctx: click.Context,
+    views: Views,
+    kind: Kind,
+    table: Callable[[int], Any] | None = None,
+    labels: LabelSet = LabelSet(),
 ) -> None:
     """A run over ctx.params' SOURCES, writing `kind`'s rows, here or on Ray; `table(hidden_size)`: its Parquet
     columns when they depend on the model; `labels`: the label set the model predicts in."""
     from vivit_cli.errors import VideoError
-    from vivit_cli.video.sampling import Views
 
     p = ctx.params
-    views = Views(stride=p["stride"], clips=p["clips"], crops=int(p["crops"]))
     if p["ray_address"] is not None:  # the same job on Ray Data, with no torch in this process: batch/cluster.py
         tally = _run_on_ray(ctx, views, kind, table, labels)
     else:

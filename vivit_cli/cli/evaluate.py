@@ -53,9 +53,7 @@ def evaluate_command(
     model: str,
     device: str,
     dtype: str,
-    stride: int,
-    clips: int,
-    crops: str,
+    views: Views,
     split: str | None,
     out: str | None,
     matrix: str | None,
@@ -80,9 +78,7 @@ def evaluate_command(
     from vivit_cli.learn import evaluate as run
     from vivit_cli.learn.data import read_data
     from vivit_cli.learn.metrics import evaluate
-    from vivit_cli.video.sampling import Views
 
-    views = Views(stride=stride, clips=clips, crops=int(crops))
     _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
     dataset = read_data(data)
     chosen = run.select(dataset, split)

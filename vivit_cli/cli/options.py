@@ -12,7 +12,7 @@ import click
 from vivit_cli import DEFAULT_MODEL
 from vivit_cli.device import DTYPE_NAMES
 from vivit_cli.labels import LabelSet, parse_labels
-from vivit_cli.video.sampling import DEFAULT_STRIDE
+from vivit_cli.video.sampling import DEFAULT_STRIDE, Views
 
 DEBUG_HELP = "Show tracebacks for errors."
 QUIET_HELP = "No progress bars or notes on stderr."
@@ -123,7 +123,7 @@ def warn_once(say: Callable[[str], None] | None = None) -> Callable[[str], None]
 
 
 def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--stride, --clips, --crops and --top-k, shared by the commands that classify videos."""
+    """--stride, --clips and --crops (as `views`) and --top-k, shared by the commands that classify videos."""
     f = click.option(
         "--top-k",
         "-k",
@@ -135,16 +135,29 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return sampling_options(f)
 
 
-def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--stride, --clips and --crops: the views of a video that go through the model."""
-    f = crops_option(f)
-    f = clips_option(1, "Clips spread evenly over the video; their outputs are averaged.")(f)
-    return stride_option(f)
+CLIPS_HELP = "Clips spread evenly over the video; their outputs are averaged."
 
 
-def clips_option(default: int, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--clips: how many clips of a video go through the model; `help` says what becomes of them."""
-    return click.option("--clips", type=click.IntRange(1), default=default, show_default=True, help=help)
+def views_options(
+    clips_default: int = 1, clips_help: str = CLIPS_HELP
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--stride, --clips and --crops, given to the command as one `views` argument: a Views."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def command(*args: Any, stride: int, clips: int, crops: str, **kwargs: Any) -> Any:
+            return f(*args, views=Views(stride=stride, clips=clips, crops=int(crops)), **kwargs)
+
+        command = crops_option(command)
+        command = click.option(
+            "--clips", type=click.IntRange(1), default=clips_default, show_default=True, help=clips_help
+        )(command)
+        return stride_option(command)
+
+    return decorate
+
+
+sampling_options = views_options()  # the views of a video that go through the model
 
 
 def crops_option(f: Callable[..., Any]) -> Callable[..., Any]:

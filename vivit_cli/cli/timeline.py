@@ -19,6 +19,7 @@ from vivit_cli.cli.options import (
 from vivit_cli.cli.progress import progress_bar, tqdm_progress
 from vivit_cli.labels import LabelSet
 from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
+from vivit_cli.video.sampling import Views
 
 
 @click.command("timeline")
@@ -54,9 +55,7 @@ def timeline_command(
     model: str,
     device: str,
     dtype: str,
-    stride: int,
-    clips: int,
-    crops: str,
+    views: Views,
     top_k: int,
     labels: LabelSet,
     every: float,
@@ -79,14 +78,12 @@ def timeline_command(
     from vivit_cli.live.plot import check_plot_path, save_plot
     from vivit_cli.results import shown_path
     from vivit_cli.video import probe
-    from vivit_cli.video.sampling import Views
     from vivit_cli.writers.formats import check_folder, format_for, write_all
     from vivit_cli.writers.live import TIMELINE, timeline_records
     from vivit_cli.writers.tables import print_segments_table
 
-    if clips != 1:
+    if views.clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")
-    views = Views(stride=stride, clips=1, crops=int(crops))
     # Bad output names and a video that cannot be read fail now, not after fetching the model or the scan.
     if out:
         format_for(out, None, TIMELINE)

@@ -9,15 +9,13 @@ import click
 
 from vivit_cli.cli.options import (
     batch_size_option,
-    clips_option,
-    crops_option,
     fetch_model,
     load_classifier,
     model_options,
     note,
     say_stopped,
-    stride_option,
     timeout_option,
+    views_options,
     workers_option,
 )
 from vivit_cli.cli.progress import progress_bar, say_failed
@@ -30,9 +28,7 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
 @click.argument("data")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="The model folder to write.")
 @model_options
-@clips_option(DEFAULT_CLIPS, "Clips spread evenly over each video; each clip's features are one training sample.")
-@stride_option
-@crops_option
+@views_options(DEFAULT_CLIPS, "Clips spread evenly over each video; each clip's features are one training sample.")
 @click.option(
     "--val",
     "val_fraction",
@@ -107,13 +103,12 @@ def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) 
     from vivit_cli.device import resolve_device, resolve_dtype
     from vivit_cli.learn import cache
     from vivit_cli.learn.embed import embed_videos
-    from vivit_cli.video.sampling import Views
 
     config, _ = read_config(local.folder)
     preprocess = read_preprocess(local.folder)
     device = resolve_device(p["device"])
     dtype = str(resolve_dtype(p["dtype"], device)).removeprefix("torch.")
-    views = Views(stride=p["stride"], clips=p["clips"], crops=int(p["crops"]))
+    views = p["views"]
     settings = cache.settings(local, dtype, config.num_frames, views, preprocess)
     store = cache.EmbeddingCache(p["cache_dir"] or cache.default_cache_dir(), settings)
     quiet = ctx.obj["quiet"]
