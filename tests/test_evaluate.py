@@ -22,6 +22,7 @@ from vivit_cli.learn.confusion import LABEL_PX, _fit, _width, cell_size, draw_co
 from vivit_cli.learn.data import Dataset, Example
 from vivit_cli.learn.evaluate import check_labels, select, suggest
 from vivit_cli.learn.metrics import OTHER, Outcome, confusion_matrix, evaluate, outcome
+from vivit_cli.live import fonts
 from vivit_cli.writers.evaluation import CORNER
 
 MODEL_LABELS = ["café", "Ελληνικά", "running", "jumping", "archery", "swimming", "waving"]  # 7: top-5 can miss
@@ -131,6 +132,42 @@ def test_long_labels_are_shortened_in_the_middle_and_stay_apart() -> None:
     assert len(shown) == 2 and all("…" in s and _width(f, s) <= 120 for s in shown)
 
 
+CJK = "跳舞"  # drawn where a CJK font is installed; DejaVu has none of it
+
+
+def has_cjk_font() -> bool:
+    return not fonts.book().pick(CJK).missing
+
+
+def test_each_label_is_drawn_in_a_font_that_has_its_characters() -> None:
+    labels = ["café", "Ελληνικά", "running"]
+    said: list[str] = []
+    image = draw_confusion(evaluate(outcomes([(t, t) for t in labels]), labels), "title", said.append)
+    assert said == [] and np.asarray(image.convert("L")).min() < 100
+    for label in labels:
+        pick = fonts.book().pick(label)
+        assert pick.path and not pick.missing and font(LABEL_PX, label).path == pick.path
+
+
+def test_a_cjk_label_is_drawn_in_a_cjk_font_or_said_once() -> None:
+    said: list[str] = []
+    labels = [CJK, f"{CJK} fast", "running"]
+    draw_confusion(evaluate(outcomes([(t, t) for t in labels]), labels), "title", said.append)
+    if has_cjk_font():
+        assert said == [] and font(LABEL_PX, CJK).path == fonts.book().pick(CJK).path
+    else:  # the drawing code says it per label; the command says it once (below)
+        assert said and set(said) == {said[0]} and "CJK" in said[0] and "Noto Sans CJK" in said[0]
+
+
+def test_without_any_font_the_matrix_is_drawn_in_pillows_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fonts, "_book", fonts.FontBook([]))
+    said: list[str] = []
+    labels = ["waving", "café"]
+    image = draw_confusion(evaluate(outcomes([(t, t) for t in labels]), labels), "title", said.append)
+    assert np.asarray(image.convert("L")).min() < 100, "text and cells are drawn"
+    assert set(said) == {said[0]} and "no TrueType font" in said[0] and "Pillow's own font" in said[0]
+
+
 # The command, end to end
 
 
@@ -224,6 +261,20 @@ def test_a_model_vivit_train_wrote_is_evaluated_on_the_test_split(checkpoint: Pa
     assert report["split"] == "test" and report["num_videos"] == len(DATA_LABELS) * PER_LABEL
     assert report["model"] == str(trained) and report["confusion"]["labels"] == sorted(DATA_LABELS)
     assert "(the test split)" in result.stderr
+
+
+def test_a_label_no_font_has_is_said_once_on_stderr(tmp_path: Path) -> None:
+    if has_cjk_font():
+        pytest.skip("a CJK font is installed here")
+    labels = [CJK, f"{CJK} fast", "running"]
+    model = write_ours(tmp_path / "model", labels=labels)
+    data = label_folders(tmp_path / "data", labels, 1)
+    plot = tmp_path / "confusion.png"
+    result = invoke("evaluate", str(data), "-m", str(model), "--plot", str(plot), "--out", str(tmp_path / "r.json"))
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "CJK" in warnings[0], result.stderr
+    assert Image.open(plot).format == "PNG"
 
 
 def test_labels_the_model_lacks_stop_before_its_weights_load(checkpoint: Path, tmp_path: Path) -> None:

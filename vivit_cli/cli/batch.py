@@ -17,6 +17,7 @@ from vivit_cli.batch.rows import Kind, Labels
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
+    file_option,
     label_options,
     load_classifier,
     model_options,
@@ -27,7 +28,9 @@ from vivit_cli.cli.options import (
     view_options,
     workers_option,
 )
+from vivit_cli.cli.progress import progress_bar
 from vivit_cli.labels import LabelSet
+from vivit_cli.video.sampling import Views
 from vivit_cli.writers.records import BATCH, Schema
 
 
@@ -40,12 +43,7 @@ def run_options(schema: Schema, views: Callable[..., Any]) -> Callable[[Callable
         click.argument("sources", nargs=-1, required=True),
         model_options,
         views,
-        click.option(
-            "--out",
-            "-o",
-            type=click.Path(dir_okay=False, path_type=str),
-            help=f"Output file: {suffixes}; - for stdout. [default: JSONL on stdout]",
-        ),
+        file_option("--out", "-o", help=f"Output file: {suffixes}; - for stdout. [default: JSONL on stdout]"),
         click.option(
             "--format", "fmt", type=click.Choice(schema.formats), help="Output format, when not the --out suffix's."
         ),
@@ -90,26 +88,28 @@ def _views_and_labels(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("batch")
 @run_options(BATCH, _views_and_labels)
-def batch_command(ctx: click.Context, top_k: int, labels: LabelSet, **_: Any) -> None:
+def batch_command(ctx: click.Context, views: Views, top_k: int, labels: LabelSet, **_: Any) -> None:
     """Classify every video in SOURCES into one CSV, JSON, JSONL or Parquet file: a row per video, ok or error.
 
     A SOURCE is a folder, a glob, a file or @list.txt (one file per line). Rows are written as videos finish.
     Exit codes: 0 all classified, 4 some videos failed (see their rows), 3 model or checkpoint problem,
     2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
     """
-    run_files(ctx, Labels(top_k), labels=labels)
+    run_files(ctx, views, Labels(top_k), labels=labels)
 
 
 def run_files(
-    ctx: click.Context, kind: Kind, table: Callable[[int], Any] | None = None, labels: LabelSet = LabelSet()
+    ctx: click.Context,
+    views: Views,
+    kind: Kind,
+    table: Callable[[int], Any] | None = None,
+    labels: LabelSet = LabelSet(),
 ) -> None:
     """A run over ctx.params' SOURCES, writing `kind`'s rows, here or on Ray; `table(hidden_size)`: its Parquet
     columns when they depend on the model; `labels`: the label set the model predicts in."""
     from vivit_cli.errors import VideoError
-    from vivit_cli.video.sampling import Views
 
     p = ctx.params
-    views = Views(stride=p["stride"], clips=p["clips"], crops=int(p["crops"]))
     if p["ray_address"] is not None:  # the same job on Ray Data, with no torch in this process: batch/cluster.py
         tally = _run_on_ray(ctx, views, kind, table, labels)
     else:
@@ -191,10 +191,8 @@ def _nothing_to_do(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> b
 def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterator[Callable[[Any], None]]:
     """A bar on stderr counted in videos (the callback moves it a row at a time), and at the end the summary line
     and the first failed files with why, also after Ctrl-C or SIGTERM, when it says how to finish."""
-    from tqdm import tqdm
-
     quiet, interrupted = ctx.obj["quiet"], False
-    bar = tqdm(total=len(job.todo), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(ctx, "video", len(job.todo))
     try:
         yield lambda _: bar.update()
     except KeyboardInterrupt:

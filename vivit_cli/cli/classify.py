@@ -9,6 +9,7 @@ import click
 
 from vivit_cli.cli.options import label_options, load_classifier, model_ids, model_options, view_options
 from vivit_cli.labels import LabelSet
+from vivit_cli.video.sampling import Views
 
 DECODE_TIMEOUT_S = 120.0  # seconds one file may take to decode, as in `vivit batch`
 
@@ -33,9 +34,7 @@ def classify_command(
     model: str,
     device: str,
     dtype: str,
-    stride: int,
-    clips: int,
-    crops: str,
+    views: Views,
     top_k: int,
     labels: LabelSet,
     as_json: bool,
@@ -54,11 +53,9 @@ def classify_command(
     from vivit_cli.batch.worker import DecodeSpec
     from vivit_cli.errors import VideoError
     from vivit_cli.results import shown_path
-    from vivit_cli.video.sampling import Views
     from vivit_cli.writers.records import error_record, reason, result_record
     from vivit_cli.writers.tables import print_results_table
 
-    views = Views(stride=stride, clips=clips, crops=int(crops))
     console = Console()
     failed = 0
     ids: tuple[str, str | None] = (model, None)  # until the model is loaded

@@ -9,12 +9,13 @@ import click
 from vivit_cli.batch.rows import Embeddings
 from vivit_cli.cli.batch import run_files, run_options
 from vivit_cli.cli.options import sampling_options
+from vivit_cli.video.sampling import Views
 from vivit_cli.writers.embeddings import EMBED
 
 
 @click.command("embed")
 @run_options(EMBED, sampling_options)
-def embed_command(ctx: click.Context, **_: Any) -> None:
+def embed_command(ctx: click.Context, views: Views, **_: Any) -> None:
     """Embed every video in SOURCES into one Parquet, JSONL or JSON file: a row per video, ok or error.
 
     A row's `embedding` is the model's final LayerNorm CLS token (what its classifier reads), averaged over the
@@ -24,4 +25,4 @@ def embed_command(ctx: click.Context, **_: Any) -> None:
     """
     from vivit_cli.writers import parquet
 
-    run_files(ctx, Embeddings(), parquet.embed_table)
+    run_files(ctx, views, Embeddings(), parquet.embed_table)

@@ -11,13 +11,16 @@ import click
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
+    file_option,
     load_classifier,
     model_options,
     note,
     sampling_options,
     timeout_option,
+    warn_once,
     workers_option,
 )
+from vivit_cli.cli.progress import progress_bar, say_failed
 
 if TYPE_CHECKING:
     from vivit_cli.learn.data import Example
@@ -37,15 +40,10 @@ PNG_SUFFIX = ".png"
     type=click.Choice(["train", "val", "test"]),
     help="The split of DATA to evaluate. [default: test if DATA has it, else val, else every video]",
 )
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="The whole report as JSON: .json, or - for stdout (the tables then go to stderr).",
-)
-@click.option("--matrix", type=click.Path(dir_okay=False, path_type=str), help="The confusion matrix as a .csv file.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=str), help="The confusion matrix as a .png heat map.")
-@workers_option("Decode processes. [default: from the cores and device]")
+@file_option("--out", "-o", help="The whole report as JSON: .json, or - for stdout (the tables then go to stderr).")
+@file_option("--matrix", help="The confusion matrix as a .csv file.")
+@file_option("--plot", help="The confusion matrix as a .png heat map.")
+@workers_option()
 @batch_size_option("Views (clips x crops) per forward pass", "the progress bar moves a video at a time")
 @timeout_option("the video counts as failed")
 @click.pass_context
@@ -55,9 +53,7 @@ def evaluate_command(
     model: str,
     device: str,
     dtype: str,
-    stride: int,
-    clips: int,
-    crops: str,
+    views: Views,
     split: str | None,
     out: str | None,
     matrix: str | None,
@@ -82,9 +78,7 @@ def evaluate_command(
     from vivit_cli.learn import evaluate as run
     from vivit_cli.learn.data import read_data
     from vivit_cli.learn.metrics import evaluate
-    from vivit_cli.video.sampling import Views
 
-    views = Views(stride=stride, clips=clips, crops=int(crops))
     _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
     dataset = read_data(data)
     chosen = run.select(dataset, split)
@@ -93,7 +87,8 @@ def evaluate_command(
     config, _ = read_config(local.folder)
     run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded
     info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views, workers, batch_size, timeout)
-    _say_failed(ctx, failed, len(chosen.examples), out)
+    listed_in = out if out and out != "-" else None
+    say_failed(ctx, failed, len(chosen.examples), "the metrics leave them out", listed_in)
     if not outcomes:
         raise VideoError(f"none of the {len(chosen.examples)} videos could be decoded: nothing to evaluate")
     evaluation = evaluate(outcomes, dataset.labels)
@@ -134,8 +129,6 @@ def _score(
 ) -> tuple[ModelInfo, list[Outcome], list[tuple[str, str]]]:
     """Every example scored, with a bar on stderr: what answered (ModelInfo), the outcomes, and (path, why) of the
     videos that failed."""
-    from tqdm import tqdm
-
     from vivit_cli.batch.plan import default_workers
     from vivit_cli.batch.pool import DecodePool
     from vivit_cli.device import resolve_device
@@ -148,8 +141,7 @@ def _score(
     # The workers start, and import torch, while the model loads.
     with DecodePool(workers or default_workers(resolve_device(device).type), timeout) as pool:
         classifier = load_classifier(ctx, model, device, dtype)
-        bar = tqdm(total=len(examples), unit="video", disable=ctx.obj["quiet"], file=sys.stderr, dynamic_ncols=True)
-        with bar:
+        with progress_bar(ctx, "video", len(examples)) as bar:
             for item in score_examples(classifier, examples, pool, views, batch_size):
                 if isinstance(item, Failed):
                     failed.append((item.path, reason(item.path, item.error)))
@@ -157,21 +149,6 @@ def _score(
                     outcomes.append(item)
                 bar.update()
     return classifier.info, outcomes, sorted(failed)
-
-
-def _say_failed(ctx: click.Context, failed: list[tuple[str, str]], total: int, out: str | None) -> None:
-    """The count of videos left out, and the first few with why (--out's report lists them all)."""
-    from vivit_cli.batch.plan import LISTED_FAILURES
-    from vivit_cli.results import shown_path
-
-    if not failed or ctx.obj["quiet"]:
-        return
-    click.echo(f"Failed: {len(failed)} of {total} videos could not be decoded; the metrics leave them out:", err=True)
-    for path, why in failed[:LISTED_FAILURES]:
-        click.echo(f"  {shown_path(path)}: {why}", err=True)
-    more = len(failed) - LISTED_FAILURES
-    if more > 0:
-        click.echo(f"  and {more} more" + (f" (listed in {out})" if out and out != "-" else ""), err=True)
 
 
 def _write(
@@ -201,7 +178,7 @@ def _write(
         write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
     if plot is not None:
         title = f"{model.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
-        save_confusion(evaluation, title, plot)
+        save_confusion(evaluation, title, plot, warn_once())
     if out == STDOUT and ctx.obj["quiet"]:
         return
     print_evaluation(Console(stderr=out == STDOUT), evaluation, model, what)

@@ -1,5 +1,5 @@
-"""What the commands share: the global and model and view options, loading the model with its note, progress
-and warning callbacks."""
+"""What the commands share: the global and model and view options, loading the model with its note, and the
+warning callback (progress bars and failures: cli.progress)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 from vivit_cli import DEFAULT_MODEL
 from vivit_cli.device import DTYPE_NAMES
 from vivit_cli.labels import LabelSet, parse_labels
-from vivit_cli.video.sampling import DEFAULT_STRIDE
+from vivit_cli.video.sampling import DEFAULT_STRIDE, Views
 
 DEBUG_HELP = "Show tracebacks for errors."
 QUIET_HELP = "No progress bars or notes on stderr."
@@ -123,7 +123,7 @@ def warn_once(say: Callable[[str], None] | None = None) -> Callable[[str], None]
 
 
 def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--stride, --clips, --crops and --top-k, shared by the commands that classify videos."""
+    """--stride, --clips and --crops (as `views`) and --top-k, shared by the commands that classify videos."""
     f = click.option(
         "--top-k",
         "-k",
@@ -135,17 +135,29 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return sampling_options(f)
 
 
-def sampling_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--stride, --clips and --crops: the views of a video that go through the model."""
-    f = crops_option(f)
-    f = click.option(
-        "--clips",
-        type=click.IntRange(1),
-        default=1,
-        show_default=True,
-        help="Clips spread evenly over the video; their outputs are averaged.",
-    )(f)
-    return stride_option(f)
+CLIPS_HELP = "Clips spread evenly over the video; their outputs are averaged."
+
+
+def views_options(
+    clips_default: int = 1, clips_help: str = CLIPS_HELP
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--stride, --clips and --crops, given to the command as one `views` argument: a Views."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def command(*args: Any, stride: int, clips: int, crops: str, **kwargs: Any) -> Any:
+            return f(*args, views=Views(stride=stride, clips=clips, crops=int(crops)), **kwargs)
+
+        command = crops_option(command)
+        command = click.option(
+            "--clips", type=click.IntRange(1), default=clips_default, show_default=True, help=clips_help
+        )(command)
+        return stride_option(command)
+
+    return decorate
+
+
+sampling_options = views_options()  # the views of a video that go through the model
 
 
 def crops_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -182,7 +194,15 @@ def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., An
     )
 
 
-def workers_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An option that names a file to write (--out, --plot): not a folder; it need not exist yet."""
+    return click.option(*names, type=click.Path(dir_okay=False, path_type=str), help=help)
+
+
+DECODE_WORKERS_HELP = "Decode processes. [default: from the cores and device]"
+
+
+def workers_option(help: str = DECODE_WORKERS_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--workers/-j: decode processes (and, where a command says so, more)."""
     return click.option("--workers", "-j", type=click.IntRange(1), help=help)
 
@@ -231,16 +251,6 @@ def load_classifier(ctx: click.Context, model: str, device: str, dtype: str, lab
 
 def model_ids(classifier: Any) -> tuple[str, str | None]:
     return classifier.info.model_id, classifier.info.revision
-
-
-def tqdm_progress(bar: Any) -> Callable[[int, int], None]:
-    """A (done, total) callback that moves a tqdm bar."""
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    return progress
 
 
 AUTO = "auto"

@@ -9,15 +9,17 @@ import click
 from vivit_cli.batch.plan import default_batch_size
 from vivit_cli.cli.options import (
     batch_size_option,
+    file_option,
     label_options,
     load_classifier,
     model_options,
-    tqdm_progress,
     view_options,
     warn_once,
 )
+from vivit_cli.cli.progress import progress_bar, tqdm_progress
 from vivit_cli.labels import LabelSet
 from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
+from vivit_cli.video.sampling import Views
 
 
 @click.command("timeline")
@@ -41,17 +43,10 @@ from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
     "leave a gap.",
 )
 @batch_size_option("Windows per forward pass (each is --crops views)", "the bar then moves window by window")
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Segment and window rows: a .csv, .json or .jsonl file, or - for JSONL on stdout.",
-)
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=str), help="Draw the timeline into a .png.")
-@click.option(
-    "--overlay",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Write the video with each frame's labels drawn on it (.mp4; H.264 with PyAV installed).",
+@file_option("--out", "-o", help="Segment and window rows: a .csv, .json or .jsonl file, or - for JSONL on stdout.")
+@file_option("--plot", help="Draw the timeline into a .png.")
+@file_option(
+    "--overlay", help="Write the video with each frame's labels drawn on it (.mp4; H.264 with PyAV installed)."
 )
 @click.pass_context
 def timeline_command(
@@ -60,9 +55,7 @@ def timeline_command(
     model: str,
     device: str,
     dtype: str,
-    stride: int,
-    clips: int,
-    crops: str,
+    views: Views,
     top_k: int,
     labels: LabelSet,
     every: float,
@@ -85,14 +78,12 @@ def timeline_command(
     from vivit_cli.live.plot import check_plot_path, save_plot
     from vivit_cli.results import shown_path
     from vivit_cli.video import probe
-    from vivit_cli.video.sampling import Views
     from vivit_cli.writers.formats import check_folder, format_for, write_all
     from vivit_cli.writers.live import TIMELINE, timeline_records
     from vivit_cli.writers.tables import print_segments_table
 
-    if clips != 1:
+    if views.clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")
-    views = Views(stride=stride, clips=1, crops=int(crops))
     # Bad output names and a video that cannot be read fail now, not after fetching the model or the scan.
     if out:
         format_for(out, None, TIMELINE)
@@ -113,7 +104,7 @@ def timeline_command(
             f"{info.frame_count} frames), {batch_size} per forward pass",
             err=True,
         )
-    with tqdm(total=windows, unit="window", desc="scoring", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    with progress_bar(ctx, "window", windows, "scoring") as bar:
         result = timeline.scan(
             classifier, video_path, views, every, top_k, batch_size, threshold, tqdm_progress(bar), info
         )
@@ -127,7 +118,7 @@ def timeline_command(
         if not quiet:
             click.echo(f"Wrote {shown_path(plot)}", err=True)
     if overlay:
-        with tqdm(unit="frame", desc="overlay", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        with progress_bar(ctx, "frame", desc="overlay") as bar:
             written = write_overlay(result, overlay, progress=tqdm_progress(bar), warn=warn)
         if not quiet:
             if written.note:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +9,16 @@ import click
 
 from vivit_cli.cli.options import (
     batch_size_option,
-    crops_option,
     fetch_model,
     load_classifier,
     model_options,
     note,
     say_stopped,
-    stride_option,
     timeout_option,
+    views_options,
+    workers_option,
 )
+from vivit_cli.cli.progress import progress_bar, say_failed
 
 DEFAULT_CLIPS = 3  # views per training video: each is one sample, a cheap augmentation
 DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val split
@@ -28,15 +28,7 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
 @click.argument("data")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str), help="The model folder to write.")
 @model_options
-@click.option(
-    "--clips",
-    type=click.IntRange(1),
-    default=DEFAULT_CLIPS,
-    show_default=True,
-    help="Clips spread evenly over each video; each clip's features are one training sample.",
-)
-@stride_option
-@crops_option
+@views_options(DEFAULT_CLIPS, "Clips spread evenly over each video; each clip's features are one training sample.")
 @click.option(
     "--val",
     "val_fraction",
@@ -51,7 +43,7 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
     type=click.FloatRange(0, min_open=True),
     help="L2 strength of the head. [default: the best on the validation videos of a small grid]",
 )
-@click.option("--workers", "-j", type=click.IntRange(1), help="Decode processes. [default: from the cores and device]")
+@workers_option()
 @batch_size_option("Views (clips x crops) per forward pass", "each video is cached the moment it is done")
 @timeout_option("the video is left out")
 @click.option(
@@ -72,7 +64,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     """
     from vivit_cli.learn import data as datasets
     from vivit_cli.learn import export, train
-    from vivit_cli.learn.report import report_lines
+    from vivit_cli.writers.evaluation import metrics_lines
 
     everything = datasets.read_data(data)
     dataset = train.usable(everything)
@@ -83,7 +75,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     local = fetch_model(ctx, p["model"])
     embedded, settings = _embed(ctx, local, [e.path for e in dataset.examples], p)
     if embedded.failed:
-        _echo(ctx, *train.failure_lines(embedded.failed))
+        say_failed(ctx, sorted(embedded.failed.items()), len(dataset.examples), "they are left out")
         dataset = train.leave_out(dataset, embedded.failed)
         train.check_trainable(dataset, f", once {len(embedded.failed)} failed videos are left out")
     split = train.choose_split(dataset, p["val_fraction"], p["seed"])
@@ -94,7 +86,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
                    f"val loss {fit.val_loss:.4f}")  # fmt: skip
 
     trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit)
-    lines = report_lines(trained.report)
+    lines = metrics_lines(trained.evaluation)
     _echo(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
     record = train.record(dataset, split, (local.model_id, local.revision), settings, trained, embedded.failed)
     card = export.model_card(record, lines, out)
@@ -106,24 +98,21 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
 
 def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Every video's view features, from the cache or the model, with a bar counted in videos."""
-    from tqdm import tqdm
-
     from vivit_cli.batch.plan import default_workers
     from vivit_cli.checkpoint import read_config, read_preprocess
     from vivit_cli.device import resolve_device, resolve_dtype
     from vivit_cli.learn import cache
     from vivit_cli.learn.embed import embed_videos
-    from vivit_cli.video.sampling import Views
 
     config, _ = read_config(local.folder)
     preprocess = read_preprocess(local.folder)
     device = resolve_device(p["device"])
     dtype = str(resolve_dtype(p["dtype"], device)).removeprefix("torch.")
-    views = Views(stride=p["stride"], clips=p["clips"], crops=int(p["crops"]))
+    views = p["views"]
     settings = cache.settings(local, dtype, config.num_frames, views, preprocess)
     store = cache.EmbeddingCache(p["cache_dir"] or cache.default_cache_dir(), settings)
     quiet = ctx.obj["quiet"]
-    bar = tqdm(total=len(paths), unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True, desc="Embedding")
+    bar = progress_bar(ctx, "video", len(paths), "Embedding")
     cached = 0
 
     def on_video(path: str, from_cache: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vivit_cli.cli.options import label_options, load_classifier, model_options, warn_once
+from vivit_cli.cli.options import file_option, label_options, load_classifier, model_options, warn_once
 from vivit_cli.labels import LabelSet
 from vivit_cli.live import settings as live
 
@@ -52,10 +52,9 @@ from vivit_cli.live import settings as live
 )
 @label_options
 @click.option("--show", is_flag=True, help="Open a window with the frames and the labels; q or Esc quits.")
-@click.option(
+@file_option(
     "--out",
     "-o",
-    type=click.Path(dir_okay=False, path_type=str),
     help="Log one row per prediction, and one per event of the source (lost, reopened): a .csv or .jsonl file, or - "
     "for JSONL on stdout. An existing file is replaced when the first row comes.",
 )

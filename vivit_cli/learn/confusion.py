@@ -3,6 +3,7 @@ coloured by its share of the true label's videos, so a rare label's mistakes sho
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +13,9 @@ if TYPE_CHECKING:
     from PIL import Image, ImageFont
 
     from vivit_cli.learn.metrics import Evaluation
+    from vivit_cli.live.fonts import Warn
 
-FONT_FILE = "DejaVuSans.ttf"  # found in the system's font folders; it covers Latin, Greek and Cyrillic
+PIL_FONT = "Pillow's own font"  # what draws the text when the system has no TrueType font
 LABEL_PX = 13  # label text height
 TITLE_PX = 16
 MAX_CELL = 72  # pixels per cell with a few labels
@@ -30,14 +32,18 @@ HOT = (8, 48, 107)  # a row's full share; white is none
 DARK_TEXT_ABOVE = 0.55  # share above which a cell's count is written in white
 
 
-def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """A TrueType font for any label's characters, else Pillow's own (which lacks many scripts)."""
+def font(size: int, text: str = "", warn: Warn | None = None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """A TrueType font that has `text`'s characters, chosen as the live drawing code chooses it, else Pillow's own
+    (ASCII only); `warn` hears of characters no installed font has (drawn as boxes)."""
     from PIL import ImageFont
 
-    try:
-        return ImageFont.truetype(FONT_FILE, size)
-    except OSError:
-        return ImageFont.load_default(size)
+    from vivit_cli.live import fonts
+
+    pick = fonts.book().pick(unicodedata.normalize("NFC", text))
+    if warn is not None:
+        for note in fonts.notes(pick, PIL_FONT):
+            warn(note)
+    return ImageFont.load_default(size) if pick.path is None else fonts.load(pick.path, size)
 
 
 def _colour(share: float) -> tuple[int, int, int]:
@@ -77,16 +83,18 @@ def cell_size(columns: int) -> int:
     return max(MIN_CELL, min(MAX_CELL, GRID_PX // columns))
 
 
-def draw_confusion(evaluation: Evaluation, title: str) -> Image.Image:
-    """The heat map of `evaluation`'s confusion matrix: rows true, columns predicted, the last column OTHER."""
+def draw_confusion(evaluation: Evaluation, title: str, warn: Warn | None = None) -> Image.Image:
+    """The heat map of `evaluation`'s confusion matrix: rows true, columns predicted, the last column OTHER. Each
+    label is drawn in a font that has its characters; `warn` hears of those no installed font has."""
     from PIL import Image, ImageDraw
 
     matrix = evaluation.matrix()  # (L, L + 1)
     rows, columns = list(evaluation.labels), list(evaluation.columns)
     cell = cell_size(len(columns))
-    label_font, title_font = font(LABEL_PX), font(TITLE_PX)
+    label_font, title_font = font(LABEL_PX, LEGEND_TEXT), font(TITLE_PX, title)
+    label_fonts = {name: font(LABEL_PX, name, warn) for name in columns}
     count_font = font(max(9, min(LABEL_PX + 4, cell * 2 // 5)))
-    label_w = min(MAX_LABEL_PX, max(_width(label_font, s) for s in columns)) + 2 * PAD
+    label_w = min(MAX_LABEL_PX, max(_width(label_fonts[s], s) for s in columns)) + 2 * PAD
     top = PAD + 2 * (TITLE_PX + PAD)  # the title and the axis name
     left, grid_top = PAD + LABEL_PX + PAD + label_w, top + label_w
     grid_w = cell * len(columns) + OTHER_GAP
@@ -107,18 +115,14 @@ def draw_confusion(evaluation: Evaluation, title: str) -> Image.Image:
         return left + j * cell + (OTHER_GAP if j == len(rows) else 0)
 
     for j, name in enumerate(columns):
-        strip = _vertical(_fit(label_font, name, label_w - 2 * PAD), label_font, label_w, cell)
+        f = label_fonts[name]
+        strip = _vertical(_fit(f, name, label_w - 2 * PAD), f, label_w, cell)
         image.paste(strip, (x_of(j), top), strip)
     totals = matrix.sum(axis=1)
     for i, name in enumerate(rows):
         y = grid_top + i * cell
-        draw.text(
-            (left - PAD, y + cell // 2),
-            _fit(label_font, name, label_w - 2 * PAD),
-            font=label_font,
-            fill=INK,
-            anchor="rm",
-        )
+        f = label_fonts[name]
+        draw.text((left - PAD, y + cell // 2), _fit(f, name, label_w - 2 * PAD), font=f, fill=INK, anchor="rm")
         for j, count in enumerate(matrix[i]):
             share = count / totals[i] if totals[i] else 0.0
             box = (x_of(j), y, x_of(j) + cell - 1, y + cell - 1)
@@ -142,9 +146,9 @@ def _legend(draw: Any, f: Any, x: int, y: int) -> None:
     draw.text((x + LEGEND_W + PAD, y + LEGEND_H // 2), LEGEND_TEXT, font=f, fill=DIM, anchor="lm")
 
 
-def save_confusion(evaluation: Evaluation, title: str, path: str | Path) -> None:
+def save_confusion(evaluation: Evaluation, title: str, path: str | Path, warn: Warn | None = None) -> None:
     """draw_confusion into a PNG file; a file that cannot be written is a SourceError."""
     try:
-        draw_confusion(evaluation, title).save(path, format="PNG")
+        draw_confusion(evaluation, title, warn).save(path, format="PNG")
     except OSError as e:
         raise SourceError(f"{path}: cannot be written ({e.strerror or e})") from None

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from vivit_cli.errors import SourceError
 from vivit_cli.learn.data import Dataset, Example, stratified_split
 from vivit_cli.learn.head import L2_GRID, Fit, Head, Videos, train_head, video_probs
-from vivit_cli.learn.report import Report, report
+from vivit_cli.learn.metrics import Evaluation, evaluate, outcome
 
 if TYPE_CHECKING:
     import numpy as np
 
-FAILED_SHOWN = 5  # failed videos named on stderr
+FAILED_SHOWN = 5  # labels named in an error
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def stack(examples: Sequence[Example], features: Mapping[str, np.ndarray], label
 @dataclass(frozen=True)
 class Trained:
     head: Head
-    report: Report
+    evaluation: Evaluation  # of the validation videos, as `vivit evaluate` reports them
 
 
 def fit(
@@ -90,19 +90,12 @@ def fit(
     l2: float | None,
     on_fit: Callable[[Fit], None] | None = None,
 ) -> Trained:
-    """The head on the training videos' views, and its report on the validation videos."""
+    """The head on the training videos' views, and how it does on the validation videos."""
     train, val = stack(split.train, features, labels), stack(split.val, features, labels)
     head = train_head(train, val, len(labels), l2, on_fit)
-    return Trained(head, report(video_probs(head, val), val.video_labels, labels))
-
-
-def failure_lines(failed: Mapping[str, str]) -> list[str]:
-    """Decode failures for stderr: a count, then the first few with why."""
-    lines = [f"{len(failed)} of the videos failed to decode and are left out:"]
-    lines += [f"  {path}: {why}" for path, why in list(failed.items())[:FAILED_SHOWN]]
-    if len(failed) > FAILED_SHOWN:
-        lines.append(f"  ... and {len(failed) - FAILED_SHOWN} more")
-    return lines
+    probs = video_probs(head, val)  # (M, L) in split.val's order
+    outcomes = [outcome(e.path, e.label, p, labels) for e, p in zip(split.val, probs, strict=True)]
+    return Trained(head, evaluate(outcomes, labels))
 
 
 def record(
@@ -114,7 +107,7 @@ def record(
     failed: Mapping[str, str],
 ) -> dict[str, Any]:
     """training.json: what the model was made from and with, and how it did; the model card is written from it."""
-    r = trained.report
+    ev = trained.evaluation
     return {
         "base_model": base[0],
         "base_revision": base[1],
@@ -131,12 +124,12 @@ def record(
             "validation": split.how,
         },
         "validation": {
-            "accuracy": r.accuracy,
+            "accuracy": ev.top1,
             "log_loss": trained.head.fit.val_loss,
-            "macro_f1": r.macro_f1,
+            "macro_f1": ev.macro.f1,
             "per_label": {
-                s.label: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
-                for s in r.labels
+                m.label: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "support": m.support}
+                for m in ev.per_label
             },  # fmt: skip
         },
     }

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import ImageFont
 
+Warn = Callable[[str], None]  # hears what cannot be drawn; the command says each line once
+
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
 # Well-known files, best first: wide coverage and a plain sans look. The first one found draws ASCII labels.
 PREFERRED_FILES = (
@@ -50,6 +52,12 @@ FC_TIMEOUT_S = 5.0  # a fontconfig call builds its cache the first time; past th
 MAX_SCANNED = 200  # fonts tried for a character the well-known ones lack, when fontconfig cannot say which have it
 CHECK_PX = 32  # size at which a character's rendering is compared with the font's "no glyph" box
 NO_GLYPH = "\U0010fffd"  # a private-use code point no font maps: it renders as the font's .notdef box
+SUGGESTED = {
+    "CJK": "Noto Sans CJK",
+    "HIRAGANA": "Noto Sans CJK",
+    "KATAKANA": "Noto Sans CJK",
+    "HANGUL": "Noto Sans CJK",
+}
 SCRIPT_WORDS = ("LETTER", "SYLLABLE", "IDEOGRAPH", "CHARACTER", "DIGIT", "VOWEL", "SIGN")  # in a character's name
 
 
@@ -187,6 +195,26 @@ def book() -> FontBook:
     if _book is None:
         _book = FontBook(find_fonts(), lambda ch: _fontconfig("fc-list", f":charset={ord(ch):x}", "file"))
     return _book
+
+
+@functools.lru_cache(maxsize=256)
+def notes(pick: Pick, fallback: str) -> tuple[str, ...]:
+    """What to tell the user about a text drawn with `pick`: one line per script it could not draw. `fallback`
+    names what draws the text when there is no TrueType font (it has ASCII only)."""
+    if pick.path is None:
+        return (
+            f"no TrueType font found (in the usual font folders or through fontconfig): text is drawn with "
+            f"{fallback}, which has ASCII only; install a font such as DejaVu Sans or Noto Sans",
+        )
+    return tuple(
+        f"no installed font has {_shown(script)} characters: labels with them are drawn with boxes in their place; "
+        f"install a font that has them, such as {SUGGESTED.get(script, 'Noto Sans')}"
+        for script in scripts(pick.missing)
+    )
+
+
+def _shown(script: str) -> str:
+    return "some" if not script else script if len(script) <= 3 else script.title()
 
 
 def scripts(chars: Iterable[str]) -> list[str]:

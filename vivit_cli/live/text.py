@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from collections.abc import Callable
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vivit_cli.live.fonts import Pick, book, load, scripts
-
-Warn = Callable[[str], None]
+from vivit_cli.live.fonts import Warn, book, load, notes
 
 HERSHEY = cv2.FONT_HERSHEY_SIMPLEX
 HERSHEY_PX_PER_SCALE = 27.0  # font px of the TrueType text as wide as cv2's font at scale 1
-SUGGESTED = {
-    "CJK": "Noto Sans CJK",
-    "HIRAGANA": "Noto Sans CJK",
-    "KATAKANA": "Noto Sans CJK",
-    "HANGUL": "Noto Sans CJK",
-}
+OPENCV_FONT = "OpenCV's own font"  # what draws text when there is no TrueType font
 
 
 def text_width(text: str, px: int) -> int:
@@ -47,7 +39,7 @@ def draw_text(
     text = unicodedata.normalize("NFC", text)
     pick = book().pick(text)
     if warn is not None:
-        for note in notes(pick):
+        for note in notes(pick, OPENCV_FONT):
             warn(note)
     x, y = origin
     if pick.path is None:
@@ -81,25 +73,6 @@ def _mask(path: str, px: int, text: str) -> tuple[np.ndarray, int, int]:
     alpha = np.array(image)
     alpha.flags.writeable = False  # shared by every later call
     return alpha, left, top
-
-
-@functools.lru_cache(maxsize=256)
-def notes(pick: Pick) -> tuple[str, ...]:
-    """What to tell the user about a text drawn with `pick`: one line per script it could not draw."""
-    if pick.path is None:
-        return (
-            "no TrueType font found (in the usual font folders or through fontconfig): text is drawn with "
-            "OpenCV's own font, which has ASCII only; install a font such as DejaVu Sans or Noto Sans",
-        )
-    return tuple(
-        f"no installed font has {_shown(script)} characters: labels with them are drawn with boxes in their place; "
-        f"install a font that has them, such as {SUGGESTED.get(script, 'Noto Sans')}"
-        for script in scripts(pick.missing)
-    )
-
-
-def _shown(script: str) -> str:
-    return "some" if not script else script if len(script) <= 3 else script.title()
 
 
 def _ascii(text: str) -> str:

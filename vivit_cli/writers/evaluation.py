@@ -1,5 +1,5 @@
 """`vivit evaluate`'s outputs: the report as one JSON object, the confusion matrix as CSV rows, and the terminal's
-tables (rich, imported when drawn). No torch, no OpenCV."""
+tables (rich, imported when drawn); `vivit train`'s validation figures as plain text. No torch, no OpenCV."""
 
 from __future__ import annotations
 
@@ -88,6 +88,17 @@ def report_record(
         **model_fields(model),
         "views": views,
     }
+
+
+def metrics_lines(evaluation: Evaluation) -> list[str]:
+    """Per-label figures as plain aligned text, then accuracy and macro F1: `vivit train`'s terminal and model
+    card, where rich's tables have no place."""
+    width = max([len("label"), *(len(m.label) for m in evaluation.per_label)])
+    lines = [f"{'label':<{width}}  precision  recall     f1  support"]
+    for m in evaluation.per_label:
+        lines.append(f"{m.label:<{width}}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
+    lines.append(f"accuracy {evaluation.top1:.3f} over {evaluation.count} videos; macro F1 {evaluation.macro.f1:.3f}")
+    return lines
 
 
 def print_evaluation(console: Any, evaluation: Evaluation, model: ModelInfo, what: str) -> None:
