@@ -93,10 +93,13 @@ def report_record(
 def metrics_lines(evaluation: Evaluation) -> list[str]:
     """Per-label figures as plain aligned text, then accuracy and macro F1: `vivit train`'s terminal and model
     card, where rich's tables have no place."""
-    width = max([len("label"), *(len(m.label) for m in evaluation.per_label)])
+    from rich.cells import cell_len  # a CJK character takes two columns of a terminal
+
+    width = max([len("label"), *(cell_len(m.label) for m in evaluation.per_label)])
     lines = [f"{'label':<{width}}  precision  recall     f1  support"]
     for m in evaluation.per_label:
-        lines.append(f"{m.label:<{width}}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
+        label = m.label + " " * (width - cell_len(m.label))
+        lines.append(f"{label}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
     lines.append(f"accuracy {evaluation.top1:.3f} over {evaluation.count} videos; macro F1 {evaluation.macro.f1:.3f}")
     return lines
 
