@@ -7,11 +7,9 @@ import shlex
 
 import click
 
-from vivit_cli.cli.options import label_options, load_classifier, model_ids, model_options, view_options
+from vivit_cli.cli.options import label_options, load_classifier, model_ids, model_options, timeout_option, view_options
 from vivit_cli.labels import LabelSet
 from vivit_cli.video.sampling import Views
-
-DECODE_TIMEOUT_S = 120.0  # seconds one file may take to decode, as in `vivit batch`
 
 
 @click.command("classify")
@@ -20,13 +18,7 @@ DECODE_TIMEOUT_S = 120.0  # seconds one file may take to decode, as in `vivit ba
 @view_options
 @label_options
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON on stdout: one object per video, per line.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=DECODE_TIMEOUT_S,
-    show_default=True,
-    help="Seconds one file may take to decode; then its decoder is stopped and the file is reported as failed.",
-)
+@timeout_option("the file is reported as failed")
 @click.pass_context
 def classify_command(
     ctx: click.Context,
