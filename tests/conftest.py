@@ -8,7 +8,14 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    import signal
+
     import torch
+
+    # A shell starts a background job (`.ci/run &`) with Ctrl-C ignored, and the commands the tests start would
+    # inherit that: the tests that stop them with SIGINT need it to reach them.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     # The tests' models are tiny: handing their ops to a second thread costs more than it saves (the model,
     # checkpoint and preprocessing tests take half the CPU time on one thread, far less on a busy machine).
