@@ -367,3 +367,53 @@ def test_evaluate_on_the_held_out_videos_agrees_with_what_train_said(checkpoint:
         assert m == pytest.approx({"label": m["label"], **said["per_label"][m["label"]]}, abs=1e-6)
     log_loss = -np.mean([np.log(v["label_score"]) for v in videos])  # the views' probabilities, averaged
     assert log_loss == pytest.approx(said["log_loss"], abs=1e-4)
+
+
+def test_an_out_that_would_overlap_data_or_the_model_or_cannot_be_written_is_refused_up_front(
+    data: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_model(monkeypatch)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for out, message in [
+        (data / "model", "would overlap"),  # inside DATA: read as a label folder by the next run
+        (data, "would overlap"),  # DATA itself, even with --force
+        (checkpoint, "would overlap"),  # the base model's folder
+        (a_file / "model", "is not a folder that can be written"),
+    ]:
+        result = train(data, checkpoint, out, tmp_path / "cache", "--force")
+        assert result.exit_code == 2, (out, result.output)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (data / "model").exists() and (checkpoint / "config.json").is_file()
+    result = train(data, checkpoint, tmp_path / "m", a_file / "cache")
+    assert result.exit_code == 2 and "cannot be written" in result.stderr and "--cache-dir" in result.stderr
+
+
+def test_videos_whose_features_are_not_finite_are_left_out_and_not_cached(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "data"
+    for label in ("café", "跳舞"):
+        write_labelled(root, label, 3)
+    forward, calls = Classifier.forward, []
+
+    def overflow_once(self: Classifier, x: torch.Tensor, output: str = "probs") -> np.ndarray:
+        calls.append(len(x))
+        out = forward(self, x, output)
+        return np.full_like(out, np.nan) if len(calls) == 1 else out  # the first video's view: NaN, as fp16 may
+
+    monkeypatch.setattr(Classifier, "forward", overflow_once)
+    cache = tmp_path / "cache"
+    result = train(root, checkpoint, tmp_path / "m", cache, "--clips", "1", "--l2", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "Failed: 1 of 6 videos" in result.stderr and "not finite" in result.stderr
+    assert len(list(cache.rglob("*.npy"))) == 5
+
+
+def test_a_csv_where_some_rows_have_a_split_and_others_none_is_refused(data: Path, tmp_path: Path) -> None:
+    videos = sorted(data.rglob("*.avi"))
+    rows = [f"{v},{v.parent.name},{'train' if i == 0 else ''}" for i, v in enumerate(videos)]
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    result = invoke("train", listing, "--out", tmp_path / "m")
+    assert result.exit_code == 2 and f"{len(videos) - 1} videos have no split while others do" in result.stderr

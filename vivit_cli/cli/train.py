@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,8 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     everything = datasets.read_data(data)
     dataset = train.usable(everything)
     train.check_trainable(dataset)  # before anything is fetched, loaded or decoded
-    replacing = export.check_out(out, p["force"])
+    keep = [data] + ([p["model"]] if os.path.isdir(p["model"]) else [])
+    replacing = export.check_out(out, p["force"], keep)
     if everything.split("test"):
         _echo(ctx, f"{len(everything.split('test'))} test videos are left for vivit evaluate")
     local = fetch_model(ctx, p["model"])
@@ -111,6 +113,7 @@ def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) 
     views = p["views"]
     settings = cache.settings(local, dtype, config.num_frames, views, preprocess)
     store = cache.EmbeddingCache(p["cache_dir"] or cache.default_cache_dir(), settings)
+    store.check_writable()
     quiet = ctx.obj["quiet"]
     bar = progress_bar(ctx, "video", len(paths), "Embedding")
     cached = 0

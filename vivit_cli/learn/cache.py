@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
+from vivit_cli.errors import SourceError
+from vivit_cli.results import shown_path
+
 if TYPE_CHECKING:
     from vivit_cli.hub import LocalModel
     from vivit_cli.video.preprocess import PreprocessConfig
@@ -89,6 +92,20 @@ class EmbeddingCache:
         except OSError:
             return None
         return self.folder / f"{_digest([os.path.abspath(path), st.st_size, st.st_mtime_ns], 32)}.npy"
+
+    def check_writable(self) -> None:
+        """Our error, before any video is embedded, when the cache's folder cannot be made or written."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            writable = os.access(self.folder, os.W_OK)
+        except OSError as e:
+            writable, why = False, e.strerror or str(e)
+        else:
+            why = "no permission to write"
+        if not writable:
+            raise SourceError(
+                f"the cache {shown_path(self.folder)} cannot be written ({why}): give another --cache-dir"
+            )
 
     def get(self, path: str) -> np.ndarray | None:
         """The features (V, D) kept for this very file, or None; an unreadable entry counts as none."""

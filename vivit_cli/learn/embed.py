@@ -7,12 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from vivit_cli.batch.local import score_files
 from vivit_cli.batch.pool import DecodePool
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from vivit_cli.learn.cache import EmbeddingCache
     from vivit_cli.pipeline import Classifier
     from vivit_cli.video.sampling import Views
@@ -59,6 +59,8 @@ def embed_videos(
             for scored in score_files(classifier, todo, pool, views, batch_size, output="features"):
                 if scored.scores is None:
                     failed[scored.path] = scored.error or "unknown error"
+                elif not np.isfinite(scored.scores).all():  # an overflow (fp16): left out, and not cached
+                    failed[scored.path] = f"its features are not finite (NaN or inf) in {classifier.dtype_name}"
                 else:
                     cache.put(scored.path, scored.scores)
                     features[scored.path] = scored.scores

@@ -24,9 +24,20 @@ BACKBONE = "vivit."  # the prefix of the backbone's keys in a classification che
 POOLER = "pooler."  # VivitForVideoClassification has no pooler: a bare VivitModel's is left out
 
 
-def check_out(out: str | Path, force: bool) -> str | None:
-    """Refuse an --out that holds something else (unless force); a note when it replaces a model we trained."""
+def check_out(out: str | Path, force: bool, keep: Sequence[str | Path] = ()) -> str | None:
+    """Refuse an --out that holds something else (unless force), or that is, holds or lies in one of `keep` (DATA,
+    the base model's folder: never replaced, nor written into); a note when it replaces a model we trained."""
     path = Path(out)
+    where = path.resolve()
+    for kept in keep:
+        other = Path(kept).resolve()
+        if other.is_dir() and (where == other or other in where.parents or where in other.parents):
+            raise SourceError(f"--out {shown_path(path)} would overlap {shown_path(kept)}: write the model elsewhere")
+    if where == Path.cwd().resolve():
+        raise SourceError("--out is the current folder: give the model a folder of its own")
+    parent = next((p for p in where.parents if p.exists()), where.anchor)
+    if not Path(parent).is_dir() or not os.access(parent, os.W_OK):
+        raise SourceError(f"--out {shown_path(path)}: {shown_path(parent)} is not a folder that can be written")
     if not os.path.lexists(path):
         return None
     if path.is_dir() and (path / TRAINING_FILE).is_file():
@@ -69,16 +80,19 @@ def export(
         "torch_dtype": str(backbone_dtype).removeprefix("torch."),
     }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        write_folder(staging, raw, state, read_preprocess(base_folder))
-        text = json.dumps(training, indent=2, ensure_ascii=False) + "\n"
-        (staging / TRAINING_FILE).write_text(text, encoding="utf-8")
-        (staging / CARD_FILE).write_text(card, encoding="utf-8")
-        _swap(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            write_folder(staging, raw, state, read_preprocess(base_folder))
+            text = json.dumps(training, indent=2, ensure_ascii=False) + "\n"
+            (staging / TRAINING_FILE).write_text(text, encoding="utf-8")
+            (staging / CARD_FILE).write_text(card, encoding="utf-8")
+            _swap(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as e:
+        raise SourceError(f"cannot write --out {shown_path(out)}: {e.strerror or e}") from None
     return out
 
 

@@ -33,6 +33,12 @@ def usable(data: Dataset) -> Dataset:
     evaluate); the labels are theirs."""
     examples = data.examples
     if data.splits:
+        unsplit = sum(e.split is None for e in examples)
+        if unsplit:
+            raise SourceError(
+                f"{data.source}: {unsplit} videos have no split while others do: give every row a split "
+                "(train, val or test), or none"
+            )
         if not data.split("train"):
             raise SourceError(f"{data.source}: DATA has {', '.join(data.splits)} splits but no train split")
         examples = data.split("train") + data.split("val")
