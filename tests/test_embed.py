@@ -126,3 +126,19 @@ def test_jsonl_on_stdout_is_pure_data(folder: Path, checkpoint: Path) -> None:
     assert result.exit_code == 0 and result.stderr == ""
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["status"] == "ok" and len(row["embedding"]) == HIDDEN and row["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("command,suffix", [("embed", "jsonl"), ("batch", "csv")])
+def test_resume_with_other_views_is_refused_before_the_model_loads(
+    folder: Path, checkpoint: Path, tmp_path: Path, command: str, suffix: str
+) -> None:
+    out = tmp_path / f"rows.{suffix}"
+    first = invoke(command, str(folder / "a.avi"), "--model", str(checkpoint), "--clips", "2", "--out", str(out))
+    assert first.exit_code == 0, first.stderr
+    before = out.read_bytes()
+    missing_model = str(tmp_path / "no-such-model")  # never reached: the views are checked first
+    again = invoke(command, str(folder), "--model", missing_model, "--out", str(out), "--resume")
+    assert again.exit_code == 2 and "holds rows of 2 clips x 1 crops, not 1 x 1" in again.stderr
+    assert out.read_bytes() == before
+    same = invoke(command, str(folder), "--model", str(checkpoint), "--clips", "2", "--out", str(out), "--resume")
+    assert same.exit_code == 4 and "1 already done" in same.stderr  # broken.avi fails

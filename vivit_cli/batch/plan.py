@@ -26,7 +26,7 @@ from vivit_cli.writers.formats import (
     get_writer,
     read_records,
 )
-from vivit_cli.writers.records import BATCH, Schema
+from vivit_cli.writers.records import BATCH, Schema, views_cell
 
 if TYPE_CHECKING:
     from vivit_cli.results import ModelInfo
@@ -67,6 +67,7 @@ class Plan:
     skipped: int  # files that already have an ok row in `out` (--resume)
     resume: bool
     models: frozenset[tuple[str, str]] = frozenset()  # (model, revision or "") of those rows
+    shapes: frozenset[str] = frozenset()  # their views, as "clips x crops" ("2x1")
     schema: Schema = BATCH  # what a row holds: labels (batch) or an embedding (embed)
     table: parquet.Table = parquet.BATCH_TABLE  # its Parquet columns
 
@@ -97,12 +98,30 @@ def plan(
     paths = collect_videos(sources, recursive)
     finished: list[dict[str, Any]] = []
     if resume and out is not None and os.path.isfile(out):
-        records = read_records(out, fmt, columns=["path", "status", "model", "revision"])
+        records = read_records(out, fmt, columns=["path", "status", "model", "revision", "views"])
         finished = [r for r in records if r.get("status") == "ok"]
     done = {path_key(str(r.get("path"))) for r in finished}
     todo = tuple(p for p in paths if path_key(p) not in done)
     models = frozenset((str(r.get("model") or ""), str(r.get("revision") or "")) for r in finished)
-    return Plan(todo, out, fmt, len(paths) - len(todo), resume, models, schema, table)
+    shapes = frozenset(_shape(r.get("views")) for r in finished) - {""}
+    return Plan(todo, out, fmt, len(paths) - len(todo), resume, models, shapes, schema, table)
+
+
+def _shape(views: Any) -> str:
+    """A row's views as 'clips x crops': a CSV cell holds it as it is, the other formats list the views."""
+    return views if isinstance(views, str) else views_cell(views or [])
+
+
+def check_views(job: Plan, clips: int, crops: int) -> None:
+    """--resume adds rows made from the views of the finished ones: one file, one way of sampling videos."""
+    ours = f"{clips}x{crops}"
+    others = sorted(job.shapes - {ours})
+    if others:
+        theirs = others[0].split("x")
+        raise SourceError(
+            f"--resume: {job.out} holds rows of {theirs[0]} clips x {theirs[1]} crops, not {clips} x {crops}: resume "
+            "with those --clips and --crops, or write to another --out"
+        )
 
 
 def check_model(job: Plan, info: ModelInfo) -> None:

@@ -129,6 +129,7 @@ def _run_here(
 
     p = ctx.params
     job = batch.plan(p["sources"], p["recursive"], p["out"], p["fmt"], p["resume"], kind.schema)
+    batch.check_views(job, views.clips, views.crops)
     workers = p["workers"] or batch.default_workers(resolve_device(p["device"]).type)
     tally = batch.Tally(skipped=job.skipped)
     if _nothing_to_do(ctx, job, tally):
@@ -158,6 +159,7 @@ def _run_on_ray(
     cluster.require_ray()
     address, sources = cluster.split_address(p["ray_address"], p["sources"])
     job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"], kind.schema)
+    batch.check_views(job, views.clips, views.crops)
     tally = batch.Tally(skipped=job.skipped)
     if _nothing_to_do(ctx, job, tally):
         return None
