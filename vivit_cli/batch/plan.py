@@ -69,17 +69,11 @@ class Plan:
     models: frozenset[tuple[str, str]] = frozenset()  # (model, revision or "") of those rows
     shapes: frozenset[str] = frozenset()  # their views, as "clips x crops" ("2x1")
     schema: Schema = BATCH  # what a row holds: labels (batch) or an embedding (embed)
-    table: parquet.Table = parquet.BATCH_TABLE  # its Parquet columns
+    table: parquet.Table = parquet.BATCH_TABLE  # its Parquet columns (embed's depend on the model: set once known)
 
 
 def plan(
-    sources: Sequence[str],
-    recursive: bool,
-    out: str | None,
-    fmt: str | None,
-    resume: bool,
-    schema: Schema = BATCH,
-    table: parquet.Table = parquet.BATCH_TABLE,
+    sources: Sequence[str], recursive: bool, out: str | None, fmt: str | None, resume: bool, schema: Schema = BATCH
 ) -> Plan:
     """Check the options and list the files, before any model is loaded; --resume reads `out` but leaves it as is."""
     out = None if out == "-" else out
@@ -104,7 +98,7 @@ def plan(
     todo = tuple(p for p in paths if path_key(p) not in done)
     models = frozenset((str(r.get("model") or ""), str(r.get("revision") or "")) for r in finished)
     shapes = frozenset(_shape(r.get("views")) for r in finished) - {""}
-    return Plan(todo, out, fmt, len(paths) - len(todo), resume, models, shapes, schema, table)
+    return Plan(todo, out, fmt, len(paths) - len(todo), resume, models, shapes, schema)
 
 
 def _shape(views: Any) -> str:

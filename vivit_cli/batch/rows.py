@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vivit_cli.writers import parquet
 from vivit_cli.writers.embeddings import EMBED, embedding_error_record, embedding_record
 from vivit_cli.writers.records import BATCH, Record, Schema, error_record, result_record
 
@@ -33,6 +34,10 @@ class Labels:
     def error(self, path: str, message: str, model: str | None, revision: str | None) -> Record:
         return error_record(path, message, model, revision)
 
+    def table(self, hidden_size: int) -> parquet.Table:
+        """The rows' Parquet columns for a model of this hidden size."""
+        return parquet.BATCH_TABLE
+
 
 @dataclass(frozen=True)
 class Embeddings:
@@ -46,6 +51,10 @@ class Embeddings:
 
     def error(self, path: str, message: str, model: str | None, revision: str | None) -> Record:
         return embedding_error_record(path, message, model, revision)
+
+    def table(self, hidden_size: int) -> parquet.Table:
+        """The rows' Parquet columns: the embedding a fixed-size list of hidden_size float32 values."""
+        return parquet.embed_table(hidden_size)
 
 
 Kind = Labels | Embeddings  # what a run writes per file

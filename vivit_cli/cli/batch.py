@@ -98,29 +98,21 @@ def batch_command(ctx: click.Context, views: Views, top_k: int, labels: LabelSet
     run_files(ctx, views, Labels(top_k), labels=labels)
 
 
-def run_files(
-    ctx: click.Context,
-    views: Views,
-    kind: Kind,
-    table: Callable[[int], Any] | None = None,
-    labels: LabelSet = LabelSet(),
-) -> None:
-    """A run over ctx.params' SOURCES, writing `kind`'s rows, here or on Ray; `table(hidden_size)`: its Parquet
-    columns when they depend on the model; `labels`: the label set the model predicts in."""
+def run_files(ctx: click.Context, views: Views, kind: Kind, labels: LabelSet = LabelSet()) -> None:
+    """A run over ctx.params' SOURCES, writing `kind`'s rows, here or on Ray; `labels`: the label set the model
+    predicts in."""
     from vivit_cli.errors import VideoError
 
     p = ctx.params
     if p["ray_address"] is not None:  # the same job on Ray Data, with no torch in this process: batch/cluster.py
-        tally = _run_on_ray(ctx, views, kind, table, labels)
+        tally = _run_on_ray(ctx, views, kind, labels)
     else:
-        tally = _run_here(ctx, views, kind, table, labels)
+        tally = _run_here(ctx, views, kind, labels)
     if tally is not None and tally.failed:
         ctx.exit(VideoError.exit_code)
 
 
-def _run_here(
-    ctx: click.Context, views: Any, kind: Kind, table: Callable[[int], Any] | None, labels: LabelSet
-) -> batch.Tally | None:
+def _run_here(ctx: click.Context, views: Any, kind: Kind, labels: LabelSet) -> batch.Tally | None:
     if ctx.params["gpus_per_worker"] is not None:
         raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
     from vivit_cli.checkpoint import read_config
@@ -138,8 +130,7 @@ def _run_here(
     batch.check_model(job, ModelInfo(local_model.model_id, local_model.revision))
     config, _ = read_config(local_model.folder)
     labels.class_ids(config.labels)  # unknown names: an error before the workers start
-    if table is not None:
-        job = replace(job, table=table(config.hidden_size))
+    job = replace(job, table=kind.table(config.hidden_size))
     # The workers start, and import torch, while the model loads.
     with DecodePool(workers, p["timeout"]) as pool:
         classifier = load_classifier(ctx, local_model.pinned, p["device"], p["dtype"], labels)
@@ -148,9 +139,7 @@ def _run_here(
     return tally
 
 
-def _run_on_ray(
-    ctx: click.Context, views: Any, kind: Kind, table: Callable[[int], Any] | None, labels: LabelSet
-) -> batch.Tally | None:
+def _run_on_ray(ctx: click.Context, views: Any, kind: Kind, labels: LabelSet) -> batch.Tally | None:
     """The same rows, files and exit codes as a local run, from a Ray cluster."""
     from vivit_cli import hub
     from vivit_cli.batch import cluster
@@ -167,8 +156,7 @@ def _run_on_ray(
     quiet_hub(ctx, ref)
     model = cluster.resolve_model(ref, labels)  # once, here: every worker loads the same commit
     batch.check_model(job, model.info)
-    if table is not None:
-        job = replace(job, table=table(model.hidden_size))
+    job = replace(job, table=kind.table(model.hidden_size))
     note(ctx, model.note)
     stdout = sys.stdout  # taken before Ray's messages move to stderr
     with cluster.connect(address, ctx.obj["quiet"]):

@@ -23,6 +23,4 @@ def embed_command(ctx: click.Context, views: Views, **_: Any) -> None:
     --ray, progress and exit codes are `vivit batch`'s: 0 all embedded, 4 some videos failed (see their rows),
     3 model or checkpoint problem, 2 bad usage or device, 130 Ctrl-C or 143 SIGTERM (finish with --resume).
     """
-    from vivit_cli.writers import parquet
-
-    run_files(ctx, views, Embeddings(), parquet.embed_table)
+    run_files(ctx, views, Embeddings())

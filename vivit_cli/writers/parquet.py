@@ -92,8 +92,8 @@ BATCH_TABLE = Table(schema, to_row)
 
 
 def embed_table(dim: int) -> Table:
-    """`vivit embed`'s rows: the embedding as a fixed-size list of `dim` float32 values, which pyarrow, pandas and
-    polars read as they are (an error row's is null)."""
+    """`vivit embed`'s rows: the embedding as a fixed-size list of `dim` float32 values, a standard Arrow type
+    (an error row's is null)."""
 
     def embed_schema() -> Any:
         import pyarrow as pa
