@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import cv2
@@ -136,138 +136,130 @@ def run_live(
     fps = file_fps(source) if source.kind == "file" and open_source is None else None
     capture = capture or CaptureSettings()
     ring = RingBuffer(settings.span(model.num_frames))
-    scorer = _Scorer(model, settings)
     opener = open_source or functools.partial(open_capture, source, capture)
     stop = threading.Event()
     grabber = Grabber(source, opener(), opener, capture, stop, fps, pace=not settings.fast)
-    delivered: list[LivePrediction] = []  # the model thread may have scored one more when the loop stopped
-
-    def deliver(p: LivePrediction) -> None:
-        delivered.append(p)
-        if on_prediction is not None:
-            on_prediction(p)
-
-    def tell() -> None:
-        """Hand on what happened to the source, in the calling thread."""
-        while True:
-            try:
-                event = grabber.events.get_nowait()
-            except queue.Empty:
-                return
-            if on_event is not None:
-                on_event(event)
-
-    loop = _fast_loop if settings.fast else _threaded_loop
+    run = _Run(grabber, ring, _Scorer(model, settings), settings, stop, on_prediction, on_tick, on_event)
     try:
-        reason = loop(grabber, ring, scorer, settings, deliver, on_tick, stop, tell)
+        reason = run.fast() if settings.fast else run.threaded()
     finally:
-        tell()  # also the last attempt's failure, before its error goes up
-    if scorer.count == 0 and reason == "end":
+        run.tell()  # also the last attempt's failure, before its error goes up
+    if run.scorer.count == 0 and reason == "end":
         raise VideoError(
             f"{source.name}: ended after {grabber.frames_read} frames, before one full window of "
             f"{ring.capacity} ({model.num_frames} frames {settings.stride} apart); try a smaller --stride"
         )
-    skipped = delivered[-1].frames_skipped if delivered else 0
-    return LiveSummary(len(delivered), grabber.frames_read, skipped, ring.peak, reason)
+    skipped = run.delivered[-1].frames_skipped if run.delivered else 0
+    return LiveSummary(len(run.delivered), grabber.frames_read, skipped, ring.peak, reason)
 
 
-def _fast_loop(
-    grabber: Grabber,
-    ring: RingBuffer,
-    scorer: _Scorer,
-    settings: LiveSettings,
-    on_prediction: Callable[[LivePrediction], None],
-    on_tick: Callable[[LiveStatus], bool] | None,
-    stop: threading.Event,
-    tell: Callable[[], None],
-) -> str:
-    """One thread, nothing dropped: every window `every` frames after the last is scored, in order."""
-    deadline = None if settings.duration_s is None else time.monotonic() + settings.duration_s
-    latest = None
-    try:
-        for frame in grabber.frames():
-            tell()
-            ring.push(frame)
-            window = ring.take(scorer.last_end, settings.every)
-            if window is not None:
-                latest = scorer(window)
-                on_prediction(latest)
-                if latest.number == settings.max_predictions:
-                    return "max-predictions"
-            if deadline is not None and time.monotonic() >= deadline:
-                return "duration"
-            if on_tick is not None and on_tick(_status(grabber, ring, scorer, latest)) is False:
-                return "quit"
-        return "end"
-    finally:
-        stop.set()
-        grabber.release()
+@dataclass
+class _Run:
+    """One live run's parts and the checks its two loops share; callbacks run in the calling thread."""
 
+    grabber: Grabber
+    ring: RingBuffer
+    scorer: _Scorer
+    settings: LiveSettings
+    stop: threading.Event
+    on_prediction: Callable[[LivePrediction], None] | None
+    on_tick: Callable[[LiveStatus], bool] | None
+    on_event: Callable[[LiveEvent], None] | None
+    delivered: list[LivePrediction] = field(default_factory=list)  # the model thread may score one more at a stop
 
-def _threaded_loop(
-    grabber: Grabber,
-    ring: RingBuffer,
-    scorer: _Scorer,
-    settings: LiveSettings,
-    on_prediction: Callable[[LivePrediction], None],
-    on_tick: Callable[[LiveStatus], bool] | None,
-    stop: threading.Event,
-    tell: Callable[[], None],
-) -> str:
-    """Capture and model in threads of their own; the model takes the newest window whenever it is free."""
-    results: queue.SimpleQueue[LivePrediction] = queue.SimpleQueue()
-    errors: list[BaseException] = []
+    def __post_init__(self) -> None:
+        duration = self.settings.duration_s
+        self.deadline = None if duration is None else time.monotonic() + duration
 
-    def score_newest() -> None:
-        try:
-            while not stop.is_set():
-                window = ring.wait(scorer.last_end, settings.every, TICK_S * 6)
-                if window is not None:
-                    results.put(scorer(window))
-                elif ring.closed:
-                    return
-        except BaseException as e:  # raised again in the main thread
-            errors.append(e)
-
-    capture_thread = threading.Thread(target=grabber.run, args=(ring,), name="vivit-capture", daemon=True)
-    model_thread = threading.Thread(target=score_newest, name="vivit-model", daemon=True)
-    deadline = None if settings.duration_s is None else time.monotonic() + settings.duration_s
-    latest = None
-    try:
-        capture_thread.start()
-        model_thread.start()
+    def tell(self) -> None:
+        """Hand on what happened to the source."""
         while True:
             try:
-                latest = results.get(timeout=TICK_S)
-                on_prediction(latest)
-                if latest.number == settings.max_predictions:
-                    return "max-predictions"
+                event = self.grabber.events.get_nowait()
             except queue.Empty:
-                pass
-            tell()
-            finished = not model_thread.is_alive() and results.empty()  # read before the errors it may imply
-            for error in (*errors, grabber.error):
-                if error is not None:
-                    raise error
-            if finished:
-                return "end"
-            if deadline is not None and time.monotonic() >= deadline:
-                return "duration"
-            if on_tick is not None and on_tick(_status(grabber, ring, scorer, latest)) is False:
-                return "quit"
-    finally:
-        stop.set()
-        ring.close()
-        for thread in (model_thread, capture_thread):
-            if thread.is_alive():
-                thread.join(JOIN_TIMEOUT_S)
-        if not capture_thread.is_alive():
-            grabber.release()  # when the thread never started; else it released the capture itself
+                return
+            if self.on_event is not None:
+                self.on_event(event)
 
+    def deliver(self, prediction: LivePrediction) -> bool:
+        """Hand on a prediction; True when it is the last one asked for (--max-predictions)."""
+        self.delivered.append(prediction)
+        if self.on_prediction is not None:
+            self.on_prediction(prediction)
+        return prediction.number == self.settings.max_predictions
 
-def _status(grabber: Grabber, ring: RingBuffer, scorer: _Scorer, latest: LivePrediction | None) -> LiveStatus:
-    skipped = latest.frames_skipped if latest else 0
-    return LiveStatus(ring.newest(), latest, grabber.rate, grabber.frames_read, skipped)
+    def limit(self) -> str | None:
+        """Why to stop between predictions ("duration", or "quit" from the display), else None."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "duration"
+        latest = self.delivered[-1] if self.delivered else None
+        skipped = latest.frames_skipped if latest else 0
+        status = LiveStatus(self.ring.newest(), latest, self.grabber.rate, self.grabber.frames_read, skipped)
+        if self.on_tick is not None and self.on_tick(status) is False:
+            return "quit"
+        return None
+
+    def fast(self) -> str:
+        """One thread, nothing dropped: every window `every` frames after the last is scored, in order."""
+        try:
+            for frame in self.grabber.frames():
+                self.tell()
+                self.ring.push(frame)
+                window = self.ring.take(self.scorer.last_end, self.settings.every)
+                if window is not None and self.deliver(self.scorer(window)):
+                    return "max-predictions"
+                if reason := self.limit():
+                    return reason
+            return "end"
+        finally:
+            self.stop.set()
+            self.grabber.release()
+
+    def threaded(self) -> str:
+        """Capture and model in threads of their own; the model takes the newest window whenever it is free."""
+        results: queue.SimpleQueue[LivePrediction] = queue.SimpleQueue()
+        errors: list[BaseException] = []
+        stop, ring, scorer = self.stop, self.ring, self.scorer
+
+        def score_newest() -> None:
+            try:
+                while not stop.is_set():
+                    window = ring.wait(scorer.last_end, self.settings.every, TICK_S * 6)
+                    if window is not None:
+                        results.put(scorer(window))
+                    elif ring.closed:
+                        return
+            except BaseException as e:  # raised again in the main thread
+                errors.append(e)
+
+        capture_thread = threading.Thread(target=self.grabber.run, args=(ring,), name="vivit-capture", daemon=True)
+        model_thread = threading.Thread(target=score_newest, name="vivit-model", daemon=True)
+        try:
+            capture_thread.start()
+            model_thread.start()
+            while True:
+                try:
+                    if self.deliver(results.get(timeout=TICK_S)):
+                        return "max-predictions"
+                except queue.Empty:
+                    pass
+                self.tell()
+                finished = not model_thread.is_alive() and results.empty()  # read before the errors it may imply
+                for error in (*errors, self.grabber.error):
+                    if error is not None:
+                        raise error
+                if finished:
+                    return "end"
+                if reason := self.limit():
+                    return reason
+        finally:
+            stop.set()
+            ring.close()
+            for thread in (model_thread, capture_thread):
+                if thread.is_alive():
+                    thread.join(JOIN_TIMEOUT_S)
+            if not capture_thread.is_alive():
+                self.grabber.release()  # when the thread never started; else it released the capture itself
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
