@@ -68,7 +68,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.secho(f"Warning: {message}", fg="yellow", err=True)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, "--version", "-V", prog_name="vivit")
 @click.option("--debug", is_flag=True, help=DEBUG_HELP)
 @click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)

@@ -53,7 +53,6 @@ def model_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "-m",
         default=DEFAULT_MODEL,
         envvar="VIVIT_MODEL",
-        show_default=True,
         help="Hub repo id (org/name[@revision]) or a local checkpoint folder. [env: VIVIT_MODEL]",
     )(f)
 
@@ -65,16 +64,11 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice(DTYPE_NAMES),
         default="auto",
         envvar="VIVIT_DTYPE",
-        show_default=True,
         help="Weights and activations precision; auto: bf16 (else fp16) on a GPU, bf16 on a CPU with native bf16 "
         "(AVX512_BF16, AMX), else fp32; float32 gives transformers-exact numbers. [env: VIVIT_DTYPE]",
     )(f)
     f = click.option(
-        "--device",
-        default="auto",
-        envvar="VIVIT_DEVICE",
-        show_default=True,
-        help="auto, cpu, cuda or cuda:N. [env: VIVIT_DEVICE]",
+        "--device", default="auto", envvar="VIVIT_DEVICE", help="auto, cpu, cuda or cuda:N. [env: VIVIT_DEVICE]"
     )(f)
     return model_option(f)
 
@@ -124,14 +118,7 @@ def warn_once(say: Callable[[str], None] | None = None) -> Callable[[str], None]
 
 def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--stride, --clips and --crops (as `views`) and --top-k, shared by the commands that classify videos."""
-    f = click.option(
-        "--top-k",
-        "-k",
-        type=click.IntRange(1),
-        default=5,
-        show_default=True,
-        help="How many labels to report per video.",
-    )(f)
+    f = click.option("--top-k", "-k", type=click.IntRange(1), default=5, help="How many labels to report per video.")(f)
     return sampling_options(f)
 
 
@@ -149,9 +136,7 @@ def views_options(
             return f(*args, views=Views(stride=stride, clips=clips, crops=int(crops)), **kwargs)
 
         command = crops_option(command)
-        command = click.option(
-            "--clips", type=click.IntRange(1), default=clips_default, show_default=True, help=clips_help
-        )(command)
+        command = click.option("--clips", type=click.IntRange(1), default=clips_default, help=clips_help)(command)
         return stride_option(command)
 
     return decorate
@@ -165,7 +150,6 @@ def crops_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--crops",
         type=click.Choice(["1", "3"]),
         default="1",
-        show_default=True,
         help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).",
     )(f)
 
@@ -175,7 +159,6 @@ def stride_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--stride",
         type=click.IntRange(1),
         default=DEFAULT_STRIDE,
-        show_default=True,
         envvar="VIVIT_STRIDE",
         help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]",
     )(f)
@@ -189,7 +172,6 @@ def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., An
         "--timeout",
         type=click.FloatRange(0, min_open=True),
         default=DEFAULT_TIMEOUT_S,
-        show_default=True,
         help=f"Seconds one file may take to decode; then its worker is stopped and {then}.",
     )
 
@@ -225,9 +207,7 @@ def label_options(f: Callable[..., Any]) -> Callable[..., Any]:
     def names(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
         return None if value is None else parse_labels(value)
 
-    command = click.option(
-        "--min-score", type=click.FloatRange(0, 1), default=0.0, show_default=True, help=MIN_SCORE_HELP
-    )(command)
+    command = click.option("--min-score", type=click.FloatRange(0, 1), default=0.0, help=MIN_SCORE_HELP)(command)
     return click.option(
         "--labels",
         callback=names,
@@ -282,7 +262,6 @@ def batch_size_option(what: str, on_a_cpu: str) -> Callable[[Callable[..., Any]]
         "-b",
         type=BatchSize(),
         default=AUTO,
-        show_default=True,
         metavar="N|auto",
         help=f"{what}. auto: {GPU_BATCH_SIZE} on a GPU; {CPU_BATCH_SIZE} on a CPU, where batching gains little and "
         f"{on_a_cpu}.",

@@ -31,14 +31,12 @@ from vivit_cli.video.sampling import Views
     "--every",
     type=click.FloatRange(0, min_open=True),
     default=DEFAULT_EVERY_S,
-    show_default=True,
     help="Seconds between window starts; each window is one clip (num_frames frames, --stride apart).",
 )
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1),
     default=DEFAULT_THRESHOLD,
-    show_default=True,
     help="Top-1 score a window needs to join a segment; weaker windows, and windows with no label (--min-score), "
     "leave a gap.",
 )

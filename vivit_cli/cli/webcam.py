@@ -11,43 +11,30 @@ from vivit_cli.live import settings as live
 
 @click.command("webcam")
 @click.option(
-    "--source",
-    "-s",
-    default="0",
-    show_default=True,
-    help="A camera index, a video file, or a stream URL (rtsp://, http://, ...).",
+    "--source", "-s", default="0", help="A camera index, a video file, or a stream URL (rtsp://, http://, ...)."
 )
 @model_options
 @click.option(
     "--stride",
     type=click.IntRange(1),
     default=live.DEFAULT_STRIDE,
-    show_default=True,
     envvar="VIVIT_STRIDE",
     help="Frames between the sampled frames of a window. [env: VIVIT_STRIDE]",
 )
-@click.option(
-    "--top-k", "-k", type=click.IntRange(1), default=live.TOP_K, show_default=True, help="Labels per prediction."
-)
+@click.option("--top-k", "-k", type=click.IntRange(1), default=live.TOP_K, help="Labels per prediction.")
 @click.option(
     "--every",
     type=click.IntRange(1),
     default=live.WEBCAM_EVERY,
-    show_default=True,
     help="Frames between predictions (more when the model is slower than the source).",
 )
 @click.option(
-    "--smooth",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Average the probabilities of the last K predictions.",
+    "--smooth", type=click.IntRange(1), default=1, help="Average the probabilities of the last K predictions."
 )
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1),
     default=0.0,
-    show_default=True,
     help="Leave out labels whose (smoothed) score is below this, on screen and in the log.",
 )
 @label_options
@@ -65,21 +52,18 @@ from vivit_cli.live import settings as live
     "--reconnect",
     type=click.IntRange(0),
     default=live.RECONNECT_ATTEMPTS,
-    show_default=True,
     help="Attempts to reopen a stream or camera that stops, with growing pauses.",
 )
 @click.option(
     "--open-timeout",
     type=click.FloatRange(0, min_open=True),
     default=live.OPEN_TIMEOUT_S,
-    show_default=True,
     help="Seconds a stream may take to answer.",
 )
 @click.option(
     "--read-timeout",
     type=click.FloatRange(0, min_open=True),
     default=live.READ_TIMEOUT_S,
-    show_default=True,
     help="Seconds without a frame before a stream counts as dropped.",
 )
 @click.pass_context
