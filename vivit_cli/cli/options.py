@@ -14,6 +14,7 @@ from vivit_cli.device import DTYPE_NAMES
 from vivit_cli.labels import LabelSet, parse_labels
 from vivit_cli.video.sampling import DEFAULT_STRIDE, Views
 
+SECONDS = click.FloatRange(0, min_open=True)  # a time limit
 DEBUG_HELP = "Show tracebacks for errors."
 QUIET_HELP = "No progress bars or notes on stderr."
 
@@ -135,33 +136,26 @@ def views_options(
         def command(*args: Any, stride: int, clips: int, crops: str, **kwargs: Any) -> Any:
             return f(*args, views=Views(stride=stride, clips=clips, crops=int(crops)), **kwargs)
 
-        command = crops_option(command)
+        command = click.option("--crops", type=click.Choice(["1", "3"]), default="1", help=CROPS_HELP)(command)
         command = click.option("--clips", type=click.IntRange(1), default=clips_default, help=clips_help)(command)
-        return stride_option(command)
+        return stride_option()(command)
 
     return decorate
 
 
 sampling_options = views_options()  # the views of a video that go through the model
+CROPS_HELP = "Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom)."
+STRIDE_HELP = "Frames between sampled frames (ViViT-B/16x2 was trained with 2)."
 
 
-def crops_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--crops",
-        type=click.Choice(["1", "3"]),
-        default="1",
-        help="Spatial crops per clip: 1 (centre) or 3 (left/centre/right, or top/centre/bottom).",
-    )(f)
-
-
-def stride_option(f: Callable[..., Any]) -> Callable[..., Any]:
+def stride_option(help: str = STRIDE_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--stride",
         type=click.IntRange(1),
         default=DEFAULT_STRIDE,
         envvar="VIVIT_STRIDE",
-        help="Frames between sampled frames (ViViT-B/16x2 was trained with 2). [env: VIVIT_STRIDE]",
-    )(f)
+        help=f"{help} [env: VIVIT_STRIDE]",
+    )
 
 
 def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -170,7 +164,7 @@ def timeout_option(then: str) -> Callable[[Callable[..., Any]], Callable[..., An
 
     return click.option(
         "--timeout",
-        type=click.FloatRange(0, min_open=True),
+        type=SECONDS,
         default=DEFAULT_TIMEOUT_S,
         help=f"Seconds one file may take to decode; then its worker is stopped and {then}.",
     )

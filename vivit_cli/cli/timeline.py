@@ -8,6 +8,7 @@ import click
 
 from vivit_cli.batch.plan import default_batch_size
 from vivit_cli.cli.options import (
+    SECONDS,
     batch_size_option,
     file_option,
     label_options,
@@ -29,7 +30,7 @@ from vivit_cli.video.sampling import Views
 @label_options
 @click.option(
     "--every",
-    type=click.FloatRange(0, min_open=True),
+    type=SECONDS,
     default=DEFAULT_EVERY_S,
     help="Seconds between window starts; each window is one clip (num_frames frames, --stride apart).",
 )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from vivit_cli.cli.options import file_option, label_options, load_classifier, model_options, warn_once
+from vivit_cli.cli.options import (
+    SECONDS,
+    file_option,
+    label_options,
+    load_classifier,
+    model_options,
+    stride_option,
+    warn_once,
+)
 from vivit_cli.labels import LabelSet
 from vivit_cli.live import settings as live
 
@@ -14,13 +22,7 @@ from vivit_cli.live import settings as live
     "--source", "-s", default="0", help="A camera index, a video file, or a stream URL (rtsp://, http://, ...)."
 )
 @model_options
-@click.option(
-    "--stride",
-    type=click.IntRange(1),
-    default=live.DEFAULT_STRIDE,
-    envvar="VIVIT_STRIDE",
-    help="Frames between the sampled frames of a window. [env: VIVIT_STRIDE]",
-)
+@stride_option("Frames between the sampled frames of a window.")
 @click.option("--top-k", "-k", type=click.IntRange(1), default=live.TOP_K, help="Labels per prediction.")
 @click.option(
     "--every",
@@ -46,7 +48,7 @@ from vivit_cli.live import settings as live
     "for JSONL on stdout. An existing file is replaced when the first row comes.",
 )
 @click.option("--max-predictions", "-n", type=click.IntRange(1), help="Stop after N predictions.")
-@click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after S seconds.")
+@click.option("--duration", type=SECONDS, help="Stop after S seconds.")
 @click.option("--fast", is_flag=True, help="Read a file as fast as the model goes, scoring every window.")
 @click.option(
     "--reconnect",
@@ -54,15 +56,10 @@ from vivit_cli.live import settings as live
     default=live.RECONNECT_ATTEMPTS,
     help="Attempts to reopen a stream or camera that stops, with growing pauses.",
 )
-@click.option(
-    "--open-timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=live.OPEN_TIMEOUT_S,
-    help="Seconds a stream may take to answer.",
-)
+@click.option("--open-timeout", type=SECONDS, default=live.OPEN_TIMEOUT_S, help="Seconds a stream may take to answer.")
 @click.option(
     "--read-timeout",
-    type=click.FloatRange(0, min_open=True),
+    type=SECONDS,
     default=live.READ_TIMEOUT_S,
     help="Seconds without a frame before a stream counts as dropped.",
 )
