@@ -6,6 +6,7 @@ Torch, NumPy and OpenCV are imported inside `scan` so that the CLI can read this
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,34 +64,22 @@ def merge_segments(
 ) -> tuple[Segment, ...]:
     """Runs of adjacent windows with the same top-1 label scoring at least `threshold`, over their cells. A window
     with no label (its top-1 was under --min-score) breaks a run, as a weak one does."""
-    segments: list[Segment] = []
-    run: list[Window] = []
 
-    def close() -> None:
-        if run:
-            score = sum(w.predictions[0].score for w in run) / len(run)
-            segments.append(
-                Segment(
-                    len(segments),
-                    run[0].predictions[0].label,
-                    score,
-                    spans[run[0].index][0],
-                    spans[run[-1].index][1],
-                    run[0].index,
-                    run[-1].index,
-                )
-            )
-            run.clear()
-
-    for w in windows:
+    def top_index(w: Window) -> int | None:  # None: the window joins no run
         top = w.predictions[0] if w.predictions else None
-        if top is None or top.score < threshold:
-            close()
+        return top.index if top is not None and top.score >= threshold else None
+
+    segments: list[Segment] = []
+    for index, group in itertools.groupby(windows, top_index):
+        if index is None:
             continue
-        if run and run[-1].predictions[0].index != top.index:
-            close()
-        run.append(w)
-    close()
+        run = list(group)
+        first, last = run[0], run[-1]
+        score = sum(w.predictions[0].score for w in run) / len(run)
+        label = first.predictions[0].label
+        segments.append(
+            Segment(len(segments), label, score, spans[first.index][0], spans[last.index][1], first.index, last.index)
+        )
     return tuple(segments)
 
 
