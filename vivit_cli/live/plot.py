@@ -3,6 +3,7 @@ axis, a legend."""
 
 from __future__ import annotations
 
+import collections
 import math
 from pathlib import Path
 
@@ -30,18 +31,10 @@ FONT_PX = 13  # the font's size
 TITLE_PX = 16
 FILL_ALPHA = 0.18  # of the area under each score curve
 
-# Tableau 10 as BGR: distinct for most colour-blind readers and on paper.
+# Tableau 10 (RGB hex, reversed into OpenCV's BGR): distinct for most colour-blind readers and on paper.
 PALETTE = [
-    (180, 119, 31),
-    (14, 127, 255),
-    (44, 160, 44),
-    (40, 39, 214),
-    (189, 103, 148),
-    (75, 86, 140),
-    (194, 119, 227),
-    (34, 189, 188),
-    (207, 190, 23),
-    (127, 127, 127),
+    tuple(bytes.fromhex(rgb)[::-1])
+    for rgb in ("1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "bcbd22", "17becf", "7f7f7f")
 ]
 OTHER = (200, 200, 200)  # labels past MAX_LABELS
 UNSURE = (238, 238, 238)  # stretches below the threshold
@@ -59,14 +52,13 @@ def top_labels(timeline: Timeline) -> list[int]:
 
 def _label_times(timeline: Timeline) -> tuple[dict[int, float], dict[int, float]]:
     """Seconds per class id: in segments of that label, and in cells whose window has it as top-1."""
-    in_segments: dict[int, float] = {}
+    in_segments: dict[int, float] = collections.defaultdict(float)
     for s in timeline.segments:
-        i = timeline.windows[s.first_window].predictions[0].index
-        in_segments[i] = in_segments.get(i, 0.0) + s.end_s - s.start_s
-    as_top: dict[int, float] = {}
+        in_segments[timeline.windows[s.first_window].predictions[0].index] += s.end_s - s.start_s
+    as_top: dict[int, float] = collections.defaultdict(float)
     for w, (a, b) in zip(timeline.windows, timeline.cells, strict=True):
         if w.predictions:  # a window with no label (--min-score) is top-1 for none
-            as_top[w.predictions[0].index] = as_top.get(w.predictions[0].index, 0.0) + b - a
+            as_top[w.predictions[0].index] += b - a
     return in_segments, as_top
 
 
@@ -74,7 +66,7 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None =
     """The picture as a BGR uint8 image (H, width, 3); `warn` hears of characters no installed font has."""
     shown = top_labels(timeline)
     colour = {i: PALETTE[n % len(PALETTE)] for n, i in enumerate(shown)}
-    legend_rows = _legend_layout(timeline, shown, width)
+    legend_rows = _legend_layout(timeline, colour, width)
     rows = 1 + max((row for *_, row in legend_rows), default=0)
     height = TITLE_H_PX + STRIP_H_PX + GAP_PX + CHART_H_PX + AXIS_H_PX + GAP_PX + LEGEND_ROW_H_PX * rows + GAP_PX
     img = np.full((height, width, 3), BACKGROUND, np.uint8)
@@ -176,16 +168,13 @@ def save_plot(timeline: Timeline, path: str | Path, width: int = WIDTH_PX, warn:
     return path
 
 
-def _legend_layout(timeline: Timeline, shown: list[int], width: int) -> list[tuple[str, tuple, int, int]]:
-    """(text, colour, x, row) per legend entry, wrapped to the width."""
+def _legend_layout(timeline: Timeline, colour: dict[int, tuple], width: int) -> list[tuple[str, tuple, int, int]]:
+    """(text, colour, x, row) per legend entry (`colour`: the shown labels'), wrapped to the width."""
     # Shares of the video in segments, as the strip shows them; the rest is below the threshold.
     total = (timeline.end_s - timeline.start_s) or 1.0
     in_segments, _ = _label_times(timeline)
-    entries = [
-        (f"{timeline.labels[i]}  {100 * in_segments.get(i, 0.0) / total:.0f}%", PALETTE[n % len(PALETTE)])
-        for n, i in enumerate(shown)
-    ]
-    other = sum(t for i, t in in_segments.items() if i not in shown)
+    entries = [(f"{timeline.labels[i]}  {100 * in_segments.get(i, 0.0) / total:.0f}%", colour[i]) for i in colour]
+    other = sum(t for i, t in in_segments.items() if i not in colour)
     if other:
         entries.append((f"other  {100 * other / total:.0f}%", OTHER))
     unsure = total - sum(in_segments.values())
