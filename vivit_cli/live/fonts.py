@@ -52,12 +52,7 @@ FC_TIMEOUT_S = 5.0  # a fontconfig call builds its cache the first time; past th
 MAX_SCANNED = 200  # fonts tried for a character the well-known ones lack, when fontconfig cannot say which have it
 CHECK_PX = 32  # size at which a character's rendering is compared with the font's "no glyph" box
 NO_GLYPH = "\U0010fffd"  # a private-use code point no font maps: it renders as the font's .notdef box
-SUGGESTED = {
-    "CJK": "Noto Sans CJK",
-    "HIRAGANA": "Noto Sans CJK",
-    "KATAKANA": "Noto Sans CJK",
-    "HANGUL": "Noto Sans CJK",
-}
+SUGGESTED = dict.fromkeys(("CJK", "HIRAGANA", "KATAKANA", "HANGUL"), "Noto Sans CJK")  # by script; else Noto Sans
 SCRIPT_WORDS = ("LETTER", "SYLLABLE", "IDEOGRAPH", "CHARACTER", "DIGIT", "VOWEL", "SIGN")  # in a character's name
 
 
