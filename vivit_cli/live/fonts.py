@@ -119,21 +119,20 @@ class FontBook:
 
     def has(self, path: str, ch: str) -> bool:
         """Whether the font draws `ch` with a glyph of its own, not its "no glyph" box."""
+        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf"):
+            return True  # drawn as nothing, or as a gap, by any font
         key = (path, ch)
         if key not in self._has:
-            if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf"):
-                self._has[key] = True  # drawn as nothing, or as a gap, by any font
-            else:
-                try:
-                    # Without shaping: a character the font's cmap lacks becomes glyph 0, and raqm would draw a
-                    # lone combining mark on a dotted circle the font has.
-                    font = load(path, CHECK_PX, ImageFont.Layout.BASIC)
-                    if path not in self._no_glyph:
-                        self._no_glyph[path] = _rendering(font, NO_GLYPH)
-                    self._has[key] = _rendering(font, ch) != self._no_glyph[path]
-                except OSError:  # not a font Pillow reads: skipped from now on
-                    self._broken.add(path)
-                    self._has[key] = False
+            try:
+                # Without shaping: a character the font's cmap lacks becomes glyph 0, and raqm would draw a
+                # lone combining mark on a dotted circle the font has.
+                font = load(path, CHECK_PX, ImageFont.Layout.BASIC)
+                if path not in self._no_glyph:
+                    self._no_glyph[path] = _rendering(font, NO_GLYPH)
+                self._has[key] = _rendering(font, ch) != self._no_glyph[path]
+            except OSError:  # not a font Pillow reads: skipped from now on
+                self._broken.add(path)
+                self._has[key] = False
         return self._has[key]
 
     def pick(self, text: str) -> Pick:

@@ -111,11 +111,9 @@ def h264_encoder() -> str | None:
     except ImportError:
         return None
     for name in H264_ENCODERS:
-        try:
+        with contextlib.suppress(ValueError):  # PyAV's UnknownCodecError: this build lacks that encoder
             av.codec.Codec(name, "w")
-        except ValueError:  # PyAV's UnknownCodecError: this build lacks that encoder
-            continue
-        return name
+            return name
     return None
 
 
