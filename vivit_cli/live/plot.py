@@ -44,12 +44,6 @@ GRID = (225, 225, 225)
 MUTED = (120, 120, 120)
 
 
-def top_labels(timeline: Timeline) -> list[int]:
-    """Class ids that are some window's top-1, most time in segments first (then most time as top-1)."""
-    in_segments, as_top = _label_times(timeline)
-    return sorted(as_top, key=lambda i: (-in_segments.get(i, 0.0), -as_top[i], i))[:MAX_LABELS]
-
-
 def _label_times(timeline: Timeline) -> tuple[dict[int, float], dict[int, float]]:
     """Seconds per class id: in segments of that label, and in cells whose window has it as top-1."""
     in_segments: dict[int, float] = collections.defaultdict(float)
@@ -64,9 +58,11 @@ def _label_times(timeline: Timeline) -> tuple[dict[int, float], dict[int, float]
 
 def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None = None) -> np.ndarray:
     """The picture as a BGR uint8 image (H, width, 3); `warn` hears of characters no installed font has."""
-    shown = top_labels(timeline)
+    in_segments, as_top = _label_times(timeline)
+    # Labels with a colour: some window's top-1, most time in segments first (then most time as top-1).
+    shown = sorted(as_top, key=lambda i: (-in_segments.get(i, 0.0), -as_top[i], i))[:MAX_LABELS]
     colour = {i: PALETTE[n % len(PALETTE)] for n, i in enumerate(shown)}
-    legend_rows = _legend_layout(timeline, colour, width)
+    legend_rows = _legend_layout(timeline, in_segments, colour, width)
     rows = 1 + max((row for *_, row in legend_rows), default=0)
     height = TITLE_H_PX + STRIP_H_PX + GAP_PX + CHART_H_PX + AXIS_H_PX + GAP_PX + LEGEND_ROW_H_PX * rows + GAP_PX
     img = np.full((height, width, 3), BACKGROUND, np.uint8)
@@ -168,11 +164,12 @@ def save_plot(timeline: Timeline, path: str | Path, width: int = WIDTH_PX, warn:
     return path
 
 
-def _legend_layout(timeline: Timeline, colour: dict[int, tuple], width: int) -> list[tuple[str, tuple, int, int]]:
+def _legend_layout(
+    timeline: Timeline, in_segments: dict[int, float], colour: dict[int, tuple], width: int
+) -> list[tuple[str, tuple, int, int]]:
     """(text, colour, x, row) per legend entry (`colour`: the shown labels'), wrapped to the width."""
     # Shares of the video in segments, as the strip shows them; the rest is below the threshold.
     total = (timeline.end_s - timeline.start_s) or 1.0
-    in_segments, _ = _label_times(timeline)
     entries = [(f"{timeline.labels[i]}  {100 * in_segments.get(i, 0.0) / total:.0f}%", colour[i]) for i in colour]
     other = sum(t for i, t in in_segments.items() if i not in colour)
     if other:
