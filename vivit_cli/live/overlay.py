@@ -25,8 +25,8 @@ from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video import decode, probe
 from vivit_cli.video.names import ffmpeg_name
 
-SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers both H.264 and mp4v go into
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
+SUFFIXES = (*MP4_SUFFIXES, ".mkv")  # containers both H.264 and mp4v go into
 MAX_LABELS = 3  # rows on the frame: more would hide the picture
 H264_ENCODERS = ("libx264", "libopenh264", "h264")  # PyAV encoder names, best first
 H264_CRF = "20"  # x264 constant quality (lower is better; its default is 23): keeps the label text crisp
