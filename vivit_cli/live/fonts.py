@@ -163,7 +163,8 @@ class FontBook:
             if wanted[0] in best[1]:
                 self._hopeless.add(scripts(wanted[0])[0])
         if best[0] is None:  # no font, or not one file Pillow reads
-            return Pick(None, not_ascii(chars))
+            # OpenCV's own font draws the text: it lacks all but printable ASCII.
+            return Pick(None, "".join(sorted(ch for ch in chars if not 32 <= ord(ch) < 127)))
         if best[0] not in self._found and best[0] != self.paths[0]:
             self._found.append(best[0])
         return Pick(best[0], "".join(best[1]))
@@ -218,8 +219,3 @@ def scripts(chars: Iterable[str]) -> list[str]:
         words = unicodedata.name(ch, "").split()
         out.add(words[0] if len(words) > 1 and any(w.split("-")[0] in SCRIPT_WORDS for w in words[1:]) else "")
     return sorted(out)
-
-
-def not_ascii(chars: Iterable[str]) -> str:
-    """The characters OpenCV's own font lacks: all but printable ASCII."""
-    return "".join(sorted(ch for ch in chars if not 32 <= ord(ch) < 127))

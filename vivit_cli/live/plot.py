@@ -30,6 +30,7 @@ TICK_STEPS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800
 FONT_PX = 13  # the font's size
 TITLE_PX = 16
 FILL_ALPHA = 0.18  # of the area under each score curve
+DASH_PX = 6  # dashes of the threshold line, and the gaps between them
 
 # Tableau 10 (RGB hex, reversed into OpenCV's BGR): distinct for most colour-blind readers and on paper.
 PALETTE = [
@@ -103,9 +104,10 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None =
     for p in (0.0, 0.25, 0.5, 0.75, 1.0):
         cv2.line(img, (left, y_of(p)), (right, y_of(p)), GRID, 1)
         draw_text(img, f"{100 * p:.0f}%", (8, y_of(p) + 5), FONT_PX, MUTED)
-    _dashed(img, y_of(timeline.threshold), left, right, MUTED)
-    threshold = f"threshold {100 * timeline.threshold:.0f}%"
-    draw_text(img, threshold, (right - 130, y_of(timeline.threshold) - 5), FONT_PX, MUTED)
+    threshold_y = y_of(timeline.threshold)
+    for x in range(left, right, 2 * DASH_PX):  # a dashed line
+        cv2.line(img, (x, threshold_y), (min(x + DASH_PX, right), threshold_y), MUTED, 1)
+    draw_text(img, f"threshold {100 * timeline.threshold:.0f}%", (right - 130, threshold_y - 5), FONT_PX, MUTED)
     for idx in reversed(shown):  # the longest-held label last, on top
         points = []
         for (a, b), p in zip(timeline.cells, timeline.probs[:, idx], strict=True):
@@ -119,7 +121,7 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None =
     cv2.rectangle(img, (left, top), (right, bottom), MUTED, 1)
 
     # The time axis.
-    step = _tick_step(t1 - t0)
+    step = next((s for s in TICK_STEPS_S if (t1 - t0) / s <= MAX_TICKS), TICK_STEPS_S[-1])
     decimals = 1 if step < 1 else 0
     for k in range(math.ceil(t0 / step - 1e-9), math.floor(t1 / step + 1e-9) + 1):
         t = k * step
@@ -187,10 +189,6 @@ def _legend_layout(
     return out
 
 
-def _tick_step(duration_s: float) -> float:
-    return next((s for s in TICK_STEPS_S if duration_s / s <= MAX_TICKS), TICK_STEPS_S[-1])
-
-
 def _fit(text: str, max_w: int, px: int) -> str:
     """`text`, cut with '..' to fit max_w pixels; empty when not even two letters fit."""
     if text_width(text, px) <= max_w:
@@ -205,8 +203,3 @@ def _ink_on(fill: tuple) -> tuple:
     """Black or white text, whichever reads better on `fill` (BGR)."""
     b, g, r = fill
     return INK if 0.299 * r + 0.587 * g + 0.114 * b > 150 else BACKGROUND
-
-
-def _dashed(img: np.ndarray, y: int, x0: int, x1: int, colour: tuple, dash: int = 6) -> None:
-    for x in range(x0, x1, 2 * dash):
-        cv2.line(img, (x, y), (min(x + dash, x1), y), colour, 1)
