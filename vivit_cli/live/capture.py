@@ -71,10 +71,10 @@ def open_capture(source: Source, settings: CaptureSettings = CaptureSettings()) 
 
 def _open_failure(source: Source, settings: CaptureSettings, elapsed_s: float) -> str:
     if source.kind == "camera":
-        devices = sorted(glob.glob("/dev/video*")) if sys.platform.startswith("linux") else []
-        here = f" (this machine has {', '.join(devices)})" if devices else ""
-        if sys.platform.startswith("linux") and not devices:
-            here = " (this machine has no /dev/video* device)"
+        here = ""
+        if sys.platform.startswith("linux"):
+            devices = ", ".join(sorted(glob.glob("/dev/video*"))) or "no /dev/video* device"
+            here = f" (this machine has {devices})"
         return f"no camera at index {source.target}, or it is in use by another program{here}"
     if source.kind == "file":
         return f"{source.name}: not a video FFmpeg can open"
@@ -180,13 +180,14 @@ class Grabber:
             try:
                 self._cap = self._reopen()
             except CaptureError as e:
-                why = f"attempt {attempt} failed: {_without_name(str(e), self.source.name)}"
+                # Shown next to the source's name already: the error's text without it in front.
+                why = f"attempt {attempt} failed: {str(e).removeprefix(f'{self.source.name}: ')}"
                 continue
             down = time.monotonic() - lost_at
             self._event("reconnected", attempt, f"reconnected after {down:.1f} s (attempt {attempt} of {attempts})")
             return True
-        message = f"stopped sending frames; {attempts} reconnect attempt(s) failed (--reconnect)"
         self._event("failed", attempts, f"{why}; gave up")
+        message = f"stopped sending frames; {attempts} reconnect attempt(s) failed (--reconnect)"
         raise CaptureError(f"{self.source.name}: {message}")
 
     def _event(self, kind: str, attempt: int, message: str) -> None:
@@ -216,11 +217,6 @@ def _position_ms(cap: Capture) -> float:
         return float(get(cv2.CAP_PROP_POS_MSEC)) if get is not None else math.nan
     except (cv2.error, TypeError, ValueError):
         return math.nan
-
-
-def _without_name(message: str, name: str) -> str:
-    """An error's text without the source's name in front, for events shown next to that name."""
-    return message.removeprefix(f"{name}: ")
 
 
 def file_fps(source: Source) -> float:

@@ -10,6 +10,7 @@ import numpy as np
 
 from vivit_cli.live.text import Warn, draw_text, text_width
 from vivit_cli.results import Prediction
+from vivit_cli.writers.tables import percent
 
 PANEL_ALPHA = 0.6  # opacity of the dark panel behind the text
 TEXT_COLOUR = (255, 255, 255)
@@ -21,6 +22,8 @@ MIN_LINE_HEIGHT_PX = 14
 MAX_SHRINK = 0.75  # a row too wide for the frame shrinks the text down to this fraction; past it, labels wrap
 SCORE_GAP = "  "  # between a label and its score
 FONT_PX_PER_LINE = 0.75  # font size per line height: room for accents above and descenders below
+BASELINE = 0.68  # of a line's height, from its top to the text's baseline
+BAR_TOP, BAR_BOTTOM = 0.8, 0.92  # of a line's height, from its top: the score bar under the text
 NO_LABEL = "no label"  # drawn for a scored window whose every prediction was left out (--min-score, --threshold)
 
 
@@ -62,7 +65,7 @@ def layout_labels(
     rows = ([(title, None)] if title else []) + [(p.label, p.score) for p in predictions]
     if not predictions and empty:
         rows.append((empty, None))
-    texts = [text if score is None else f"{text}{SCORE_GAP}{100 * score:.1f}%" for text, score in rows]
+    texts = [text if score is None else f"{text}{SCORE_GAP}{percent(score)}" for text, score in rows]
     if texts:
         widest = max(text_width(t, _font_px(line)) for t in texts)
         room = width - 2 * (line // 3)
@@ -80,7 +83,7 @@ def layout_labels(
         if any(t.bar_score is not None for t in lines) and y + len(block) * line + pad > height:
             break  # past the best prediction, a whole one or none: rows past the bottom would be cut in half
         for i, part in enumerate(block):
-            lines.append(TextLine(part, pad, y + int(line * 0.68), score if i == len(block) - 1 else None))
+            lines.append(TextLine(part, pad, y + int(line * BASELINE), score if i == len(block) - 1 else None))
             y += line
     if not lines:
         return Layout((), 0, 0, line, px, pad)
@@ -110,10 +113,10 @@ def draw_labels(
     line, pad = layout.line_px, layout.pad
     for t in layout.lines:
         if t.bar_score is not None:
-            top = t.y - int(line * 0.68)
+            top = t.y - int(line * BASELINE)
             bar_w = int((layout.panel_w - 2 * pad) * max(0.0, min(1.0, t.bar_score)))
             if bar_w > 0:  # cv2.rectangle's corners are inclusive: a bar of width 0 would still be 1 px wide
-                corner1, corner2 = (pad, top + int(line * 0.8)), (pad + bar_w - 1, top + int(line * 0.92))
+                corner1, corner2 = (pad, top + int(line * BAR_TOP)), (pad + bar_w - 1, top + int(line * BAR_BOTTOM))
                 cv2.rectangle(out, corner1, corner2, BAR_COLOUR, -1)
         draw_text(out, t.text, (t.x, t.y), layout.font_px, TEXT_COLOUR, warn)
     return out
@@ -129,7 +132,7 @@ def _wrap(text: str, score: float | None, room: int, px: int) -> list[str]:
     words = text.split() or [""]
     pieces = [p for word in words for p in _split_word(word, room, px)]
     if score is not None:
-        pieces.append(f"{100 * score:.1f}%")
+        pieces.append(percent(score))
     lines: list[str] = []
     for i, piece in enumerate(pieces):
         gap = SCORE_GAP if score is not None and i == len(pieces) - 1 else " "
@@ -143,11 +146,12 @@ def _wrap(text: str, score: float | None, room: int, px: int) -> list[str]:
 
 def _shorten(text: str, score: float | None, room: int, px: int) -> str:
     """`text` and its score on one line at most `room` pixels wide: the label cut short (".."), the score whole."""
-    tail = "" if score is None else f" {100 * score:.1f}%"  # a frame this small has no room for SCORE_GAP
-    n = len(text)
-    while n > 0 and text_width(f"{text[:n]}{'..' if n < len(text) else ''}{tail}", px) > room:
-        n -= 1
-    return f"{text[:n]}{'..' if n < len(text) else ''}{tail}" if n else tail.strip() or text[:1]
+    tail = "" if score is None else f" {percent(score)}"  # a frame this small has no room for SCORE_GAP
+    for n in range(len(text), 0, -1):
+        line = f"{text[:n]}{'..' if n < len(text) else ''}{tail}"
+        if text_width(line, px) <= room:
+            return line
+    return tail.strip() or text[:1]
 
 
 def _split_word(word: str, room: int, px: int) -> list[str]:

@@ -52,12 +52,7 @@ FC_TIMEOUT_S = 5.0  # a fontconfig call builds its cache the first time; past th
 MAX_SCANNED = 200  # fonts tried for a character the well-known ones lack, when fontconfig cannot say which have it
 CHECK_PX = 32  # size at which a character's rendering is compared with the font's "no glyph" box
 NO_GLYPH = "\U0010fffd"  # a private-use code point no font maps: it renders as the font's .notdef box
-SUGGESTED = {
-    "CJK": "Noto Sans CJK",
-    "HIRAGANA": "Noto Sans CJK",
-    "KATAKANA": "Noto Sans CJK",
-    "HANGUL": "Noto Sans CJK",
-}
+SUGGESTED = dict.fromkeys(("CJK", "HIRAGANA", "KATAKANA", "HANGUL"), "Noto Sans CJK")  # by script; else Noto Sans
 SCRIPT_WORDS = ("LETTER", "SYLLABLE", "IDEOGRAPH", "CHARACTER", "DIGIT", "VOWEL", "SIGN")  # in a character's name
 
 
@@ -124,21 +119,20 @@ class FontBook:
 
     def has(self, path: str, ch: str) -> bool:
         """Whether the font draws `ch` with a glyph of its own, not its "no glyph" box."""
+        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf"):
+            return True  # drawn as nothing, or as a gap, by any font
         key = (path, ch)
         if key not in self._has:
-            if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf"):
-                self._has[key] = True  # drawn as nothing, or as a gap, by any font
-            else:
-                try:
-                    # Without shaping: a character the font's cmap lacks becomes glyph 0, and raqm would draw a
-                    # lone combining mark on a dotted circle the font has.
-                    font = load(path, CHECK_PX, ImageFont.Layout.BASIC)
-                    if path not in self._no_glyph:
-                        self._no_glyph[path] = _rendering(font, NO_GLYPH)
-                    self._has[key] = _rendering(font, ch) != self._no_glyph[path]
-                except OSError:  # not a font Pillow reads: skipped from now on
-                    self._broken.add(path)
-                    self._has[key] = False
+            try:
+                # Without shaping: a character the font's cmap lacks becomes glyph 0, and raqm would draw a
+                # lone combining mark on a dotted circle the font has.
+                font = load(path, CHECK_PX, ImageFont.Layout.BASIC)
+                if path not in self._no_glyph:
+                    self._no_glyph[path] = _rendering(font, NO_GLYPH)
+                self._has[key] = _rendering(font, ch) != self._no_glyph[path]
+            except OSError:  # not a font Pillow reads: skipped from now on
+                self._broken.add(path)
+                self._has[key] = False
         return self._has[key]
 
     def pick(self, text: str) -> Pick:
@@ -169,7 +163,8 @@ class FontBook:
             if wanted[0] in best[1]:
                 self._hopeless.add(scripts(wanted[0])[0])
         if best[0] is None:  # no font, or not one file Pillow reads
-            return Pick(None, not_ascii(chars))
+            # OpenCV's own font draws the text: it lacks all but printable ASCII.
+            return Pick(None, "".join(sorted(ch for ch in chars if not 32 <= ord(ch) < 127)))
         if best[0] not in self._found and best[0] != self.paths[0]:
             self._found.append(best[0])
         return Pick(best[0], "".join(best[1]))
@@ -224,8 +219,3 @@ def scripts(chars: Iterable[str]) -> list[str]:
         words = unicodedata.name(ch, "").split()
         out.add(words[0] if len(words) > 1 and any(w.split("-")[0] in SCRIPT_WORDS for w in words[1:]) else "")
     return sorted(out)
-
-
-def not_ascii(chars: Iterable[str]) -> str:
-    """The characters OpenCV's own font lacks: all but printable ASCII."""
-    return "".join(sorted(ch for ch in chars if not 32 <= ord(ch) < 127))

@@ -25,8 +25,8 @@ from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video import decode, probe
 from vivit_cli.video.names import ffmpeg_name
 
-SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers both H.264 and mp4v go into
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
+SUFFIXES = (*MP4_SUFFIXES, ".mkv")  # containers both H.264 and mp4v go into
 MAX_LABELS = 3  # rows on the frame: more would hide the picture
 H264_ENCODERS = ("libx264", "libopenh264", "h264")  # PyAV encoder names, best first
 H264_CRF = "20"  # x264 constant quality (lower is better; its default is 23): keeps the label text crisp
@@ -64,27 +64,30 @@ def write_overlay(
     info = probe.open_video(timeline.source)
     # 4:2:0 video, the only kind every browser plays, needs even sides: an odd one gets its edge repeated.
     width, height = info.width + info.width % 2, info.height + info.height % 2
-    encoder = _H264(out, width, height, info.fps) if h264_encoder() else _Mp4v(out, width, height, info.fps)
-    frames = decode.iter_frames(timeline.source, info)
+    h264 = h264_encoder()
     count = 0
-    try:
-        with contextlib.closing(frames):
-            for _, t, rgb in frames:
-                assert rgb is not None  # iter_frames without `wanted` converts every frame
-                window = timeline.window_at(t)
-                if window is not None:
-                    rgb = draw_labels(rgb, window.predictions[:k], clock(t - timeline.start_s), NO_LABEL, warn)
-                if rgb.shape[:2] != (height, width):
-                    rgb = np.pad(rgb, ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
-                encoder.write(rgb, t - timeline.start_s)
-                count += 1
-                if progress:
-                    progress(count, info.frame_count)
-    except BaseException:
-        encoder.close(flush=False)  # the error (or Ctrl-C) matters, not the half-written file's tail
-        raise
-    encoder.close()
-    note = None if isinstance(encoder, _H264) else FALLBACK_NOTE
+    # The name lives until the encoder is closed: PyAV opens the file at the first frame, and faststart reopens it
+    # to move the index to the front.
+    with ffmpeg_name(out) as name:
+        encoder = _H264(name, out, h264, width, height, info.fps) if h264 else _Mp4v(name, out, width, height, info.fps)
+        try:
+            with contextlib.closing(decode.iter_frames(timeline.source, info)) as frames:
+                for _, t, rgb in frames:
+                    assert rgb is not None  # iter_frames without `wanted` converts every frame
+                    window = timeline.window_at(t)
+                    if window is not None:
+                        rgb = draw_labels(rgb, window.predictions[:k], clock(t - timeline.start_s), NO_LABEL, warn)
+                    if rgb.shape[:2] != (height, width):
+                        rgb = np.pad(rgb, ((0, height - rgb.shape[0]), (0, width - rgb.shape[1]), (0, 0)), mode="edge")
+                    encoder.write(rgb, t - timeline.start_s)
+                    count += 1
+                    if progress:
+                        progress(count, info.frame_count)
+        except BaseException:
+            encoder.close(flush=False)  # the error (or Ctrl-C) matters, not the half-written file's tail
+            raise
+        encoder.close()
+    note = encoder.note
     if (width, height) != (info.width, info.height):
         note = (note + "; " if note else "") + f"padded {info.width}x{info.height} to even sides {width}x{height}"
     return OverlayResult(str(out), encoder.codec, count, width, height, note)
@@ -108,43 +111,39 @@ def h264_encoder() -> str | None:
     except ImportError:
         return None
     for name in H264_ENCODERS:
-        try:
+        with contextlib.suppress(ValueError):  # PyAV's UnknownCodecError: this build lacks that encoder
             av.codec.Codec(name, "w")
-        except ValueError:  # PyAV's UnknownCodecError: this build lacks that encoder
-            continue
-        return name
+            return name
     return None
+
+
+def _cannot_write(out: Path, why: object) -> SourceError:
+    return SourceError(f"{shown_path(out)}: cannot write the overlay there ({why})")
 
 
 class _H264:
     """Frames -> H.264 (yuv420p, +faststart) through PyAV, each frame at its own timestamp (VFR stays VFR)."""
 
     codec = "h264"
+    note = None
 
-    def __init__(self, out: Path, width: int, height: int, fps: float) -> None:
+    def __init__(self, name: str, out: Path, encoder: str, width: int, height: int, fps: float) -> None:
         import av
 
-        # The name lives until close: PyAV opens the file at the first frame, and faststart reopens it to move the
-        # index to the front.
-        self._name = contextlib.ExitStack()
-        name = self._name.enter_context(ffmpeg_name(out))
         try:
             # faststart puts the index first, so a browser plays the file before it has all of it.
             options = {"movflags": "+faststart"} if out.suffix.lower() in MP4_SUFFIXES else {}
             self.container = av.open(name, "w", options=options)
         except (OSError, av.error.FFmpegError) as e:
-            self._name.close()
-            raise SourceError(f"{shown_path(out)}: cannot write the overlay there ({e})") from None
+            raise _cannot_write(out, e) from None
         try:
-            name = h264_encoder()
-            self.stream: Any = self.container.add_stream(name, rate=Fraction(fps).limit_denominator(1001))
+            self.stream: Any = self.container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001))
             self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
-            if name == "libx264":  # other encoders would warn about an option they do not know
+            if encoder == "libx264":  # other encoders would warn about an option they do not know
                 self.stream.options = {"crf": H264_CRF}
             self.stream.codec_context.time_base = Fraction(1, PTS_PER_S)
         except Exception:
             self.container.close()
-            self._name.close()
             raise
         self.out, self.last_pts = out, -1
 
@@ -171,31 +170,22 @@ class _H264:
             except Exception:
                 if flush:  # when aborting, the error that stopped us is the one to report
                     raise
-            finally:
-                self._name.close()
 
 
 class _Mp4v:
     """Frames -> MPEG-4 Part 2 through OpenCV at a constant rate: the fallback that needs no extra package."""
 
     codec = FALLBACK_FOURCC
+    note = FALLBACK_NOTE
 
-    def __init__(self, out: Path, width: int, height: int, fps: float) -> None:
-        self._name = contextlib.ExitStack()
-        name = self._name.enter_context(ffmpeg_name(out))
+    def __init__(self, name: str, out: Path, width: int, height: int, fps: float) -> None:
         self.writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*FALLBACK_FOURCC), fps, (width, height))
         if not self.writer.isOpened():
             self.writer.release()
-            self._name.close()
-            raise SourceError(
-                f"{shown_path(out)}: cannot write the overlay there (OpenCV could not open an mp4v writer)"
-            )
+            raise _cannot_write(out, "OpenCV could not open an mp4v writer")
 
     def write(self, rgb: np.ndarray, t: float) -> None:
         self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
     def close(self, flush: bool = True) -> None:
-        try:
-            self.writer.release()
-        finally:
-            self._name.close()
+        self.writer.release()

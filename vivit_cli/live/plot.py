@@ -3,6 +3,7 @@ axis, a legend."""
 
 from __future__ import annotations
 
+import collections
 import math
 from pathlib import Path
 
@@ -29,19 +30,12 @@ TICK_STEPS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800
 FONT_PX = 13  # the font's size
 TITLE_PX = 16
 FILL_ALPHA = 0.18  # of the area under each score curve
+DASH_PX = 6  # dashes of the threshold line, and the gaps between them
 
-# Tableau 10 as BGR: distinct for most colour-blind readers and on paper.
+# Tableau 10 (RGB hex, reversed into OpenCV's BGR): distinct for most colour-blind readers and on paper.
 PALETTE = [
-    (180, 119, 31),
-    (14, 127, 255),
-    (44, 160, 44),
-    (40, 39, 214),
-    (189, 103, 148),
-    (75, 86, 140),
-    (194, 119, 227),
-    (34, 189, 188),
-    (207, 190, 23),
-    (127, 127, 127),
+    tuple(bytes.fromhex(rgb)[::-1])
+    for rgb in ("1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "bcbd22", "17becf", "7f7f7f")
 ]
 OTHER = (200, 200, 200)  # labels past MAX_LABELS
 UNSURE = (238, 238, 238)  # stretches below the threshold
@@ -51,30 +45,25 @@ GRID = (225, 225, 225)
 MUTED = (120, 120, 120)
 
 
-def top_labels(timeline: Timeline) -> list[int]:
-    """Class ids that are some window's top-1, most time in segments first (then most time as top-1)."""
-    in_segments, as_top = _label_times(timeline)
-    return sorted(as_top, key=lambda i: (-in_segments.get(i, 0.0), -as_top[i], i))[:MAX_LABELS]
-
-
 def _label_times(timeline: Timeline) -> tuple[dict[int, float], dict[int, float]]:
     """Seconds per class id: in segments of that label, and in cells whose window has it as top-1."""
-    in_segments: dict[int, float] = {}
+    in_segments: dict[int, float] = collections.defaultdict(float)
     for s in timeline.segments:
-        i = timeline.windows[s.first_window].predictions[0].index
-        in_segments[i] = in_segments.get(i, 0.0) + s.end_s - s.start_s
-    as_top: dict[int, float] = {}
+        in_segments[timeline.windows[s.first_window].predictions[0].index] += s.end_s - s.start_s
+    as_top: dict[int, float] = collections.defaultdict(float)
     for w, (a, b) in zip(timeline.windows, timeline.cells, strict=True):
         if w.predictions:  # a window with no label (--min-score) is top-1 for none
-            as_top[w.predictions[0].index] = as_top.get(w.predictions[0].index, 0.0) + b - a
+            as_top[w.predictions[0].index] += b - a
     return in_segments, as_top
 
 
 def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None = None) -> np.ndarray:
     """The picture as a BGR uint8 image (H, width, 3); `warn` hears of characters no installed font has."""
-    shown = top_labels(timeline)
+    in_segments, as_top = _label_times(timeline)
+    # Labels with a colour: some window's top-1, most time in segments first (then most time as top-1).
+    shown = sorted(as_top, key=lambda i: (-in_segments.get(i, 0.0), -as_top[i], i))[:MAX_LABELS]
     colour = {i: PALETTE[n % len(PALETTE)] for n, i in enumerate(shown)}
-    legend_rows = _legend_layout(timeline, shown, width)
+    legend_rows = _legend_layout(timeline, in_segments, colour, width)
     rows = 1 + max((row for *_, row in legend_rows), default=0)
     height = TITLE_H_PX + STRIP_H_PX + GAP_PX + CHART_H_PX + AXIS_H_PX + GAP_PX + LEGEND_ROW_H_PX * rows + GAP_PX
     img = np.full((height, width, 3), BACKGROUND, np.uint8)
@@ -115,9 +104,10 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None =
     for p in (0.0, 0.25, 0.5, 0.75, 1.0):
         cv2.line(img, (left, y_of(p)), (right, y_of(p)), GRID, 1)
         draw_text(img, f"{100 * p:.0f}%", (8, y_of(p) + 5), FONT_PX, MUTED)
-    _dashed(img, y_of(timeline.threshold), left, right, MUTED)
-    threshold = f"threshold {100 * timeline.threshold:.0f}%"
-    draw_text(img, threshold, (right - 130, y_of(timeline.threshold) - 5), FONT_PX, MUTED)
+    threshold_y = y_of(timeline.threshold)
+    for x in range(left, right, 2 * DASH_PX):  # a dashed line
+        cv2.line(img, (x, threshold_y), (min(x + DASH_PX, right), threshold_y), MUTED, 1)
+    draw_text(img, f"threshold {100 * timeline.threshold:.0f}%", (right - 130, threshold_y - 5), FONT_PX, MUTED)
     for idx in reversed(shown):  # the longest-held label last, on top
         points = []
         for (a, b), p in zip(timeline.cells, timeline.probs[:, idx], strict=True):
@@ -131,7 +121,7 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None =
     cv2.rectangle(img, (left, top), (right, bottom), MUTED, 1)
 
     # The time axis.
-    step = _tick_step(t1 - t0)
+    step = next((s for s in TICK_STEPS_S if (t1 - t0) / s <= MAX_TICKS), TICK_STEPS_S[-1])
     decimals = 1 if step < 1 else 0
     for k in range(math.ceil(t0 / step - 1e-9), math.floor(t1 / step + 1e-9) + 1):
         t = k * step
@@ -176,16 +166,14 @@ def save_plot(timeline: Timeline, path: str | Path, width: int = WIDTH_PX, warn:
     return path
 
 
-def _legend_layout(timeline: Timeline, shown: list[int], width: int) -> list[tuple[str, tuple, int, int]]:
-    """(text, colour, x, row) per legend entry, wrapped to the width."""
+def _legend_layout(
+    timeline: Timeline, in_segments: dict[int, float], colour: dict[int, tuple], width: int
+) -> list[tuple[str, tuple, int, int]]:
+    """(text, colour, x, row) per legend entry (`colour`: the shown labels'), wrapped to the width."""
     # Shares of the video in segments, as the strip shows them; the rest is below the threshold.
     total = (timeline.end_s - timeline.start_s) or 1.0
-    in_segments, _ = _label_times(timeline)
-    entries = [
-        (f"{timeline.labels[i]}  {100 * in_segments.get(i, 0.0) / total:.0f}%", PALETTE[n % len(PALETTE)])
-        for n, i in enumerate(shown)
-    ]
-    other = sum(t for i, t in in_segments.items() if i not in shown)
+    entries = [(f"{timeline.labels[i]}  {100 * in_segments.get(i, 0.0) / total:.0f}%", colour[i]) for i in colour]
+    other = sum(t for i, t in in_segments.items() if i not in colour)
     if other:
         entries.append((f"other  {100 * other / total:.0f}%", OTHER))
     unsure = total - sum(in_segments.values())
@@ -199,10 +187,6 @@ def _legend_layout(timeline: Timeline, shown: list[int], width: int) -> list[tup
         out.append((text, fill, x, row))
         x += w
     return out
-
-
-def _tick_step(duration_s: float) -> float:
-    return next((s for s in TICK_STEPS_S if duration_s / s <= MAX_TICKS), TICK_STEPS_S[-1])
 
 
 def _fit(text: str, max_w: int, px: int) -> str:
@@ -219,8 +203,3 @@ def _ink_on(fill: tuple) -> tuple:
     """Black or white text, whichever reads better on `fill` (BGR)."""
     b, g, r = fill
     return INK if 0.299 * r + 0.587 * g + 0.114 * b > 150 else BACKGROUND
-
-
-def _dashed(img: np.ndarray, y: int, x0: int, x1: int, colour: tuple, dash: int = 6) -> None:
-    for x in range(x0, x1, 2 * dash):
-        cv2.line(img, (x, y), (min(x + dash, x1), y), colour, 1)

@@ -12,23 +12,11 @@ from vivit_cli.results import shown_path
 from vivit_cli.video.sampling import DEFAULT_STRIDE
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
-
-
 OPEN_TIMEOUT_S = 10.0  # seconds a stream may take to answer before it counts as unreachable
-
-
 READ_TIMEOUT_S = 10.0  # seconds without a frame before a stream counts as dropped
-
-
 RECONNECT_ATTEMPTS = 5  # reopenings of a dropped stream before giving up
-
-
 BACKOFF_S = 0.5  # seconds before the first reopening; doubles with each failed attempt ...
-
-
 WEBCAM_EVERY = 8  # frames between predictions
-
-
 TOP_K = 5  # labels per prediction
 
 

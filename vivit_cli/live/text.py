@@ -22,7 +22,7 @@ def text_width(text: str, px: int) -> int:
     text = unicodedata.normalize("NFC", text)
     pick = book().pick(text)
     if pick.path is None:
-        return cv2.getTextSize(_ascii(text), HERSHEY, px / HERSHEY_PX_PER_SCALE, _thickness(px))[0][0]
+        return cv2.getTextSize(_ascii(text), HERSHEY, *_hershey(px))[0][0]
     return _advance(pick.path, max(1, px), text)
 
 
@@ -43,8 +43,8 @@ def draw_text(
             warn(note)
     x, y = origin
     if pick.path is None:
-        thickness = _thickness(px)
-        cv2.putText(frame, _ascii(text), (x, y), HERSHEY, px / HERSHEY_PX_PER_SCALE, colour, thickness, cv2.LINE_AA)
+        scale, thickness = _hershey(px)
+        cv2.putText(frame, _ascii(text), (x, y), HERSHEY, scale, colour, thickness, cv2.LINE_AA)
         return
     # Only the text's box is drawn, from a mask kept while the same lines are drawn frame after frame.
     alpha, left, top = _mask(pick.path, max(1, px), text)
@@ -79,5 +79,6 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
-def _thickness(px: int) -> int:
-    return max(1, round(px / 12))
+def _hershey(px: int) -> tuple[float, int]:
+    """OpenCV's font scale and stroke thickness for text `px` high."""
+    return px / HERSHEY_PX_PER_SCALE, max(1, round(px / 12))

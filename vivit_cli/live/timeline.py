@@ -6,6 +6,7 @@ Torch, NumPy and OpenCV are imported inside `scan` so that the CLI can read this
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,34 +64,22 @@ def merge_segments(
 ) -> tuple[Segment, ...]:
     """Runs of adjacent windows with the same top-1 label scoring at least `threshold`, over their cells. A window
     with no label (its top-1 was under --min-score) breaks a run, as a weak one does."""
-    segments: list[Segment] = []
-    run: list[Window] = []
 
-    def close() -> None:
-        if run:
-            score = sum(w.predictions[0].score for w in run) / len(run)
-            segments.append(
-                Segment(
-                    len(segments),
-                    run[0].predictions[0].label,
-                    score,
-                    spans[run[0].index][0],
-                    spans[run[-1].index][1],
-                    run[0].index,
-                    run[-1].index,
-                )
-            )
-            run.clear()
-
-    for w in windows:
+    def top_index(w: Window) -> int | None:  # None: the window joins no run
         top = w.predictions[0] if w.predictions else None
-        if top is None or top.score < threshold:
-            close()
+        return top.index if top is not None and top.score >= threshold else None
+
+    segments: list[Segment] = []
+    for index, group in itertools.groupby(windows, top_index):
+        if index is None:
             continue
-        if run and run[-1].predictions[0].index != top.index:
-            close()
-        run.append(w)
-    close()
+        run = list(group)
+        first, last = run[0], run[-1]
+        score = sum(w.predictions[0].score for w in run) / len(run)
+        label = first.predictions[0].label
+        segments.append(
+            Segment(len(segments), label, score, spans[first.index][0], spans[last.index][1], first.index, last.index)
+        )
     return tuple(segments)
 
 
@@ -134,10 +123,8 @@ class _Scanner:
         return self._opens(t) or any(self._samples(w, index) for w in self.open)
 
     def add(self, index: int, t: float, rgb: Any) -> None:
-        for w in self.open:  # the frame after a window's last frame tells when that window ends
-            if w.last == index - 1:
-                w.end_s = t
-        self._finish([w for w in self.open if w.end_s is not None])
+        # The frame after a window's last frame tells when that window ends.
+        self._finish([w for w in self.open if w.last == index - 1], t)
         if self._opens(t):
             if self.t0 is None:
                 self.t0 = t
@@ -146,27 +133,23 @@ class _Scanner:
             # opens at the first frame at or after the next multiple of the step.
             steps = int((t - self.t0) / self.every_s + STEP_TOLERANCE) + 1
             self.next_start_s = self.t0 + steps * self.every_s
-        if rgb is not None and any(self._samples(w, index) for w in self.open):
+        sampling = [w for w in self.open if self._samples(w, index)]
+        if rgb is not None and sampling:
             tensor = self._preprocess(rgb)
-            for w in self.open:
-                if self._samples(w, index):
-                    w.frames.append(tensor)
-                    w.indices.append(index)
+            for w in sampling:
+                w.frames.append(tensor)
+                w.indices.append(index)
 
     def finish(self, last: int, end_s: float) -> None:
         """At frame `last`, the video's last: close the windows that end there; if none does, the first one
         still open holds its last frame to cover the tail (later ones would be mostly held frames)."""
-        ending = [w for w in self.open if w.last == last]
-        for w in ending:
-            w.end_s = end_s
-        self._finish(ending)
+        self._finish([w for w in self.open if w.last == last], end_s)
         if self.open and self.covered_to < last:
             w = self.open[0]
             missing = self.classifier.config.num_frames - len(w.frames)
             w.frames += [w.frames[-1]] * missing
             w.indices += [w.indices[-1]] * missing
-            w.end_s = end_s
-            self._finish([w])
+            self._finish([w], end_s)
         self.open.clear()
         self._score()
 
@@ -184,8 +167,10 @@ class _Scanner:
         crops = [self.classifier.preprocess(rgb[None], crop=where) for where in CROP_NAMES[self.views.crops]]
         return torch.cat(crops)  # (crops, C, S, S)
 
-    def _finish(self, complete: list[_Open]) -> None:
+    def _finish(self, complete: list[_Open], end_s: float) -> None:
+        """Move complete windows, which end at `end_s`, to the batch; score it when full."""
         for w in complete:
+            w.end_s = end_s
             self.covered_to = max(self.covered_to, w.indices[-1])
             self.open.remove(w)
             self.done.append(w)
