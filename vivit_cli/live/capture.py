@@ -217,10 +217,3 @@ def _position_ms(cap: Capture) -> float:
         return float(get(cv2.CAP_PROP_POS_MSEC)) if get is not None else math.nan
     except (cv2.error, TypeError, ValueError):
         return math.nan
-
-
-def file_fps(source: Source) -> float:
-    """A file's checked frame rate (OpenCV's is distrusted), for pacing and timestamps."""
-    from vivit_cli.video.probe import open_video
-
-    return open_video(str(source.target)).fps

@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 
 from vivit_cli.errors import VideoError
-from vivit_cli.live.capture import Grabber, file_fps, open_capture
+from vivit_cli.live.capture import Grabber, open_capture
 from vivit_cli.live.frames import Frame, RingBuffer
 from vivit_cli.live.settings import CaptureSettings, LiveSettings, Source, check_settings
 from vivit_cli.results import LiveEvent, LivePrediction, Prediction
+from vivit_cli.video.probe import open_video
 
 TICK_S = 1 / 60  # seconds between display refreshes (and stop checks) of the main thread
 JOIN_TIMEOUT_S = 5.0  # seconds to wait for a thread at shutdown; a stream read may hang up to its read timeout
@@ -133,7 +134,8 @@ def run_live(
     open_source replaces opening the real source (tests pass fakes with read() and release()).
     """
     check_settings(source, settings)
-    fps = file_fps(source) if source.kind == "file" and open_source is None else None
+    # A file's checked frame rate (OpenCV's is distrusted), for pacing and timestamps.
+    fps = open_video(str(source.target)).fps if source.kind == "file" and open_source is None else None
     capture = capture or CaptureSettings()
     ring = RingBuffer(settings.span(model.num_frames))
     opener = open_source or functools.partial(open_capture, source, capture)
