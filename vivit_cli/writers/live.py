@@ -8,6 +8,7 @@ from datetime import datetime
 
 from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Segment, Timeline, Window, shown_path
 from vivit_cli.writers.records import (
+    BEST_COLUMNS,
     MODEL_COLUMNS,
     SECONDS_DECIMALS,
     TIME_DECIMALS,
@@ -110,10 +111,7 @@ WEBCAM_COLUMNS = (
     "last_s",
     "latency_s",
     "smoothed_over",
-    "label",
-    "score",
-    "top_labels",
-    "top_scores",
+    *BEST_COLUMNS,
     *MODEL_COLUMNS,
     "attempt",
     "message",
