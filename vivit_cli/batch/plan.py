@@ -148,28 +148,38 @@ def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
     Error rows of the files about to be retried are dropped first, so every file has one row in the end.
     The rewrite goes through a temporary file and a rename: an interrupt leaves the old file or the new one.
     """
-    if job.fmt == PARQUET:
-        assert job.out is not None
-        retry = {path_key(p) for p in job.todo} if job.resume else None
-        with parquet.open_parquet(job.out, retry, path_key, job.table) as rows:
-            yield rows
-        return
     if job.out is None:
-        writer = get_writer(job.fmt, stdout, job.schema)
-        try:
+        with get_writer(job.fmt, stdout, job.schema) as writer:
             yield writer
-        finally:
-            writer.finish()
         return
-    append = job.resume and os.path.isfile(job.out)
-    if append:
-        _rewrite_kept(job)
-    with open(job.out, "a" if append else "w", encoding="utf-8", newline="") as stream:
-        writer = get_writer(job.fmt, stream, job.schema, append=append)
-        try:
+    resume = job.resume and os.path.isfile(job.out)
+    if job.fmt == PARQUET:
+        with parquet.open_parquet(job.out, job.table, _kept(job) if resume else ()) as writer:
             yield writer
-        finally:
-            writer.finish()
+        return
+    if resume:
+        tmp = Path(job.out).with_name(f".{Path(job.out).name}.resume-tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as stream, get_writer(job.fmt, stream, job.schema) as kept:
+            for record in _kept(job):
+                kept.write(record)
+        os.replace(tmp, job.out)
+    with (
+        open(job.out, "a" if resume else "w", encoding="utf-8", newline="") as stream,
+        get_writer(job.fmt, stream, job.schema, append=resume) as writer,
+    ):
+        yield writer
+
+
+def _kept(job: Plan) -> Iterator[dict[str, Any]]:
+    """The rows of job.out that --resume keeps: each file's first, unless the file is about to be retried."""
+    assert job.out is not None
+    retry = {path_key(p) for p in job.todo}
+    seen: set[str] = set()
+    for record in read_records(job.out, job.fmt):
+        key = path_key(str(record.get("path")))
+        if key not in retry and key not in seen:
+            seen.add(key)
+            yield record
 
 
 @contextmanager
@@ -177,23 +187,6 @@ def open_output_lazily(job: Plan, stdout: IO[str]) -> Iterator[LazyWriter]:
     """open_output, when the first row comes (a Ray job that fails before leaves an existing --out as it was)."""
     with ExitStack() as stack:
         yield LazyWriter(lambda: stack.enter_context(open_output(job, stdout)))
-
-
-def _rewrite_kept(job: Plan) -> None:
-    assert job.out is not None
-    retry = {path_key(p) for p in job.todo}
-    seen: set[str] = set()
-    tmp = Path(job.out).with_name(f".{Path(job.out).name}.resume-tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as stream:
-        writer = get_writer(job.fmt, stream, job.schema)
-        for record in read_records(job.out, job.fmt):
-            key = path_key(str(record.get("path")))
-            if key in retry or key in seen:
-                continue
-            seen.add(key)
-            writer.write(record)
-        writer.finish()
-    os.replace(tmp, job.out)
 
 
 def default_batch_size(device: str) -> int:
