@@ -43,8 +43,6 @@ __all__ = [
     "open_output",
 ]
 
-Writer = RecordWriter  # where rows go: CSV, JSON or JSONL text, or Parquet
-
 # Views (clips x crops) per forward pass, by device (--batch-size auto). On a CPU batching barely pays (ViViT-B:
 # 8.83 s a view one at a time, 8.59 s in batches of 4) and one view a pass writes each file's row, and moves the
 # bar, as soon as the file is done. On a GPU a batch amortises the launches; with the model at tens of ms a view,
@@ -123,12 +121,15 @@ def check_model(job: Plan, info: ModelInfo) -> None:
     ours = (info.model_id, info.revision or "")
     others = sorted(m for m in job.models if not _same_model(m, ours))
     if others:
-        model, revision = others[0]
-        them = f"{model}@{revision[:12]}" if revision else model
-        me = f"{ours[0]}@{ours[1][:12]}" if ours[1] else ours[0]
         raise SourceError(
-            f"--resume: {job.out} holds rows from {them}, not {me}: resume with that --model, or write to another --out"
+            f"--resume: {job.out} holds rows from {_named(others[0])}, not {_named(ours)}: resume with that --model, "
+            "or write to another --out"
         )
+
+
+def _named(model: tuple[str, str]) -> str:
+    """(model, revision) as a message names it: the revision cut to 12 characters, as a commit is shown."""
+    return f"{model[0]}@{model[1][:12]}" if model[1] else model[0]
 
 
 def _same_model(a: tuple[str, str], b: tuple[str, str]) -> bool:
@@ -142,7 +143,7 @@ def _same_model(a: tuple[str, str], b: tuple[str, str]) -> bool:
 
 
 @contextmanager
-def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
+def open_output(job: Plan, stdout: IO[str]) -> Iterator[RecordWriter]:
     """A writer for job.out (or `stdout`); on --resume the file keeps its finished rows and loses a torn last one.
 
     Error rows of the files about to be retried are dropped first, so every file has one row in the end.
@@ -263,7 +264,7 @@ def _printable(path: str) -> str:
 class Rows:
     """The one way rows leave a run, local or on Ray: written, counted in the tally, then handed to `on_row`."""
 
-    writer: Writer
+    writer: RecordWriter  # CSV, JSON or JSONL text, or Parquet
     tally: Tally
     on_row: Callable[[dict[str, Any]], None] | None = None
 

@@ -33,10 +33,11 @@ def require_pyarrow() -> None:
         ) from None
 
 
-def _view_type() -> Any:
+def _video_types() -> dict[str, Any]:
+    """The typed columns every row of a video has; the others are strings."""
     import pyarrow as pa
 
-    return pa.struct(
+    view = pa.struct(
         [
             ("clip", pa.int64()),
             ("crop", pa.string()),
@@ -44,13 +45,7 @@ def _view_type() -> Any:
             ("timestamps_s", pa.list_(pa.float64())),
         ]
     )
-
-
-def _video_types() -> dict[str, Any]:
-    """The typed columns every row of a video has; the others are strings."""
-    import pyarrow as pa
-
-    return {"views": pa.list_(_view_type()), "duration_s": pa.float64(), "num_frames": pa.int64(), "fps": pa.float64()}
+    return {"views": pa.list_(view), "duration_s": pa.float64(), "num_frames": pa.int64(), "fps": pa.float64()}
 
 
 def _schema(columns: tuple[str, ...], types: dict[str, Any]) -> Any:
