@@ -198,9 +198,8 @@ def default_batch_size(device: str) -> int:
 def default_workers(device_type: str, cores: int | None = None) -> int:
     """Decode processes: on a CPU the model is far slower than decoding, so few; on a GPU, most of the cores."""
     cores = cores or _cores()
-    if device_type == "cpu":
-        return max(1, min(MAX_WORKERS, cores // CPU_CORES_PER_WORKER))
-    return max(1, min(MAX_WORKERS, cores - 1))
+    wanted = cores // CPU_CORES_PER_WORKER if device_type == "cpu" else cores - 1
+    return max(1, min(MAX_WORKERS, wanted))
 
 
 def _cores() -> int:
