@@ -67,7 +67,7 @@ def decode_row(row: dict[str, Any], job: DecodeJob) -> dict[str, Any]:
     attempts, why = ray.get(job.ledger.start.remote(path))
     if why is not None or attempts >= DECODE_ATTEMPTS:
         job.ledger.finish.remote(path)
-        return _failed(path, why or f"the decoder crashed its worker {attempts} times")
+        return {"path": path, "prepared": b"", "error": why or f"the decoder crashed its worker {attempts} times"}
     # A decoder stuck in native code cannot be interrupted: the watchdog takes the worker down, Ray retries the
     # task, and the ledger turns the retry into this file's error row.
     watchdog = threading.Timer(job.timeout_s, _stop_hung, (job.ledger, path, job.timeout_s))
@@ -81,10 +81,6 @@ def decode_row(row: dict[str, Any], job: DecodeJob) -> dict[str, Any]:
     if prepared is None:
         return {"path": path, "prepared": b"", "error": error}
     return {"path": path, "prepared": pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL), "error": ""}
-
-
-def _failed(path: str, why: str) -> dict[str, Any]:
-    return {"path": path, "prepared": b"", "error": why}
 
 
 def _stop_hung(ledger: Any, path: str, timeout_s: float) -> None:

@@ -25,6 +25,7 @@ from vivit_cli.results import ModelInfo
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
 from vivit_cli.video.sources import LIST_PREFIX, path_key
+from vivit_cli.writers.formats import RecordWriter
 
 EXTRA = 'pip install "vivit-cli[ray]"'
 LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, else a local one
@@ -72,10 +73,7 @@ def resolve_model(model: str | hub.ModelRef, labels: LabelSet = LabelSet()) -> C
     local = hub.fetch(model)
     config, _ = read_config(local.folder)
     labels.class_ids(config.labels)
-    if local.revision is None:
-        load_ref = os.path.abspath(local.folder)
-    else:
-        load_ref = f"{local.model_id}@{local.revision}"
+    load_ref = os.path.abspath(local.folder) if local.revision is None else f"{local.model_id}@{local.revision}"
     return ClusterModel(
         load_ref,
         ModelInfo(local.model_id, local.revision),
@@ -163,7 +161,7 @@ def run(
     paths: Sequence[str],
     model: ClusterModel,
     sizes: WorkerSizes,
-    writer: batch.Writer,
+    writer: RecordWriter,
     views: Views,
     kind: Kind,
     dtype: str = "auto",
@@ -262,17 +260,13 @@ def _dataset(
 def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
     """The dataset's rows; a failure of the job becomes our error (the workers' own, when it was one of ours)."""
     rows = iter(dataset.iter_rows())
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except Exception as e:  # Ray wraps what a task raised (as a subclass of it, too), and adds its own failures
-            ours = _our_error(e)
-            if ours is not None:
-                raise ours from e
-            raise ClusterError(f"the Ray job failed: {_root_line(str(e))} (--debug shows Ray's traceback)") from e
-        yield row
+    try:
+        yield from rows
+    except Exception as e:  # Ray wraps what a task raised (as a subclass of it, too), and adds its own failures
+        ours = _our_error(e)
+        if ours is not None:
+            raise ours from e
+        raise ClusterError(f"the Ray job failed: {_root_line(str(e))} (--debug shows Ray's traceback)") from e
 
 
 def _our_error(e: BaseException | None) -> VivitError | None:

@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vivit_cli.batch.plan import FLUSH_AFTER_S, Rows, Tally, Writer, default_batch_size
+from vivit_cli.batch.plan import FLUSH_AFTER_S, Rows, Tally, default_batch_size
 from vivit_cli.batch.pool import DONE, DecodePool
 from vivit_cli.batch.rows import Kind
 from vivit_cli.batch.worker import DecodeSpec, one_line
+from vivit_cli.writers.formats import RecordWriter
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,7 +73,7 @@ def run(
     classifier: Classifier,
     paths: Sequence[str],
     pool: DecodePool,
-    writer: Writer,
+    writer: RecordWriter,
     views: Views,
     kind: Kind,
     batch_size: int | None = None,

@@ -43,8 +43,6 @@ __all__ = [
     "open_output",
 ]
 
-Writer = RecordWriter  # where rows go: CSV, JSON or JSONL text, or Parquet
-
 # Views (clips x crops) per forward pass, by device (--batch-size auto). On a CPU batching barely pays (ViViT-B:
 # 8.83 s a view one at a time, 8.59 s in batches of 4) and one view a pass writes each file's row, and moves the
 # bar, as soon as the file is done. On a GPU a batch amortises the launches; with the model at tens of ms a view,
@@ -123,12 +121,15 @@ def check_model(job: Plan, info: ModelInfo) -> None:
     ours = (info.model_id, info.revision or "")
     others = sorted(m for m in job.models if not _same_model(m, ours))
     if others:
-        model, revision = others[0]
-        them = f"{model}@{revision[:12]}" if revision else model
-        me = f"{ours[0]}@{ours[1][:12]}" if ours[1] else ours[0]
         raise SourceError(
-            f"--resume: {job.out} holds rows from {them}, not {me}: resume with that --model, or write to another --out"
+            f"--resume: {job.out} holds rows from {_named(others[0])}, not {_named(ours)}: resume with that --model, "
+            "or write to another --out"
         )
+
+
+def _named(model: tuple[str, str]) -> str:
+    """(model, revision) as a message names it: the revision cut to 12 characters, as a commit is shown."""
+    return f"{model[0]}@{model[1][:12]}" if model[1] else model[0]
 
 
 def _same_model(a: tuple[str, str], b: tuple[str, str]) -> bool:
@@ -142,34 +143,44 @@ def _same_model(a: tuple[str, str], b: tuple[str, str]) -> bool:
 
 
 @contextmanager
-def open_output(job: Plan, stdout: IO[str]) -> Iterator[Writer]:
+def open_output(job: Plan, stdout: IO[str]) -> Iterator[RecordWriter]:
     """A writer for job.out (or `stdout`); on --resume the file keeps its finished rows and loses a torn last one.
 
     Error rows of the files about to be retried are dropped first, so every file has one row in the end.
     The rewrite goes through a temporary file and a rename: an interrupt leaves the old file or the new one.
     """
-    if job.fmt == PARQUET:
-        assert job.out is not None
-        retry = {path_key(p) for p in job.todo} if job.resume else None
-        with parquet.open_parquet(job.out, retry, path_key, job.table) as rows:
-            yield rows
-        return
     if job.out is None:
-        writer = get_writer(job.fmt, stdout, job.schema)
-        try:
+        with get_writer(job.fmt, stdout, job.schema) as writer:
             yield writer
-        finally:
-            writer.finish()
         return
-    append = job.resume and os.path.isfile(job.out)
-    if append:
-        _rewrite_kept(job)
-    with open(job.out, "a" if append else "w", encoding="utf-8", newline="") as stream:
-        writer = get_writer(job.fmt, stream, job.schema, append=append)
-        try:
+    resume = job.resume and os.path.isfile(job.out)
+    if job.fmt == PARQUET:
+        with parquet.open_parquet(job.out, job.table, _kept(job) if resume else ()) as writer:
             yield writer
-        finally:
-            writer.finish()
+        return
+    if resume:
+        tmp = Path(job.out).with_name(f".{Path(job.out).name}.resume-tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as stream, get_writer(job.fmt, stream, job.schema) as kept:
+            for record in _kept(job):
+                kept.write(record)
+        os.replace(tmp, job.out)
+    with (
+        open(job.out, "a" if resume else "w", encoding="utf-8", newline="") as stream,
+        get_writer(job.fmt, stream, job.schema, append=resume) as writer,
+    ):
+        yield writer
+
+
+def _kept(job: Plan) -> Iterator[dict[str, Any]]:
+    """The rows of job.out that --resume keeps: each file's first, unless the file is about to be retried."""
+    assert job.out is not None
+    retry = {path_key(p) for p in job.todo}
+    seen: set[str] = set()
+    for record in read_records(job.out, job.fmt):
+        key = path_key(str(record.get("path")))
+        if key not in retry and key not in seen:
+            seen.add(key)
+            yield record
 
 
 @contextmanager
@@ -177,23 +188,6 @@ def open_output_lazily(job: Plan, stdout: IO[str]) -> Iterator[LazyWriter]:
     """open_output, when the first row comes (a Ray job that fails before leaves an existing --out as it was)."""
     with ExitStack() as stack:
         yield LazyWriter(lambda: stack.enter_context(open_output(job, stdout)))
-
-
-def _rewrite_kept(job: Plan) -> None:
-    assert job.out is not None
-    retry = {path_key(p) for p in job.todo}
-    seen: set[str] = set()
-    tmp = Path(job.out).with_name(f".{Path(job.out).name}.resume-tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as stream:
-        writer = get_writer(job.fmt, stream, job.schema)
-        for record in read_records(job.out, job.fmt):
-            key = path_key(str(record.get("path")))
-            if key in retry or key in seen:
-                continue
-            seen.add(key)
-            writer.write(record)
-        writer.finish()
-    os.replace(tmp, job.out)
 
 
 def default_batch_size(device: str) -> int:
@@ -204,9 +198,8 @@ def default_batch_size(device: str) -> int:
 def default_workers(device_type: str, cores: int | None = None) -> int:
     """Decode processes: on a CPU the model is far slower than decoding, so few; on a GPU, most of the cores."""
     cores = cores or _cores()
-    if device_type == "cpu":
-        return max(1, min(MAX_WORKERS, cores // CPU_CORES_PER_WORKER))
-    return max(1, min(MAX_WORKERS, cores - 1))
+    wanted = cores // CPU_CORES_PER_WORKER if device_type == "cpu" else cores - 1
+    return max(1, min(MAX_WORKERS, wanted))
 
 
 def _cores() -> int:
@@ -270,7 +263,7 @@ def _printable(path: str) -> str:
 class Rows:
     """The one way rows leave a run, local or on Ray: written, counted in the tally, then handed to `on_row`."""
 
-    writer: Writer
+    writer: RecordWriter  # CSV, JSON or JSONL text, or Parquet
     tally: Tally
     on_row: Callable[[dict[str, Any]], None] | None = None
 

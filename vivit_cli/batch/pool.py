@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -128,12 +129,10 @@ class DecodePool:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        for w in self._slots:
-            if not kill:
-                try:
+        if not kill:
+            for w in self._slots:
+                with contextlib.suppress(OSError):
                     w.conn.send(None)
-                except OSError:
-                    pass
         deadline = time.monotonic() + (0.0 if kill else EXIT_GRACE_S)
         for w in self._slots:
             _stop_process(w, max(0.0, deadline - time.monotonic()))

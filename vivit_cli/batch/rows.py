@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vivit_cli.writers import parquet
-from vivit_cli.writers.embeddings import EMBED, embedding_error_record, embedding_record
+from vivit_cli.writers.embeddings import EMBED, embedding_record
 from vivit_cli.writers.records import BATCH, Record, Schema, error_record, result_record
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Embeddings:
         return embedding_record(classifier.embedding(prepared, scores))
 
     def error(self, path: str, message: str, model: str | None, revision: str | None) -> Record:
-        return embedding_error_record(path, message, model, revision)
+        return error_record(path, message, model, revision, empty={"embedding": None})
 
     def table(self, hidden_size: int) -> parquet.Table:
         """The rows' Parquet columns: the embedding a fixed-size list of hidden_size float32 values."""

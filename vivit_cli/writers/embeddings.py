@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from vivit_cli.results import VideoEmbedding, shown_path
-from vivit_cli.writers.records import MODEL_COLUMNS, Record, Schema, error_record, model_fields, video_fields
+from vivit_cli.results import VideoEmbedding
+from vivit_cli.writers.records import MODEL_COLUMNS, VIDEO_COLUMNS, Record, Schema, ok_record
 
 FLOAT32_DIGITS = 9  # significant digits that give a float32 back exactly from its JSON text
 
-EMBED_COLUMNS = ("path", "status", "embedding", "views", "duration_s", "num_frames", "fps", *MODEL_COLUMNS, "error")
+EMBED_COLUMNS = ("path", "status", "embedding", *VIDEO_COLUMNS, *MODEL_COLUMNS, "error")
 
 
 def embedding_record(embedding: VideoEmbedding) -> Record:
     """The JSON object for one embedded video: its vector (float32 values), the views averaged, the model."""
-    return {
-        "path": shown_path(embedding.source),
-        "status": "ok",
-        "embedding": [float(f"{x:.{FLOAT32_DIGITS}g}") for x in embedding.vector],
-        **video_fields(embedding),
-        **model_fields(embedding.model),
-    }
-
-
-def embedding_error_record(path: str, message: str, model: str | None = None, revision: str | None = None) -> Record:
-    """The JSON object for a video that could not be embedded; its `error` says why."""
-    return error_record(path, message, model, revision, empty={"embedding": None})
+    return ok_record(embedding, {"embedding": [float(f"{x:.{FLOAT32_DIGITS}g}") for x in embedding.vector]})
 
 
 def _no_csv_row(record: Record) -> Record:

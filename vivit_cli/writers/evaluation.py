@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from vivit_cli.results import ModelInfo, shown_path
 from vivit_cli.writers.records import SCORE_DECIMALS, Record, Schema, model_fields
-from vivit_cli.writers.tables import model_caption, percent
+from vivit_cli.writers.tables import model_caption, percent, titled_table
 
 if TYPE_CHECKING:
     from vivit_cli.learn.metrics import Evaluation, LabelMetrics, Outcome
@@ -108,16 +108,10 @@ def print_evaluation(console: Any, evaluation: Evaluation, model: ModelInfo, wha
     """The per-label table with accuracy in its title (`what`: the data evaluated); the confusion matrix when the
     labels are few; the first mistakes."""
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(
-        title=f"top-1 {percent(evaluation.top1)}  top-5 {percent(evaluation.top5)}  [dim]{evaluation.count} videos of "
-        f"{escape(what)}[/dim]",
-        title_justify="left",
-        caption=model_caption(model),
-        caption_justify="left",
-        show_footer=True,
-    )
+    accuracy = f"top-1 {percent(evaluation.top1)}  top-5 {percent(evaluation.top5)}"
+    title = f"{accuracy}  [dim]{evaluation.count} videos of {escape(what)}[/dim]"
+    table = titled_table(title, model_caption(model), show_footer=True)
     macro = evaluation.macro
     footers = (macro.label, percent(macro.precision), percent(macro.recall), percent(macro.f1), str(macro.support))
     for column, footer in zip(("label", "precision", "recall", "F1", "videos"), footers, strict=True):
@@ -132,9 +126,8 @@ def print_evaluation(console: Any, evaluation: Evaluation, model: ModelInfo, wha
 
 def _print_matrix(console: Any, evaluation: Evaluation) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title="confusion  [dim]rows: true label, columns: predicted[/dim]", title_justify="left")
+    table = titled_table("confusion  [dim]rows: true label, columns: predicted[/dim]")
     table.add_column(CORNER, style="dim")
     for column in evaluation.columns:
         table.add_column(escape(column), justify="right")
@@ -146,17 +139,14 @@ def _print_matrix(console: Any, evaluation: Evaluation) -> None:
 
 def _print_misses(console: Any, evaluation: Evaluation) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     misses = evaluation.misclassified
     if not misses:
         return
     more = len(misses) - TERMINAL_MISSES
-    table = Table(
-        title=f"misclassified  [dim]{len(misses)} videos, most confident first[/dim]",
-        title_justify="left",
-        caption=f"and {more} more (--out report.json lists them all)" if more > 0 else None,
-        caption_justify="left",
+    table = titled_table(
+        f"misclassified  [dim]{len(misses)} videos, most confident first[/dim]",
+        f"and {more} more (--out report.json lists them all)" if more > 0 else None,
     )
     for column in ("video", "label", "predicted", "score", "label's rank"):
         table.add_column(column, justify="right" if column in ("score", "label's rank") else "left")

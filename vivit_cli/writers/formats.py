@@ -55,6 +55,12 @@ class RecordWriter:
     def finish(self) -> None:
         """The output is complete."""
 
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.finish()  # also after an error or Ctrl-C: every row written so far stays readable
+
 
 class TextWriter(RecordWriter):
     """Records into a text stream, flushed after each, so an interrupted run leaves every finished row readable.
@@ -159,12 +165,8 @@ def open_output(path: str, schema: Schema, stdout: IO[str]) -> Iterator[TextWrit
     """A writer for the file `path` in the format its suffix names, or for JSONL on `stdout` when `path` is "-";
     finished (and the file closed) afterwards, however the block ends."""
     fmt = format_for(path, None, schema)
-    with _open_text(path, schema, stdout) as stream:
-        writer = get_writer(fmt, stream, schema)
-        try:
-            yield writer
-        finally:
-            writer.finish()
+    with _open_text(path, schema, stdout) as stream, get_writer(fmt, stream, schema) as writer:
+        yield writer
 
 
 def write_all(path: str, records: Iterable[Record], schema: Schema, stdout: IO[str]) -> None:

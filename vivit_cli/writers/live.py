@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Timeline, shown_path
+from vivit_cli.results import LiveEvent, LivePrediction, ModelInfo, Prediction, Segment, Timeline, Window, shown_path
 from vivit_cli.writers.records import (
+    BEST_COLUMNS,
     MODEL_COLUMNS,
     SECONDS_DECIMALS,
     TIME_DECIMALS,
@@ -50,43 +51,19 @@ def timeline_records(timeline: Timeline) -> list[Record]:
     for s in timeline.segments:
         first, last = timeline.windows[s.first_window], timeline.windows[s.last_window]
         label = Prediction(s.label, s.score, first.predictions[0].index)
-        rows.append(
-            _span_record(
-                common,
-                "segment",
-                s.index,
-                s.start_s,
-                s.end_s,
-                s.index,
-                s.first_window,
-                s.last_window,
-                first.frame_indices[0],
-                last.frame_indices[-1],
-                (label,),
-            )
-        )
+        frames = (first.frame_indices[0], last.frame_indices[-1])
+        rows.append(_span_record(common, "segment", s, s.index, (s.first_window, s.last_window), frames, (label,)))
     for w in timeline.windows:
+        frames = (w.frame_indices[0], w.frame_indices[-1])
         rows.append(
-            _span_record(
-                common,
-                "window",
-                w.index,
-                w.start_s,
-                w.end_s,
-                of_window.get(w.index),
-                w.index,
-                w.index,
-                w.frame_indices[0],
-                w.frame_indices[-1],
-                w.predictions,
-            )
+            _span_record(common, "window", w, of_window.get(w.index), (w.index, w.index), frames, w.predictions)
         )
     return rows
 
 
 def timeline_row(record: Record) -> Record:
     """A record -> its CSV row: null as an empty cell; a window's top-k joined with '|'."""
-    row = {k: ("" if record.get(k) is None else record[k]) for k in TIMELINE_COLUMNS}
+    row = {k: cell(record.get(k)) for k in TIMELINE_COLUMNS}
     if record["kind"] == "window":
         row.update(top_cells(record["predictions"]))
     return row
@@ -95,30 +72,27 @@ def timeline_row(record: Record) -> Record:
 def _span_record(
     common: Record,
     kind: str,
-    index: int,
-    start_s: float,
-    end_s: float,
+    span: Segment | Window,
     segment: int | None,
-    first_window: int,
-    last_window: int,
-    first_frame: int,
-    last_frame: int,
+    windows: tuple[int, int],
+    frames: tuple[int, int],
     predictions: Sequence[Prediction],
 ) -> Record:
+    """One row of `kind`: the span's time, the segment it is in, its first and last window and frame, its top-k."""
     top = [prediction_record(p) for p in predictions]
     return {
         "path": common["path"],
         "kind": kind,
-        "index": index,
-        "start_s": round(start_s, TIME_DECIMALS),
-        "end_s": round(end_s, TIME_DECIMALS),
+        "index": span.index,
+        "start_s": round(span.start_s, TIME_DECIMALS),
+        "end_s": round(span.end_s, TIME_DECIMALS),
         "label": top[0]["label"] if top else None,  # None: a window with no label (--min-score)
         "score": top[0]["score"] if top else None,
         "segment": segment,
-        "first_window": first_window,
-        "last_window": last_window,
-        "first_frame": first_frame,
-        "last_frame": last_frame,
+        "first_window": windows[0],
+        "last_window": windows[1],
+        "first_frame": frames[0],
+        "last_frame": frames[1],
         "predictions": top,
         **{k: common[k] for k in MODEL_COLUMNS},
     }
@@ -137,10 +111,7 @@ WEBCAM_COLUMNS = (
     "last_s",
     "latency_s",
     "smoothed_over",
-    "label",
-    "score",
-    "top_labels",
-    "top_scores",
+    *BEST_COLUMNS,
     *MODEL_COLUMNS,
     "attempt",
     "message",

@@ -4,7 +4,7 @@ is imported lazily: it comes with the ray extra, or on its own (`pip install pya
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +33,11 @@ def require_pyarrow() -> None:
         ) from None
 
 
-def _view_type() -> Any:
+def _video_types() -> dict[str, Any]:
+    """The typed columns every row of a video has; the others are strings."""
     import pyarrow as pa
 
-    return pa.struct(
+    view = pa.struct(
         [
             ("clip", pa.int64()),
             ("crop", pa.string()),
@@ -44,13 +45,7 @@ def _view_type() -> Any:
             ("timestamps_s", pa.list_(pa.float64())),
         ]
     )
-
-
-def _video_types() -> dict[str, Any]:
-    """The typed columns every row of a video has; the others are strings."""
-    import pyarrow as pa
-
-    return {"views": pa.list_(_view_type()), "duration_s": pa.float64(), "num_frames": pa.int64(), "fps": pa.float64()}
+    return {"views": pa.list_(view), "duration_s": pa.float64(), "num_frames": pa.int64(), "fps": pa.float64()}
 
 
 def _schema(columns: tuple[str, ...], types: dict[str, Any]) -> Any:
@@ -164,25 +159,14 @@ def read_parquet_records(path: str | Path, columns: list[str] | None = None) -> 
 
 
 @contextmanager
-def open_parquet(
-    out: str, retry: set[str] | None, key: Callable[[str], str], table: Table = BATCH_TABLE
-) -> Iterator[ParquetWriter]:
-    """A writer for `out`. On --resume (`retry`: the keys of the files about to be redone) the old rows of the
-    other files come first, each file once; `key` maps a path to the key --resume matches on.
-    """
+def open_parquet(out: str, table: Table, kept: Iterable[Record] = ()) -> Iterator[ParquetWriter]:
+    """A writer for `out` whose first rows are `kept` (--resume: the old rows to keep), finished afterwards."""
     writer = ParquetWriter(out, table)
-    if retry is not None and os.path.isfile(out):
-        try:
-            seen: set[str] = set()
-            for record in read_parquet_records(out):
-                k = key(str(record.get("path")))
-                if k not in retry and k not in seen:
-                    seen.add(k)
-                    writer.write(record)
-        except BaseException:
-            writer.abandon()  # the old file stays as it is
-            raise
     try:
+        for record in kept:
+            writer.write(record)
+    except BaseException:
+        writer.abandon()  # the old file stays as it is
+        raise
+    with writer:
         yield writer
-    finally:
-        writer.finish()

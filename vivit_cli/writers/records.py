@@ -63,23 +63,11 @@ def _score_cell(score: float) -> str:
 
 # What answered, in every record: the model id and commit, the device and dtype it ran in.
 MODEL_COLUMNS = ("model", "revision", "device", "dtype")
+BEST_COLUMNS = ("label", "score", "top_labels", "top_scores")  # the cells best_cells fills
+VIDEO_COLUMNS = ("views", "duration_s", "num_frames", "fps")  # the fields ok_record fills after the answer
 
 # classify --json and batch: one row per video.
-
-BATCH_COLUMNS = (
-    "path",
-    "status",
-    "label",
-    "score",
-    "top_labels",
-    "top_scores",
-    "views",
-    "duration_s",
-    "num_frames",
-    "fps",
-    *MODEL_COLUMNS,
-    "error",
-)
+BATCH_COLUMNS = ("path", "status", *BEST_COLUMNS, *VIDEO_COLUMNS, *MODEL_COLUMNS, "error")
 
 
 def model_fields(model: ModelInfo) -> Record:
@@ -89,18 +77,16 @@ def model_fields(model: ModelInfo) -> Record:
 
 def result_record(result: VideoResult) -> Record:
     """The JSON object for one classified video."""
+    return ok_record(result, {"predictions": [prediction_record(p) for p in result.predictions]})
+
+
+def ok_record(result: VideoResult | VideoEmbedding, answer: Record) -> Record:
+    """The JSON object for a video the model answered: `answer` (its predictions, or its embedding), then the views
+    that went through the model, the video's duration, frame count and rate, and what answered."""
     return {
         "path": shown_path(result.source),
         "status": "ok",
-        "predictions": [prediction_record(p) for p in result.predictions],
-        **video_fields(result),
-        **model_fields(result.model),
-    }
-
-
-def video_fields(result: VideoResult | VideoEmbedding) -> Record:
-    """The views that went through the model, and the video's duration, frame count and rate."""
-    return {
+        **answer,
         "views": [
             {
                 "clip": v.clip,
@@ -113,6 +99,7 @@ def video_fields(result: VideoResult | VideoEmbedding) -> Record:
         "duration_s": _rounded(result.duration_s),
         "num_frames": result.num_frames,
         "fps": _rounded(result.fps),
+        **model_fields(result.model),
     }
 
 
@@ -154,15 +141,10 @@ def batch_row(record: Record) -> Record:
 
     A row read back from a CSV file (no "predictions") is already flat and comes back as it is.
     """
-    if "predictions" not in record:
-        return {column: record.get(column) or "" for column in BATCH_COLUMNS}
-    return {
-        "path": record["path"],
-        "status": record["status"],
-        **best_cells(record.get("predictions") or []),
-        "views": views_cell(record.get("views") or []),
-        **{column: cell(record.get(column)) for column in BATCH_COLUMNS[7:]},
-    }
+    row = {column: cell(record.get(column)) for column in BATCH_COLUMNS}
+    if "predictions" in record:
+        row.update(best_cells(record["predictions"] or []), views=views_cell(record.get("views") or []))
+    return row
 
 
 def cell(value: Any) -> Any:

@@ -30,20 +30,21 @@ def model_caption(model: ModelInfo) -> str:
     return f"model {model.model_id}" + (f" @ {model.revision[:12]}" if model.revision else "") + where
 
 
-def print_results_table(console: Any, result: VideoResult, title_extra: str = "") -> None:
-    """A rich table for one video: rank, label, score in %, and a bar."""
+def titled_table(title: str, caption: str | None = None, **options: Any) -> Any:
+    """A rich Table with its title and caption at the left, as every table of ours has them."""
     from rich.table import Table
 
+    return Table(title=title, title_justify="left", caption=caption, caption_justify="left", **options)
+
+
+def print_results_table(console: Any, result: VideoResult, title_extra: str = "") -> None:
+    """A rich table for one video: rank, label, score in %, and a bar."""
     views = result.views
     clips = len({v.clip for v in views}) or 1
     duration = f"{result.duration_s:.1f} s" if result.duration_s is not None else "?"
     name = Path(shown_path(result.source)).name
-    table = Table(
-        title=f"{name}  [dim]{duration}, {clips} clip(s) x {len(views) // clips} crop(s){title_extra}[/dim]",
-        title_justify="left",
-        caption=model_caption(result.model),
-        caption_justify="left",
-    )
+    details = f"{duration}, {clips} clip(s) x {len(views) // clips} crop(s){title_extra}"
+    table = titled_table(f"{name}  [dim]{details}[/dim]", model_caption(result.model))
     table.add_column("#", justify="right", style="dim")
     table.add_column("label")
     table.add_column("score", justify="right")
@@ -58,29 +59,17 @@ def print_results_table(console: Any, result: VideoResult, title_extra: str = ""
 def print_segments_table(console: Any, timeline: Timeline) -> None:
     """A rich table: one row per segment, numbered from 1, with the stretches below the threshold between them
     dimmed."""
-    from rich.table import Table
-
     name = Path(shown_path(timeline.source)).name
     details = (
         f"{clock(timeline.end_s - timeline.start_s)}, {len(timeline.windows)} windows every "
         f"{timeline.every_s:g} s, threshold {timeline.threshold:g}"
     )
-    table = Table(
-        title=f"{name}  [dim]{details}[/dim]",
-        title_justify="left",
-        min_width=len(name) + 2 + len(details),  # a title wider than the columns would wrap
-        caption=model_caption(timeline.model),
-        caption_justify="left",
-    )
-    for column, justify in (
-        ("#", "right"),
-        ("start", "right"),
-        ("end", "right"),
-        ("label", "left"),
-        ("score", "right"),
-        ("windows", "right"),
-    ):
-        table.add_column(column, justify=justify, style="dim" if column == "#" else None)  # type: ignore[arg-type]
+    width = len(name) + 2 + len(details)  # a title wider than the columns would wrap
+    table = titled_table(f"{name}  [dim]{details}[/dim]", model_caption(timeline.model), min_width=width)
+    for column in ("#", "start", "end", "label", "score", "windows"):
+        table.add_column(
+            column, justify="left" if column == "label" else "right", style="dim" if column == "#" else None
+        )
     at = timeline.start_s
     for s in timeline.segments:
         if s.start_s > at + 1e-6:
