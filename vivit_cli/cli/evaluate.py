@@ -71,8 +71,6 @@ def evaluate_command(
     decode are left out of the metrics. Exit codes: 0 done, 4 some videos failed to decode (the report covers
     the rest), 3 model or checkpoint problem, 2 bad usage, DATA or device, 130 Ctrl-C, 143 SIGTERM.
     """
-    from dataclasses import asdict
-
     from vivit_cli.checkpoint import read_config
     from vivit_cli.errors import VideoError
     from vivit_cli.learn import evaluate as run
@@ -92,8 +90,7 @@ def evaluate_command(
     if not outcomes:
         raise VideoError(f"none of the {len(chosen.examples)} videos could be decoded: nothing to evaluate")
     evaluation = evaluate(outcomes, dataset.labels)
-    what = f"{data}, {chosen.split} split" if chosen.split else data
-    _write(ctx, evaluation, info, out, matrix, plot, data, chosen.split, what, asdict(views), failed)
+    _write(ctx, evaluation, info, out, matrix, plot, data, chosen.split, views, failed)
     if failed:
         ctx.exit(VideoError.exit_code)
 
@@ -132,7 +129,8 @@ def _score(
     from vivit_cli.batch.plan import default_workers
     from vivit_cli.batch.pool import DecodePool
     from vivit_cli.device import resolve_device
-    from vivit_cli.learn.evaluate import Failed, score_examples
+    from vivit_cli.learn.evaluate import score_examples
+    from vivit_cli.learn.metrics import Outcome
     from vivit_cli.writers.records import reason
 
     device, dtype = ctx.params["device"], ctx.params["dtype"]
@@ -143,10 +141,10 @@ def _score(
         classifier = load_classifier(ctx, model, device, dtype)
         with progress_bar(ctx, "video", len(examples)) as bar:
             for item in score_examples(classifier, examples, pool, views, batch_size):
-                if isinstance(item, Failed):
-                    failed.append((item.path, reason(item.path, item.error)))
-                else:
+                if isinstance(item, Outcome):
                     outcomes.append(item)
+                else:
+                    failed.append((item.path, reason(item.path, item.error or "unknown error")))
                 bar.update()
     return classifier.info, outcomes, sorted(failed)
 
@@ -160,20 +158,23 @@ def _write(
     plot: str | None,
     data: str,
     split: str | None,
-    what: str,
-    views: dict[str, int],
+    views: Views,
     failed: list[tuple[str, str]],
 ) -> None:
     """The report, the matrix and the picture into their files; the tables on stdout (stderr when the report is
     there)."""
+    from dataclasses import asdict
+
     from rich.console import Console
 
     from vivit_cli.learn.confusion import save_confusion
     from vivit_cli.writers.evaluation import REPORT, confusion_rows, confusion_schema, print_evaluation, report_record
     from vivit_cli.writers.formats import STDOUT, write_all, write_document
 
+    what = f"{data}, {split} split" if split else data
     if out is not None:
-        write_document(out, report_record(evaluation, model, data, split, views, failed), REPORT, sys.stdout)
+        record = report_record(evaluation, model, data, split, asdict(views), failed)
+        write_document(out, record, REPORT, sys.stdout)
     if matrix is not None:
         write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
     if plot is not None:
