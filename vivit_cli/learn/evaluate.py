@@ -76,13 +76,13 @@ def model_labels(labels: Sequence[str]) -> list[str]:
 def check_labels(labels: Sequence[str], known: Sequence[str], model: str) -> None:
     """Every one of DATA's labels must be one of the model's; else a SourceError names the others with the model
     labels closest to each."""
-    known_set = set(model_labels(known))
-    unknown = [label for label in labels if label not in known_set]
+    known = model_labels(known)
+    unknown = [label for label in labels if label not in known]
     if not unknown:
         return
     parts = []
     for label in unknown[:UNKNOWN_SHOWN]:
-        close = suggest(label, model_labels(known))
+        close = suggest(label, known)
         parts.append(f"{label!r}" + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""))
     more = f" and {len(unknown) - UNKNOWN_SHOWN} more" if len(unknown) > UNKNOWN_SHOWN else ""
     raise SourceError(
