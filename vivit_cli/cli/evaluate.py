@@ -24,7 +24,7 @@ from vivit_cli.cli.progress import progress_bar, say_failed
 
 if TYPE_CHECKING:
     from vivit_cli.learn.data import Example
-    from vivit_cli.learn.metrics import Evaluation, Outcome
+    from vivit_cli.learn.metrics import Outcome
     from vivit_cli.results import ModelInfo
     from vivit_cli.video.sampling import Views
 
@@ -71,11 +71,18 @@ def evaluate_command(
     decode are left out of the metrics. Exit codes: 0 done, 4 some videos failed to decode (the report covers
     the rest), 3 model or checkpoint problem, 2 bad usage, DATA or device, 130 Ctrl-C, 143 SIGTERM.
     """
+    from dataclasses import asdict
+
+    from rich.console import Console
+
     from vivit_cli.checkpoint import read_config
     from vivit_cli.errors import VideoError
     from vivit_cli.learn import evaluate as run
+    from vivit_cli.learn.confusion import save_confusion
     from vivit_cli.learn.data import read_data
     from vivit_cli.learn.metrics import evaluate
+    from vivit_cli.writers.evaluation import REPORT, confusion_rows, confusion_schema, print_evaluation, report_record
+    from vivit_cli.writers.formats import STDOUT, write_all, write_document
 
     _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
     dataset = read_data(data)
@@ -85,12 +92,22 @@ def evaluate_command(
     config, _ = read_config(local.folder)
     run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded
     info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views, workers, batch_size, timeout)
-    listed_in = out if out and out != "-" else None
+    listed_in = out if out and out != STDOUT else None
     say_failed(ctx, failed, len(chosen.examples), "the metrics leave them out", listed_in)
     if not outcomes:
         raise VideoError(f"none of the {len(chosen.examples)} videos could be decoded: nothing to evaluate")
     evaluation = evaluate(outcomes, dataset.labels)
-    _write(ctx, evaluation, info, out, matrix, plot, data, chosen.split, views, failed)
+    if out is not None:
+        record = report_record(evaluation, info, data, chosen.split, asdict(views), failed)
+        write_document(out, record, REPORT, sys.stdout)
+    if matrix is not None:
+        write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
+    what = f"{data}, {chosen.split} split" if chosen.split else data
+    if plot is not None:
+        title = f"{info.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
+        save_confusion(evaluation, title, plot, warn_once())
+    if not (out == STDOUT and ctx.obj["quiet"]):  # the tables go to stderr when the report is on stdout
+        print_evaluation(Console(stderr=out == STDOUT), evaluation, info, what)
     if failed:
         ctx.exit(VideoError.exit_code)
 
@@ -147,39 +164,3 @@ def _score(
                     failed.append((item.path, reason(item.path, item.error or "unknown error")))
                 bar.update()
     return classifier.info, outcomes, sorted(failed)
-
-
-def _write(
-    ctx: click.Context,
-    evaluation: Evaluation,
-    model: ModelInfo,
-    out: str | None,
-    matrix: str | None,
-    plot: str | None,
-    data: str,
-    split: str | None,
-    views: Views,
-    failed: list[tuple[str, str]],
-) -> None:
-    """The report, the matrix and the picture into their files; the tables on stdout (stderr when the report is
-    there)."""
-    from dataclasses import asdict
-
-    from rich.console import Console
-
-    from vivit_cli.learn.confusion import save_confusion
-    from vivit_cli.writers.evaluation import REPORT, confusion_rows, confusion_schema, print_evaluation, report_record
-    from vivit_cli.writers.formats import STDOUT, write_all, write_document
-
-    what = f"{data}, {split} split" if split else data
-    if out is not None:
-        record = report_record(evaluation, model, data, split, asdict(views), failed)
-        write_document(out, record, REPORT, sys.stdout)
-    if matrix is not None:
-        write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
-    if plot is not None:
-        title = f"{model.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
-        save_confusion(evaluation, title, plot, warn_once())
-    if out == STDOUT and ctx.obj["quiet"]:
-        return
-    print_evaluation(Console(stderr=out == STDOUT), evaluation, model, what)
