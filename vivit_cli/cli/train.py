@@ -91,10 +91,8 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     lines = metrics_lines(trained.evaluation)
     _echo(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
     record = train.record(dataset, split, (local.model_id, local.revision), settings, trained, embedded.failed)
-    card = export.model_card(record, lines, out)
     note(ctx, replacing)
-    h = trained.head
-    export.export(local.folder, out, dataset.labels, h.weight, h.bias, record, card)
+    export.export(local.folder, out, dataset.labels, trained.head, record, export.model_card(record, lines, out))
     _echo(ctx, f"Wrote {out} ({len(dataset.labels)} labels): vivit classify --model {out} VIDEO")
 
 
