@@ -91,7 +91,7 @@ def evaluate_command(
     local = fetch_model(ctx, model, weights=False)
     config, _ = read_config(local.folder)
     run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded
-    info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views, workers, batch_size, timeout)
+    info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views)
     listed_in = out if out and out != STDOUT else None
     say_failed(ctx, failed, len(chosen.examples), "the metrics leave them out", listed_in)
     if not outcomes:
@@ -133,16 +133,10 @@ def _check_outputs(out: str | None, matrix: str | None, plot: str | None) -> Non
 
 
 def _score(
-    ctx: click.Context,
-    model: str,
-    examples: Sequence[Example],
-    views: Views,
-    workers: int | None,
-    batch_size: int | None,
-    timeout: float,
+    ctx: click.Context, model: str, examples: Sequence[Example], views: Views
 ) -> tuple[ModelInfo, list[Outcome], list[tuple[str, str]]]:
-    """Every example scored, with a bar on stderr: what answered (ModelInfo), the outcomes, and (path, why) of the
-    videos that failed."""
+    """Every example scored, with the command's --device, --workers and the like, and a bar on stderr: what answered
+    (ModelInfo), the outcomes, and (path, why) of the videos that failed."""
     from vivit_cli.batch.plan import default_workers
     from vivit_cli.batch.pool import DecodePool
     from vivit_cli.device import resolve_device
@@ -150,14 +144,14 @@ def _score(
     from vivit_cli.learn.metrics import Outcome
     from vivit_cli.writers.records import reason
 
-    device, dtype = ctx.params["device"], ctx.params["dtype"]
+    p = ctx.params
     outcomes: list[Outcome] = []
     failed: list[tuple[str, str]] = []
     # The workers start, and import torch, while the model loads.
-    with DecodePool(workers or default_workers(resolve_device(device).type), timeout) as pool:
-        classifier = load_classifier(ctx, model, device, dtype)
+    with DecodePool(p["workers"] or default_workers(resolve_device(p["device"]).type), p["timeout"]) as pool:
+        classifier = load_classifier(ctx, model, p["device"], p["dtype"])
         with progress_bar(ctx, "video", len(examples)) as bar:
-            for item in score_examples(classifier, examples, pool, views, batch_size):
+            for item in score_examples(classifier, examples, pool, views, p["batch_size"]):
                 if isinstance(item, Outcome):
                     outcomes.append(item)
                 else:
