@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -48,19 +48,7 @@ PNG_SUFFIX = ".png"
 @timeout_option("the video counts as failed")
 @click.pass_context
 def evaluate_command(
-    ctx: click.Context,
-    data: str,
-    model: str,
-    device: str,
-    dtype: str,
-    views: Views,
-    split: str | None,
-    out: str | None,
-    matrix: str | None,
-    plot: str | None,
-    workers: int | None,
-    batch_size: int | None,
-    timeout: float,
+    ctx: click.Context, data: str, views: Views, out: str | None, matrix: str | None, plot: str | None, **p: Any
 ) -> None:
     """Score the labelled videos of DATA and report how well MODEL labels them.
 
@@ -86,9 +74,9 @@ def evaluate_command(
 
     _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
     dataset = read_data(data)
-    chosen = run.select(dataset, split)
+    chosen = run.select(dataset, p["split"])
     note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}), {len(dataset.labels)} labels")
-    local = fetch_model(ctx, model, weights=False)
+    local = fetch_model(ctx, p["model"], weights=False)
     config, _ = read_config(local.folder)
     run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded
     info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views)
