@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,7 +24,7 @@ from vivit_cli.cli.progress import progress_bar, say_failed
 
 if TYPE_CHECKING:
     from vivit_cli.learn.data import Example
-    from vivit_cli.learn.metrics import Evaluation, Outcome
+    from vivit_cli.learn.metrics import Outcome
     from vivit_cli.results import ModelInfo
     from vivit_cli.video.sampling import Views
 
@@ -48,19 +48,7 @@ PNG_SUFFIX = ".png"
 @timeout_option("the video counts as failed")
 @click.pass_context
 def evaluate_command(
-    ctx: click.Context,
-    data: str,
-    model: str,
-    device: str,
-    dtype: str,
-    views: Views,
-    split: str | None,
-    out: str | None,
-    matrix: str | None,
-    plot: str | None,
-    workers: int | None,
-    batch_size: int | None,
-    timeout: float,
+    ctx: click.Context, data: str, views: Views, out: str | None, matrix: str | None, plot: str | None, **p: Any
 ) -> None:
     """Score the labelled videos of DATA and report how well MODEL labels them.
 
@@ -73,27 +61,41 @@ def evaluate_command(
     """
     from dataclasses import asdict
 
+    from rich.console import Console
+
     from vivit_cli.checkpoint import read_config
     from vivit_cli.errors import VideoError
     from vivit_cli.learn import evaluate as run
+    from vivit_cli.learn.confusion import save_confusion
     from vivit_cli.learn.data import read_data
     from vivit_cli.learn.metrics import evaluate
+    from vivit_cli.writers.evaluation import REPORT, confusion_rows, confusion_schema, print_evaluation, report_record
+    from vivit_cli.writers.formats import STDOUT, write_all, write_document
 
     _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
     dataset = read_data(data)
-    chosen = run.select(dataset, split)
+    chosen = run.select(dataset, p["split"])
     note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}), {len(dataset.labels)} labels")
-    local = fetch_model(ctx, model, weights=False)
+    local = fetch_model(ctx, p["model"], weights=False)
     config, _ = read_config(local.folder)
     run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded
-    info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views, workers, batch_size, timeout)
-    listed_in = out if out and out != "-" else None
+    info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views)
+    listed_in = out if out and out != STDOUT else None
     say_failed(ctx, failed, len(chosen.examples), "the metrics leave them out", listed_in)
     if not outcomes:
         raise VideoError(f"none of the {len(chosen.examples)} videos could be decoded: nothing to evaluate")
     evaluation = evaluate(outcomes, dataset.labels)
+    if out is not None:
+        record = report_record(evaluation, info, data, chosen.split, asdict(views), failed)
+        write_document(out, record, REPORT, sys.stdout)
+    if matrix is not None:
+        write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
     what = f"{data}, {chosen.split} split" if chosen.split else data
-    _write(ctx, evaluation, info, out, matrix, plot, data, chosen.split, what, asdict(views), failed)
+    if plot is not None:
+        title = f"{info.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
+        save_confusion(evaluation, title, plot, warn_once())
+    if not (out == STDOUT and ctx.obj["quiet"]):  # the tables go to stderr when the report is on stdout
+        print_evaluation(Console(stderr=out == STDOUT), evaluation, info, what)
     if failed:
         ctx.exit(VideoError.exit_code)
 
@@ -119,66 +121,28 @@ def _check_outputs(out: str | None, matrix: str | None, plot: str | None) -> Non
 
 
 def _score(
-    ctx: click.Context,
-    model: str,
-    examples: Sequence[Example],
-    views: Views,
-    workers: int | None,
-    batch_size: int | None,
-    timeout: float,
+    ctx: click.Context, model: str, examples: Sequence[Example], views: Views
 ) -> tuple[ModelInfo, list[Outcome], list[tuple[str, str]]]:
-    """Every example scored, with a bar on stderr: what answered (ModelInfo), the outcomes, and (path, why) of the
-    videos that failed."""
+    """Every example scored, with the command's --device, --workers and the like, and a bar on stderr: what answered
+    (ModelInfo), the outcomes, and (path, why) of the videos that failed."""
     from vivit_cli.batch.plan import default_workers
     from vivit_cli.batch.pool import DecodePool
     from vivit_cli.device import resolve_device
-    from vivit_cli.learn.evaluate import Failed, score_examples
+    from vivit_cli.learn.evaluate import score_examples
+    from vivit_cli.learn.metrics import Outcome
     from vivit_cli.writers.records import reason
 
-    device, dtype = ctx.params["device"], ctx.params["dtype"]
+    p = ctx.params
     outcomes: list[Outcome] = []
     failed: list[tuple[str, str]] = []
     # The workers start, and import torch, while the model loads.
-    with DecodePool(workers or default_workers(resolve_device(device).type), timeout) as pool:
-        classifier = load_classifier(ctx, model, device, dtype)
+    with DecodePool(p["workers"] or default_workers(resolve_device(p["device"]).type), p["timeout"]) as pool:
+        classifier = load_classifier(ctx, model, p["device"], p["dtype"])
         with progress_bar(ctx, "video", len(examples)) as bar:
-            for item in score_examples(classifier, examples, pool, views, batch_size):
-                if isinstance(item, Failed):
-                    failed.append((item.path, reason(item.path, item.error)))
-                else:
+            for item in score_examples(classifier, examples, pool, views, p["batch_size"]):
+                if isinstance(item, Outcome):
                     outcomes.append(item)
+                else:
+                    failed.append((item.path, reason(item.path, item.error or "unknown error")))
                 bar.update()
     return classifier.info, outcomes, sorted(failed)
-
-
-def _write(
-    ctx: click.Context,
-    evaluation: Evaluation,
-    model: ModelInfo,
-    out: str | None,
-    matrix: str | None,
-    plot: str | None,
-    data: str,
-    split: str | None,
-    what: str,
-    views: dict[str, int],
-    failed: list[tuple[str, str]],
-) -> None:
-    """The report, the matrix and the picture into their files; the tables on stdout (stderr when the report is
-    there)."""
-    from rich.console import Console
-
-    from vivit_cli.learn.confusion import save_confusion
-    from vivit_cli.writers.evaluation import REPORT, confusion_rows, confusion_schema, print_evaluation, report_record
-    from vivit_cli.writers.formats import STDOUT, write_all, write_document
-
-    if out is not None:
-        write_document(out, report_record(evaluation, model, data, split, views, failed), REPORT, sys.stdout)
-    if matrix is not None:
-        write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
-    if plot is not None:
-        title = f"{model.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
-        save_confusion(evaluation, title, plot, warn_once())
-    if out == STDOUT and ctx.obj["quiet"]:
-        return
-    print_evaluation(Console(stderr=out == STDOUT), evaluation, model, what)

@@ -13,8 +13,7 @@ def progress_bar(ctx: click.Context, unit: str, total: int | None = None, desc: 
     """A tqdm bar on stderr counted in `unit`s, off with --quiet."""
     from tqdm import tqdm
 
-    quiet = ctx.obj["quiet"]
-    return tqdm(total=total, unit=unit, desc=desc, disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, unit=unit, desc=desc, disable=ctx.obj["quiet"], file=sys.stderr, dynamic_ncols=True)
 
 
 def tqdm_progress(bar: Any) -> Callable[[int, int], None]:

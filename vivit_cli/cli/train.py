@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +69,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     everything = datasets.read_data(data)
     dataset = train.usable(everything)
     train.check_trainable(dataset)  # before anything is fetched, loaded or decoded
-    keep = [data] + ([p["model"]] if os.path.isdir(p["model"]) else [])
-    replacing = export.check_out(out, p["force"], keep)
+    replacing = export.check_out(out, p["force"], [data, p["model"]])  # check_out keeps only those that are folders
     if everything.split("test"):
         _echo(ctx, f"{len(everything.split('test'))} test videos are left for vivit evaluate")
     local = fetch_model(ctx, p["model"])
@@ -91,10 +89,8 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     lines = metrics_lines(trained.evaluation)
     _echo(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
     record = train.record(dataset, split, (local.model_id, local.revision), settings, trained, embedded.failed)
-    card = export.model_card(record, lines, out)
     note(ctx, replacing)
-    h = trained.head
-    export.export(local.folder, out, dataset.labels, h.weight, h.bias, record, card)
+    export.export(local.folder, out, dataset.labels, trained.head, record, export.model_card(record, lines, out))
     _echo(ctx, f"Wrote {out} ({len(dataset.labels)} labels): vivit classify --model {out} VIDEO")
 
 
@@ -110,11 +106,9 @@ def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) 
     preprocess = read_preprocess(local.folder)
     device = resolve_device(p["device"])
     dtype = str(resolve_dtype(p["dtype"], device)).removeprefix("torch.")
-    views = p["views"]
-    settings = cache.settings(local, dtype, config.num_frames, views, preprocess)
+    settings = cache.settings(local, dtype, config.num_frames, p["views"], preprocess)
     store = cache.EmbeddingCache(p["cache_dir"] or cache.default_cache_dir(), settings)
     store.check_writable()
-    quiet = ctx.obj["quiet"]
     bar = progress_bar(ctx, "video", len(paths), "Embedding")
     cached = 0
 
@@ -132,9 +126,9 @@ def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) 
     workers = p["workers"] or default_workers(device.type)
     try:
         with bar:
-            embedded = embed_videos(paths, store, load, views, workers, p["timeout"], p["batch_size"], on_video)
+            embedded = embed_videos(paths, store, load, p["views"], workers, p["timeout"], p["batch_size"], on_video)
     except KeyboardInterrupt:
-        if not quiet:
+        if not ctx.obj["quiet"]:
             say_stopped(ctx, f"Stopped after {bar.n} of {len(paths)} videos; their features are cached in "
                              f"{store.folder}: run the same command again to go on from there.")  # fmt: skip
         raise

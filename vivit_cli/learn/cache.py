@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -64,7 +64,7 @@ def settings(
         **model_identity(local),
         "dtype": dtype,
         "num_frames": num_frames,
-        "views": {"stride": views.stride, "clips": views.clips, "crops": views.crops},
+        "views": asdict(views),
         "preprocess": preprocess.to_dict(),
     }
 
@@ -97,15 +97,13 @@ class EmbeddingCache:
         """Our error, before any video is embedded, when the cache's folder cannot be made or written."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            writable = os.access(self.folder, os.W_OK)
         except OSError as e:
-            writable, why = False, e.strerror or str(e)
+            why = e.strerror or str(e)
         else:
+            if os.access(self.folder, os.W_OK):
+                return
             why = "no permission to write"
-        if not writable:
-            raise SourceError(
-                f"the cache {shown_path(self.folder)} cannot be written ({why}): give another --cache-dir"
-            )
+        raise SourceError(f"the cache {shown_path(self.folder)} cannot be written ({why}): give another --cache-dir")
 
     def get(self, path: str) -> np.ndarray | None:
         """The features (V, D) kept for this very file, or None; an unreadable entry counts as none."""

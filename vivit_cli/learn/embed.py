@@ -26,7 +26,6 @@ class Embedded:
 
     features: dict[str, np.ndarray]  # path -> (V, D) float32
     failed: dict[str, str]  # path -> one-line error
-    cached: int  # videos whose features came from the cache
 
 
 def embed_videos(
@@ -52,7 +51,6 @@ def embed_videos(
         else:
             features[path] = kept
             on_video(path, True)
-    cached = len(features)
     if todo:
         with DecodePool(workers, timeout_s) as pool:
             classifier = load()
@@ -65,4 +63,4 @@ def embed_videos(
                     cache.put(scored.path, scored.scores)
                     features[scored.path] = scored.scores
                 on_video(scored.path, False)
-    return Embedded(features, failed, cached)
+    return Embedded(features, failed)

@@ -16,6 +16,7 @@ from vivit_cli.learn.metrics import Outcome, outcome
 from vivit_cli.results import shown_path
 
 if TYPE_CHECKING:
+    from vivit_cli.batch.local import Scored
     from vivit_cli.batch.pool import DecodePool
     from vivit_cli.learn.data import Dataset, Example
     from vivit_cli.pipeline import Classifier
@@ -34,14 +35,6 @@ class Selection:
     examples: tuple[Example, ...]
     split: str | None  # None: every video of DATA
     reason: str  # which part of DATA and why, for the command's note: "the test split"
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A video that could not be decoded: left out of the metrics."""
-
-    path: str
-    error: str
 
 
 def select(dataset: Dataset, split: str | None = None) -> Selection:
@@ -83,13 +76,13 @@ def model_labels(labels: Sequence[str]) -> list[str]:
 def check_labels(labels: Sequence[str], known: Sequence[str], model: str) -> None:
     """Every one of DATA's labels must be one of the model's; else a SourceError names the others with the model
     labels closest to each."""
-    known_set = set(model_labels(known))
-    unknown = [label for label in labels if label not in known_set]
+    known = model_labels(known)
+    unknown = [label for label in labels if label not in known]
     if not unknown:
         return
     parts = []
     for label in unknown[:UNKNOWN_SHOWN]:
-        close = suggest(label, model_labels(known))
+        close = suggest(label, known)
         parts.append(f"{label!r}" + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""))
     more = f" and {len(unknown) - UNKNOWN_SHOWN} more" if len(unknown) > UNKNOWN_SHOWN else ""
     raise SourceError(
@@ -101,9 +94,9 @@ def check_labels(labels: Sequence[str], known: Sequence[str], model: str) -> Non
 
 def score_examples(
     classifier: Classifier, examples: Sequence[Example], pool: DecodePool, views: Views, batch_size: int | None = None
-) -> Iterator[Outcome | Failed]:
-    """Each example scored (probabilities averaged over its views) as an Outcome, or Failed when its video does not
-    decode; in completion order. A file listed twice is decoded once."""
+) -> Iterator[Outcome | Scored]:
+    """Each example scored (probabilities averaged over its views) as an Outcome, or its file's Scored (with the
+    error) when its video does not decode; in completion order. A file listed twice is decoded once."""
     from vivit_cli.batch.local import score_files
 
     by_path: dict[str, list[Example]] = {}
@@ -113,6 +106,6 @@ def score_examples(
     for scored in score_files(classifier, list(by_path), pool, views, batch_size, "probs"):
         for e in by_path[scored.path]:
             if scored.scores is None:
-                yield Failed(e.path, scored.error or "unknown error")
+                yield scored
             else:
                 yield outcome(e.path, e.label, scored.scores.mean(axis=0), labels)  # (V, L) -> (L,)

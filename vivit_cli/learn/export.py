@@ -12,10 +12,13 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vivit_cli.errors import SourceError
 from vivit_cli.results import shown_path
+
+if TYPE_CHECKING:
+    from vivit_cli.learn.head import Head
 
 TRAINING_FILE = "training.json"  # what `vivit train` did: its presence marks a folder it may replace
 CARD_FILE = "README.md"
@@ -51,13 +54,7 @@ def check_out(out: str | Path, force: bool, keep: Sequence[str | Path] = ()) -> 
 
 
 def export(
-    base_folder: Path,
-    out: str | Path,
-    labels: Sequence[str],
-    weight: Any,
-    bias: Any,
-    training: Mapping[str, Any],
-    card: str,
+    base_folder: Path, out: str | Path, labels: Sequence[str], head: Head, training: Mapping[str, Any], card: str
 ) -> Path:
     """Write the folder beside --out, then put it in --out's place (a run that fails leaves --out as it was)."""
     import torch
@@ -70,8 +67,8 @@ def export(
         state = {BACKBONE + k: v for k, v in state.items() if not k.startswith(POOLER)}
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}
     backbone_dtype = next(v.dtype for v in state.values() if v.is_floating_point())
-    state[CLASSIFIER + "weight"] = torch.as_tensor(weight, dtype=torch.float32)  # (L, D)
-    state[CLASSIFIER + "bias"] = torch.as_tensor(bias, dtype=torch.float32)  # (L,)
+    state[CLASSIFIER + "weight"] = torch.as_tensor(head.weight, dtype=torch.float32)  # (L, D)
+    state[CLASSIFIER + "bias"] = torch.as_tensor(head.bias, dtype=torch.float32)  # (L,)
     new = dataclasses.replace(config, id2label=dict(enumerate(labels)), problem_type="single_label_classification")
     raw = {
         **new.to_dict(),

@@ -138,13 +138,8 @@ def evaluate(outcomes: Sequence[Outcome], labels: Sequence[str]) -> Evaluation:
     )
     present = support > 0
     count = len(outcomes)
-    macro = LabelMetrics(
-        "macro average",
-        float(precision[present].mean()) if present.any() else 0.0,
-        float(recall[present].mean()) if present.any() else 0.0,
-        float(f1[present].mean()) if present.any() else 0.0,
-        count,
-    )
+    means = (float(m[present].mean()) if present.any() else 0.0 for m in (precision, recall, f1))
+    macro = LabelMetrics("macro average", *means, count)
     return Evaluation(
         labels=labels,
         confusion=tuple(tuple(int(c) for c in row) for row in confusion),

@@ -77,12 +77,6 @@ def choose_split(data: Dataset, fraction: float, seed: int) -> Split:
     return Split(train, held, f"{fraction:.0%} of each label's videos held out, at least one, seed {seed}")
 
 
-def stack(examples: Sequence[Example], features: Mapping[str, np.ndarray], labels: Sequence[str]) -> Videos:
-    """Examples and their view features -> one sample per view, class ids by position in `labels`."""
-    ids = {label: i for i, label in enumerate(labels)}
-    return Videos.stack([features[e.path] for e in examples], [ids[e.label] for e in examples])
-
-
 @dataclass(frozen=True)
 class Trained:
     head: Head
@@ -96,8 +90,13 @@ def fit(
     l2: float | None,
     on_fit: Callable[[Fit], None] | None = None,
 ) -> Trained:
-    """The head on the training videos' views, and how it does on the validation videos."""
-    train, val = stack(split.train, features, labels), stack(split.val, features, labels)
+    """The head on the training videos' views (each one a sample, class ids by position in `labels`), and how it
+    does on the validation videos."""
+    ids = {label: i for i, label in enumerate(labels)}
+    train, val = (
+        Videos.stack([features[e.path] for e in part], [ids[e.label] for e in part])
+        for part in (split.train, split.val)
+    )
     head = train_head(train, val, len(labels), l2, on_fit)
     probs = video_probs(head, val)  # (M, L) in split.val's order
     outcomes = [outcome(e.path, e.label, p, labels) for e, p in zip(split.val, probs, strict=True)]
