@@ -34,10 +34,9 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
     "val_fraction",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=DEFAULT_VAL,
-    show_default=True,
     help="Share of each label's videos held out for validation, when DATA has no val split.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Chooses the validation videos.")
+@click.option("--seed", type=int, default=0, help="Chooses the validation videos.")
 @click.option(
     "--l2",
     type=click.FloatRange(0, min_open=True),
