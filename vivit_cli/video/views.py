@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,6 +24,11 @@ class PreparedVideo:
     duration_s: float
     num_frames: int
     fps: float
+
+    @property
+    def described(self) -> dict[str, Any]:
+        """Every field but the pixels: what a result or an embedding says of the video besides the model's output."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pixel_values"}
 
 
 def crop_label(where: str, height: int, width: int) -> str:
