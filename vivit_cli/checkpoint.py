@@ -107,15 +107,8 @@ def from_hf_state_dict(theirs: Mapping[str, Tensor], model: nn.Module) -> dict[s
         raise CheckpointError("weights do not match the config: " + "; ".join(parts))
     ours: dict[str, Tensor] = {}
     for key in model.state_dict():
-        if ".attn.qkv." in key:
-            layer = re.search(r"blocks\.(\d+)\.", key).group(1)  # type: ignore[union-attr]
-            prefix = "vivit." if key.startswith("vivit.") else ""
-            kind = key.rsplit(".", 1)[1]
-            names = [f"{prefix}encoder.layer.{layer}.attention.attention.{p}.{kind}" for p in _QKV]
-            ours[key] = torch.cat([theirs[n] for n in names])
-        else:
-            (name,) = to_hf_state_dict({key: torch.empty(0)}).keys()
-            ours[key] = theirs[name]
+        names = list(to_hf_state_dict({key: torch.empty(0)}))  # a fused qkv's three: query, key, value
+        ours[key] = torch.cat([theirs[n] for n in names]) if len(names) > 1 else theirs[names[0]]
     return ours
 
 
