@@ -13,6 +13,9 @@ from vivit_cli.video.decode import sample_clips
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import CROP_NAMES, Clip, VideoInfo, Views
 
+# Where a crop sits along the long side -> its name on (landscape, portrait) frames.
+CROP_LABELS = {"center": ("center", "center"), "start": ("left", "top"), "end": ("right", "bottom")}
+
 
 @dataclass(frozen=True)
 class PreparedVideo:
@@ -33,12 +36,7 @@ class PreparedVideo:
 
 def crop_label(where: str, height: int, width: int) -> str:
     """Name a crop as the user sees it: left/right on landscape frames, top/bottom on portrait ones."""
-    if where == "center":
-        return "center"
-    landscape = width >= height
-    return {("start", True): "left", ("end", True): "right", ("start", False): "top", ("end", False): "bottom"}[
-        (where, landscape)
-    ]
+    return CROP_LABELS[where][0 if width >= height else 1]
 
 
 def prepare_video(path: str | Path, num_frames: int, preprocess: PreprocessConfig, views: Views) -> PreparedVideo:
