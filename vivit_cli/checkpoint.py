@@ -151,14 +151,12 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
     return weights
 
 
-def _architecture(raw: Mapping[str, Any], weights: Mapping[str, Tensor]) -> str:
-    """'classification' for VivitForVideoClassification checkpoints, 'base' for a bare VivitModel."""
+def _is_classifier(raw: Mapping[str, Any], weights: Mapping[str, Tensor]) -> bool:
+    """A VivitForVideoClassification checkpoint, as opposed to a bare VivitModel."""
     archs = raw.get("architectures") or []
     if "VivitModel" in archs:
-        return "base"
-    if "VivitForVideoClassification" in archs or any(k.startswith("vivit.") for k in weights):
-        return "classification"
-    return "base"
+        return False
+    return "VivitForVideoClassification" in archs or any(k.startswith("vivit.") for k in weights)
 
 
 def load_checkpoint(
@@ -176,11 +174,10 @@ def load_checkpoint(
     config, raw = read_config(folder)
     preprocess = read_preprocess(folder)
     weights = read_weights(folder)
-    arch = _architecture(raw, weights)
     # Built on the meta device: no time spent initialising weights that the checkpoint replaces.
     with torch.device("meta"):
         model: nn.Module
-        if arch == "classification":
+        if _is_classifier(raw, weights):
             model = VivitForVideoClassification(config)
         else:
             model = VivitModel(config, add_pooling_layer=any(k.startswith("pooler.") for k in weights))
