@@ -213,10 +213,8 @@ def write_folder(
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     save_file(tensors, folder / SAFETENSORS_FILE, metadata={"format": "pt"})
-    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-    (folder / CONFIG_FILE).write_text(text, encoding="utf-8")
-    pre = (preprocess or PreprocessConfig()).to_dict()
-    (folder / PREPROCESSOR_FILE).write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
+    for name, data in ((CONFIG_FILE, config), (PREPROCESSOR_FILE, (preprocess or PreprocessConfig()).to_dict())):
+        (folder / name).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return folder
 
 
