@@ -107,15 +107,8 @@ def from_hf_state_dict(theirs: Mapping[str, Tensor], model: nn.Module) -> dict[s
         raise CheckpointError("weights do not match the config: " + "; ".join(parts))
     ours: dict[str, Tensor] = {}
     for key in model.state_dict():
-        if ".attn.qkv." in key:
-            layer = re.search(r"blocks\.(\d+)\.", key).group(1)  # type: ignore[union-attr]
-            prefix = "vivit." if key.startswith("vivit.") else ""
-            kind = key.rsplit(".", 1)[1]
-            names = [f"{prefix}encoder.layer.{layer}.attention.attention.{p}.{kind}" for p in _QKV]
-            ours[key] = torch.cat([theirs[n] for n in names])
-        else:
-            (name,) = to_hf_state_dict({key: torch.empty(0)}).keys()
-            ours[key] = theirs[name]
+        names = list(to_hf_state_dict({key: torch.empty(0)}))  # a fused qkv's three: query, key, value
+        ours[key] = torch.cat([theirs[n] for n in names]) if len(names) > 1 else theirs[names[0]]
     return ours
 
 
@@ -158,14 +151,12 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
     return weights
 
 
-def _architecture(raw: Mapping[str, Any], weights: Mapping[str, Tensor]) -> str:
-    """'classification' for VivitForVideoClassification checkpoints, 'base' for a bare VivitModel."""
+def _is_classifier(raw: Mapping[str, Any], weights: Mapping[str, Tensor]) -> bool:
+    """A VivitForVideoClassification checkpoint, as opposed to a bare VivitModel."""
     archs = raw.get("architectures") or []
     if "VivitModel" in archs:
-        return "base"
-    if "VivitForVideoClassification" in archs or any(k.startswith("vivit.") for k in weights):
-        return "classification"
-    return "base"
+        return False
+    return "VivitForVideoClassification" in archs or any(k.startswith("vivit.") for k in weights)
 
 
 def load_checkpoint(
@@ -183,11 +174,10 @@ def load_checkpoint(
     config, raw = read_config(folder)
     preprocess = read_preprocess(folder)
     weights = read_weights(folder)
-    arch = _architecture(raw, weights)
     # Built on the meta device: no time spent initialising weights that the checkpoint replaces.
     with torch.device("meta"):
         model: nn.Module
-        if arch == "classification":
+        if _is_classifier(raw, weights):
             model = VivitForVideoClassification(config)
         else:
             model = VivitModel(config, add_pooling_layer=any(k.startswith("pooler.") for k in weights))
@@ -223,10 +213,8 @@ def write_folder(
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     save_file(tensors, folder / SAFETENSORS_FILE, metadata={"format": "pt"})
-    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-    (folder / CONFIG_FILE).write_text(text, encoding="utf-8")
-    pre = (preprocess or PreprocessConfig()).to_dict()
-    (folder / PREPROCESSOR_FILE).write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
+    for name, data in ((CONFIG_FILE, config), (PREPROCESSOR_FILE, (preprocess or PreprocessConfig()).to_dict())):
+        (folder / name).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return folder
 
 

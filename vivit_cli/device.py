@@ -41,21 +41,21 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     """The CPU's feature flags as Linux lists them; none where `cpuinfo` cannot be read (not Linux)."""
-    try:
-        with open(cpuinfo, encoding="utf-8") as f:
-            return frozenset(next((line for line in f if line.startswith("flags")), "").partition(":")[2].split())
-    except OSError:
-        return frozenset()
+    return frozenset(_cpuinfo_value("flags", cpuinfo).split())
 
 
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's model name as Linux gives it; elsewhere what Python's platform module knows."""
+    return _cpuinfo_value("model name", cpuinfo).strip() or platform.processor() or platform.machine()
+
+
+def _cpuinfo_value(key: str, cpuinfo: str) -> str:
+    """What follows the colon on cpuinfo's first `key` line; "" without one or where the file cannot be read."""
     try:
         with open(cpuinfo, encoding="utf-8") as f:
-            line = next((line for line in f if line.startswith("model name")), "")
+            return next((line for line in f if line.startswith(key)), "").partition(":")[2]
     except OSError:
-        line = ""
-    return line.partition(":")[2].strip() or platform.processor() or platform.machine()
+        return ""
 
 
 def cpu_has_native_bf16() -> bool:

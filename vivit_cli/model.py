@@ -172,11 +172,9 @@ def classification_loss(logits: Tensor, labels: Tensor, config: VivitConfig) -> 
         else:
             kind = "multi_label_classification"
     if kind == "regression":
-        return (
-            F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
-            if n == 1
-            else F.mse_loss(logits, labels.to(logits.dtype))
-        )
+        if n == 1:
+            logits, labels = logits.squeeze(), labels.squeeze()
+        return F.mse_loss(logits, labels.to(logits.dtype))
     if kind == "single_label_classification":
         return F.cross_entropy(logits.view(-1, n), labels.view(-1))
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

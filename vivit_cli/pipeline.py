@@ -23,10 +23,9 @@ from vivit_cli.errors import DeviceError, VivitError
 from vivit_cli.labels import LabelSet
 from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
 from vivit_cli.results import ModelInfo, Prediction, VideoEmbedding, VideoResult
-from vivit_cli.video.decode import sample_clips
 from vivit_cli.video.preprocess import PreprocessConfig
-from vivit_cli.video.sampling import Clip, VideoInfo, Views
-from vivit_cli.video.views import PreparedVideo, preprocess_clips
+from vivit_cli.video.sampling import Views
+from vivit_cli.video.views import PreparedVideo, prepare_video
 
 Output = Literal["probs", "features"]  # class probabilities (L,) or the final CLS token the head reads (D,)
 
@@ -115,40 +114,16 @@ class Classifier:
 
     def result(self, prepared: PreparedVideo, view_probs: np.ndarray, k: int) -> VideoResult:
         """Average the views' probabilities (the ViViT / MMAction2 test protocol) into one result."""
-        return VideoResult(
-            source=prepared.source,
-            predictions=self.top_k(view_probs.mean(axis=0), k),
-            model=self.info,
-            views=prepared.views,
-            duration_s=prepared.duration_s,
-            num_frames=prepared.num_frames,
-            fps=prepared.fps,
-        )
+        return VideoResult(predictions=self.top_k(view_probs.mean(axis=0), k), model=self.info, **prepared.described)
 
     def embedding(self, prepared: PreparedVideo, view_features: np.ndarray) -> VideoEmbedding:
         """Average the views' features (V, D) into the video's embedding (D,), float32."""
         vector = view_features.astype(np.float32).mean(axis=0, dtype=np.float32)  # (D,)
-        return VideoEmbedding(
-            source=prepared.source,
-            vector=tuple(vector.tolist()),
-            model=self.info,
-            views=prepared.views,
-            duration_s=prepared.duration_s,
-            num_frames=prepared.num_frames,
-            fps=prepared.fps,
-        )
+        return VideoEmbedding(vector=tuple(vector.tolist()), model=self.info, **prepared.described)
 
     def classify(self, path: str | Path, views: Views | None = None, k: int = 5) -> VideoResult:
         """One video, all its views (default: one centred clip) in one batch."""
-        views = views or Views()
-        info, clips = sample_clips(str(path), views.sampling(self.config.num_frames))
-        return self.classify_clips(path, info, clips, views, k)
-
-    def classify_clips(
-        self, path: str | Path, info: VideoInfo, clips: list[Clip], views: Views, k: int = 5
-    ) -> VideoResult:
-        """classify() for a video already decoded by sample_clips."""
-        return self.classify_prepared(preprocess_clips(path, info, clips, self.preprocess, views), k)
+        return self.classify_prepared(prepare_video(path, self.config.num_frames, self.preprocess, views or Views()), k)
 
     def classify_prepared(self, prepared: PreparedVideo, k: int = 5) -> VideoResult:
         """classify() for a video already decoded and preprocessed (by a decode worker): its views in one batch."""
@@ -210,7 +185,7 @@ class ViewBatcher:
             parts.append((entry, entry.taken, entry.taken + n))
             entry.taken += n
             taken += n
-        x = torch.cat([_tensor(e.views[a:b]) for e, a, b in parts])  # (B, T, C, S, S)
+        x = torch.cat([torch.as_tensor(e.views[a:b]) for e, a, b in parts])  # (B, T, C, S, S)
         out = self.classifier.forward(x, self.output)  # (B, L) or (B, D)
         offset = 0
         for entry, a, b in parts:
@@ -240,10 +215,6 @@ def score_videos(
         found.update(batcher.add(i, views))
     found.update(batcher.drain())
     return [found[i] for i in range(len(videos))]
-
-
-def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
 
 
 def load_model(

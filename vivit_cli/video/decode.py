@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from vivit_cli.errors import VideoError
-from vivit_cli.video.probe import VideoPath, _check_file, _open_capture, open_video, shown_name
+from vivit_cli.video.probe import VideoPath, _capture, _check_file, open_video, shown_name
 from vivit_cli.video.sampling import Clip, Sampling, VideoInfo, clip_indices
 
 SEEK_MIN_GAP_FRAMES = 48  # gaps up to this many frames are grabbed through rather than seeked across
@@ -44,12 +44,7 @@ def read_frames(
     times_s = _timestamps_s([i for i, _, _ in got], [ms for _, _, ms in got], info.fps)
     by_target = {}
     for (i, bgr, _), t in zip(got, times_s, strict=True):
-        if bgr.shape[:2] != (info.height, info.width):
-            raise VideoError(
-                f"{shown_name(name)}: frame {i} is {bgr.shape[1]}x{bgr.shape[0]}, "
-                f"the video starts at {info.width}x{info.height}"
-            )
-        by_target[i] = (_to_rgb(bgr), t)
+        by_target[i] = (_to_rgb(bgr, name, i, info), t)
     decoded = sorted(by_target)
     frames, times = {}, {}
     for i in sorted(wanted):
@@ -91,8 +86,7 @@ def iter_frames(
         info = open_video(path)
     name = os.fspath(path)
     period_s = 1.0 / info.fps
-    cap = _open_capture(name)
-    try:
+    with _capture(name) as cap:
         index, previous_s = 0, -math.inf
         while cap.grab():
             ms = cap.get(cv2.CAP_PROP_POS_MSEC)
@@ -104,16 +98,9 @@ def iter_frames(
                 ok, bgr = cap.retrieve()
                 if not ok or bgr is None:
                     return  # a frame that grabs but does not decode ends the video, as in read_frames
-                if bgr.shape[:2] != (info.height, info.width):
-                    raise VideoError(
-                        f"{shown_name(name)}: frame {index} is {bgr.shape[1]}x{bgr.shape[0]}, "
-                        f"the video starts at {info.width}x{info.height}"
-                    )
-                rgb = _to_rgb(bgr)
+                rgb = _to_rgb(bgr, name, index, info)
             yield index, t, rgb
             index, previous_s = index + 1, t
-    finally:
-        cap.release()
 
 
 def _decode(
@@ -121,8 +108,7 @@ def _decode(
 ) -> tuple[list[tuple[int, np.ndarray, float]], bool]:
     """(index, BGR frame, timestamp ms) for the sorted `targets` that decode, and whether a seek strayed."""
     got: list[tuple[int, np.ndarray, float]] = []
-    cap = _open_capture(name)
-    try:
+    with _capture(name) as cap:
         # Frame 0's timestamp is the origin every seek is checked against.
         if not cap.grab():
             return got, False
@@ -143,8 +129,6 @@ def _decode(
             if not ok or bgr is None:
                 return got, False
             got.append((target, bgr, ms))
-    finally:
-        cap.release()
     return got, False
 
 
@@ -169,8 +153,13 @@ def _timestamps_s(indices: list[int], times_ms: list[float], fps: float) -> list
     return [i / fps for i in indices]
 
 
-def _to_rgb(frame: np.ndarray) -> np.ndarray:
-    """OpenCV's BGR (or gray, or BGRA) frame as RGB uint8 (H, W, 3)."""
+def _to_rgb(frame: np.ndarray, name: str, index: int, info: VideoInfo) -> np.ndarray:
+    """OpenCV's BGR (or gray, or BGRA) frame `index` as RGB uint8 (H, W, 3), if it has the video's first size."""
+    if frame.shape[:2] != (info.height, info.width):
+        raise VideoError(
+            f"{shown_name(name)}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
+            f"the video starts at {info.width}x{info.height}"
+        )
     if frame.ndim == 2:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     if frame.shape[2] == 4:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
+from collections.abc import Iterator
 
 import cv2
 
@@ -16,20 +18,10 @@ from vivit_cli.video.sampling import VideoInfo
 VideoPath = str | os.PathLike[str]
 
 DEFAULT_FPS = 30.0  # frames/s, assumed when neither the container nor the timestamps give a usable rate
-
-
 MIN_PLAUSIBLE_FPS = 0.1  # frames/s; below this a reported rate is treated as garbage
-
-
 MAX_PLAUSIBLE_FPS = 1000.0  # frames/s; VFR containers sometimes report their time base (90000) instead
-
-
 FPS_AGREEMENT = 0.25  # relative gap between reported and measured rates beyond which timestamps win
-
-
 FPS_PROBE_FRAMES = 8  # frames decoded at open to measure the rate from timestamps
-
-
 MAX_PLAUSIBLE_FRAME_COUNT = 100_000_000  # ~38 days at 30 frames/s; larger reports are garbage
 
 
@@ -37,11 +29,8 @@ def open_video(path: VideoPath) -> VideoInfo:
     """Probe a video: frames it really holds, a checked frame rate and the upright frame size."""
     name = _check_file(path)
     frame_count = None
-    cap = _open_capture(name)
-    try:
-        if not cap.grab():
-            raise VideoError(f"{shown_name(name)}: contains no decodable video frames")
-        ok, first = cap.retrieve()
+    with _capture(name) as cap:
+        ok, first = cap.retrieve() if cap.grab() else (False, None)
         if not ok or first is None:
             raise VideoError(f"{shown_name(name)}: contains no decodable video frames")
         probe_ms = [cap.get(cv2.CAP_PROP_POS_MSEC)]
@@ -52,8 +41,6 @@ def open_video(path: VideoPath) -> VideoInfo:
             probe_ms.append(cap.get(cv2.CAP_PROP_POS_MSEC))
         fps = checked_fps(cap.get(cv2.CAP_PROP_FPS), probe_ms)
         reported = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    finally:
-        cap.release()
     if frame_count is None and math.isfinite(reported) and len(probe_ms) < reported <= MAX_PLAUSIBLE_FRAME_COUNT:
         # Two sources that fail differently (container header, packets at the end) agreeing is proof enough.
         if _count_packets(name, int(reported), fps, probe_ms[0]) == int(reported):
@@ -97,23 +84,25 @@ def _check_file(path: VideoPath) -> str:
     return name
 
 
-def _open_capture(name: str) -> cv2.VideoCapture:
-    """An opened FFmpeg capture that rotates frames upright; the caller releases it."""
+@contextlib.contextmanager
+def _capture(name: str) -> Iterator[cv2.VideoCapture]:
+    """An opened FFmpeg capture that rotates frames upright, released when the block ends."""
     # FFmpeg holds the file open from here on, and seeks never reopen it: the name may go once it is open.
     with ffmpeg_name(name) as opencv_name:
         cap = cv2.VideoCapture(opencv_name, cv2.CAP_FFMPEG)
-    if not cap.isOpened():
+    try:
+        if not cap.isOpened():
+            raise VideoError(f"{shown_name(name)}: not a video FFmpeg can open (unknown format or damaged file)")
+        # OpenCV >= 4.5 defaults to this, but phone videos must come out upright whatever the default becomes.
+        cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+        yield cap
+    finally:
         cap.release()
-        raise VideoError(f"{shown_name(name)}: not a video FFmpeg can open (unknown format or damaged file)")
-    # OpenCV >= 4.5 defaults to this, but phone videos must come out upright whatever the default becomes.
-    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
-    return cap
 
 
 def _count_packets(name: str, reported: int, fps: float, t0_ms: float) -> int | None:
     """Frames the file holds, from the last timestamp among the packets near `reported`; None if unsure."""
-    cap = _open_capture(name)
-    try:
+    with _capture(name) as cap:
         # Raw mode reads packets without decoding them: checking the tail costs a demux, not a GOP decode.
         # The seek lands on the keyframe before the claimed last frame (or is clamped to the real end).
         if not cap.set(cv2.CAP_PROP_FORMAT, -1) or not cap.set(cv2.CAP_PROP_POS_FRAMES, reported - 1):
@@ -122,8 +111,6 @@ def _count_packets(name: str, reported: int, fps: float, t0_ms: float) -> int | 
         while cap.grab():
             # Max, not last: B-frames put packets in decode order, not presentation order.
             last_ms = max(last_ms, cap.get(cv2.CAP_PROP_POS_MSEC))
-    finally:
-        cap.release()
     if not math.isfinite(last_ms):
         return None
     return round((last_ms - t0_ms) * fps / 1000.0) + 1
@@ -131,13 +118,10 @@ def _count_packets(name: str, reported: int, fps: float, t0_ms: float) -> int | 
 
 def _count_by_grabbing(name: str) -> int:
     """Frames that decode, counted by decoding every one: the slow path for files whose count is off."""
-    cap = _open_capture(name)
-    try:
-        count = 0
+    count = 0
+    with _capture(name) as cap:
         while cap.grab():
             count += 1
-    finally:
-        cap.release()
     if count == 0:
         raise VideoError(f"{shown_name(name)}: contains no decodable video frames")
     return count

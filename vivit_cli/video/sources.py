@@ -13,6 +13,8 @@ from vivit_cli.errors import SourceError
 from vivit_cli.results import shown_path
 
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+LIST_PREFIX = "@"  # @list.txt: a file of paths, one per line
+LIST_COMMENT = "#"  # lines of a list starting with this are skipped
 
 # Suffixes batch mode treats as video (lower case).
 VIDEO_SUFFIXES = frozenset(
@@ -27,12 +29,6 @@ def is_video_name(path: str) -> bool:
 def is_url(text: str) -> bool:
     """`scheme://...`: a stream or web address, not a file name."""
     return URL.match(text) is not None
-
-
-LIST_PREFIX = "@"  # @list.txt: a file of paths, one per line
-
-
-LIST_COMMENT = "#"  # lines of a list starting with this are skipped
 
 
 def path_key(path: str) -> str:

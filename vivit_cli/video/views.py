@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -11,6 +12,9 @@ from vivit_cli.results import View
 from vivit_cli.video.decode import sample_clips
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import CROP_NAMES, Clip, VideoInfo, Views
+
+# Where a crop sits along the long side -> its name on (landscape, portrait) frames.
+CROP_LABELS = {"center": ("center", "center"), "start": ("left", "top"), "end": ("right", "bottom")}
 
 
 @dataclass(frozen=True)
@@ -24,15 +28,15 @@ class PreparedVideo:
     num_frames: int
     fps: float
 
+    @property
+    def described(self) -> dict[str, Any]:
+        """Every field but the pixels: what a result or an embedding says of the video besides the model's output."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pixel_values"}
+
 
 def crop_label(where: str, height: int, width: int) -> str:
     """Name a crop as the user sees it: left/right on landscape frames, top/bottom on portrait ones."""
-    if where == "center":
-        return "center"
-    landscape = width >= height
-    return {("start", True): "left", ("end", True): "right", ("start", False): "top", ("end", False): "bottom"}[
-        (where, landscape)
-    ]
+    return CROP_LABELS[where][0 if width >= height else 1]
 
 
 def prepare_video(path: str | Path, num_frames: int, preprocess: PreprocessConfig, views: Views) -> PreparedVideo:
