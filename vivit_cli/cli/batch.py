@@ -133,7 +133,7 @@ def _run_here(ctx: click.Context, views: Any, kind: Kind, labels: LabelSet) -> b
     job = replace(job, table=kind.table(config.hidden_size))
     # The workers start, and import torch, while the model loads.
     with DecodePool(workers, p["timeout"]) as pool:
-        classifier = load_classifier(ctx, local_model.pinned, p["device"], p["dtype"], labels)
+        classifier = load_classifier(ctx, local_model.pinned, labels)
         with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
             local.run(classifier, job.todo, pool, writer, views, kind, p["batch_size"], tally, on_row)
     return tally

@@ -24,8 +24,6 @@ def classify_command(
     ctx: click.Context,
     videos: tuple[str, ...],
     model: str,
-    device: str,
-    dtype: str,
     views: Views,
     top_k: int,
     labels: LabelSet,
@@ -72,7 +70,7 @@ def classify_command(
     # and it decodes the next video while the model runs on this one. It starts, and imports torch, while the model
     # loads.
     with DecodePool(workers=1, timeout_s=timeout) as pool:
-        classifier = load_classifier(ctx, model, device, dtype, labels)
+        classifier = load_classifier(ctx, model, labels)
         ids = model_ids(classifier)
         todo = [path for path, why in zip(videos, unusable, strict=True) if why is None]
         pool.submit(todo, DecodeSpec(classifier.config.num_frames, classifier.preprocess, views), max_pending=1)

@@ -59,19 +59,25 @@ def model_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--model, --device and --dtype, shared by every command that runs the model."""
-    f = click.option(
+    """--model, --device and --dtype, shared by every command that runs the model. The command is given `model`;
+    --device and --dtype stay in ctx.params, where load_classifier reads them."""
+
+    @functools.wraps(f)
+    def command(*args: Any, device: str, dtype: str, **kwargs: Any) -> Any:
+        return f(*args, **kwargs)
+
+    command = click.option(
         "--dtype",
         type=click.Choice(DTYPE_NAMES),
         default="auto",
         envvar="VIVIT_DTYPE",
         help="Weights and activations precision; auto: bf16 (else fp16) on a GPU, bf16 on a CPU with native bf16 "
         "(AVX512_BF16, AMX), else fp32; float32 gives transformers-exact numbers. [env: VIVIT_DTYPE]",
-    )(f)
-    f = click.option(
+    )(command)
+    command = click.option(
         "--device", default="auto", envvar="VIVIT_DEVICE", help="auto, cpu, cuda or cuda:N. [env: VIVIT_DEVICE]"
-    )(f)
-    return model_option(f)
+    )(command)
+    return model_option(command)
 
 
 def fetch_model(ctx: click.Context, model: str, weights: bool = True) -> Any:
@@ -211,14 +217,15 @@ def label_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def load_classifier(ctx: click.Context, model: str, device: str, dtype: str, labels: LabelSet = LabelSet()) -> Any:
-    """Load the model the way every command does, with the Hub's note (offline, cached) on stderr."""
+def load_classifier(ctx: click.Context, model: str, labels: LabelSet = LabelSet()) -> Any:
+    """Load the model the way every command does (on the command's --device, in its --dtype), with the Hub's note
+    (offline, cached) on stderr."""
     from vivit_cli import hub
     from vivit_cli.pipeline import load_model
 
     ref = hub.parse_model(model)  # once: the folder-or-Hub question and the fetch read the same answer
     quiet_hub(ctx, ref)
-    classifier = load_model(ref, device=device, dtype=dtype, labels=labels)
+    classifier = load_model(ref, device=ctx.params["device"], dtype=ctx.params["dtype"], labels=labels)
     note(ctx, classifier.source.note)
     return classifier
 

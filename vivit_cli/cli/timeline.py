@@ -52,8 +52,6 @@ def timeline_command(
     ctx: click.Context,
     video_path: str,
     model: str,
-    device: str,
-    dtype: str,
     views: Views,
     top_k: int,
     labels: LabelSet,
@@ -92,7 +90,7 @@ def timeline_command(
     if overlay:
         check_overlay_path(overlay)
     info = probe.open_video(video_path)
-    classifier = load_classifier(ctx, model, device, dtype, labels)
+    classifier = load_classifier(ctx, model, labels)
     batch_size = batch_size or default_batch_size(classifier.device.type)
     quiet = ctx.obj["quiet"]
     span = views.sampling(classifier.config.num_frames).span

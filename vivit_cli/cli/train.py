@@ -103,8 +103,8 @@ def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) 
 
     config, _ = read_config(local.folder)
     preprocess = read_preprocess(local.folder)
-    device = resolve_device(p["device"])
-    dtype = str(resolve_dtype(p["dtype"], device)).removeprefix("torch.")
+    device = resolve_device(ctx.params["device"])
+    dtype = str(resolve_dtype(ctx.params["dtype"], device)).removeprefix("torch.")
     settings = cache.settings(local, dtype, config.num_frames, p["views"], preprocess)
     store = cache.EmbeddingCache(p["cache_dir"] or cache.default_cache_dir(), settings)
     store.check_writable()
@@ -118,7 +118,7 @@ def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) 
         bar.update()
 
     def load() -> Any:
-        classifier = load_classifier(ctx, local.pinned, p["device"], p["dtype"])
+        classifier = load_classifier(ctx, local.pinned)
         assert classifier.dtype_name == dtype, "the cache's key names the dtype the model runs in"
         return classifier
 

@@ -68,8 +68,6 @@ def webcam_command(
     ctx: click.Context,
     source: str,
     model: str,
-    device: str,
-    dtype: str,
     stride: int,
     top_k: int,
     every: int,
@@ -109,7 +107,7 @@ def webcam_command(
         check_folder(out)
     if show:
         view.check_display()
-    live_model = webcam.ClassifierModel(load_classifier(ctx, model, device, dtype, labels))
+    live_model = webcam.ClassifierModel(load_classifier(ctx, model, labels))
     console = Console(stderr=True)
     mode = "off" if ctx.obj["quiet"] else "live" if console.is_terminal else "lines"
     with contextlib.ExitStack() as stack:
