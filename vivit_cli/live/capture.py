@@ -97,28 +97,27 @@ def _quiet_opencv() -> Iterator[None]:
 class Grabber:
     """Reads a source as fast as it gives frames (a file paced to its frame rate), reopening one that drops.
 
-    What happens to the source (lost, reopened) goes into `events`, for the thread that talks to the user.
+    `open_source` opens it, now and at each reopening. What happens to the source (lost, reopened) goes into
+    `events`, for the thread that talks to the user; setting `stop` ends the reading.
     """
 
     def __init__(
         self,
         source: Source,
-        capture: Capture,
-        reopen: Callable[[], Capture],
+        open_source: Callable[[], Capture],
         settings: CaptureSettings,
-        stop: threading.Event,
         fps: float | None = None,
         pace: bool = False,
     ) -> None:
-        self.source, self.settings, self.stop = source, settings, stop
+        self.source, self.settings, self.stop = source, settings, threading.Event()
         self.fps, self.pace = fps, pace and fps is not None
         self.frames_read = 0
         self.error: BaseException | None = None
         self.events: queue.SimpleQueue[LiveEvent] = queue.SimpleQueue()
         self.clock = FrameClock()
         self._failures = 0  # reopenings since the last good frame
-        self._cap: Capture | None = capture
-        self._reopen = reopen
+        self._open = open_source
+        self._cap: Capture | None = open_source()
         self._times: collections.deque[float] = collections.deque(maxlen=FPS_WINDOW_FRAMES)
 
     @property
@@ -178,7 +177,7 @@ class Grabber:
             if self.stop.wait(delay):
                 return False
             try:
-                self._cap = self._reopen()
+                self._cap = self._open()
             except CaptureError as e:
                 # Shown next to the source's name already: the error's text without it in front.
                 why = f"attempt {attempt} failed: {str(e).removeprefix(f'{self.source.name}: ')}"

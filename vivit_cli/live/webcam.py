@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
@@ -72,23 +72,12 @@ class LiveSummary:
     reason: str  # "end", "max-predictions", "duration" or "quit"
 
 
-class Smoother:
-    """The mean of the last k probability vectors."""
-
-    def __init__(self, k: int) -> None:
-        self._last: collections.deque[np.ndarray] = collections.deque(maxlen=k)
-
-    def __call__(self, probs: np.ndarray) -> tuple[np.ndarray, int]:
-        self._last.append(probs)
-        return np.mean(self._last, axis=0), len(self._last)
-
-
 class _Scorer:
     """A window -> a LivePrediction: sample every stride-th frame, score, smooth, keep the top-k over threshold."""
 
     def __init__(self, model: ClipModel, settings: LiveSettings) -> None:
         self.model, self.settings = model, settings
-        self.smoother = Smoother(settings.smooth)
+        self.recent: collections.deque[np.ndarray] = collections.deque(maxlen=settings.smooth)  # probabilities
         self.count, self.last_end, self.skipped = 0, None, 0
 
     def __call__(self, window: Sequence[Frame]) -> LivePrediction:
@@ -96,7 +85,8 @@ class _Scorer:
         assert len(picked) == self.model.num_frames, (len(picked), self.model.num_frames)
         clip = np.stack([_rgb(f.image) for f in picked])  # (T, H, W, 3)
         started = time.perf_counter()
-        probs, n = self.smoother(self.model.score(clip))
+        self.recent.append(self.model.score(clip))
+        probs = np.mean(self.recent, axis=0)  # (L,)
         latency = time.perf_counter() - started
         top = tuple(p for p in self.model.top_k(probs, self.settings.top_k) if p.score >= self.settings.threshold)
         end = window[-1].index
@@ -112,7 +102,7 @@ class _Scorer:
             window[-1].time_s,
             top,
             latency,
-            n,
+            len(self.recent),
             self.skipped,
         )
 
@@ -139,20 +129,20 @@ def run_live(
     capture = capture or CaptureSettings()
     ring = RingBuffer(settings.span(model.num_frames))
     opener = open_source or functools.partial(open_capture, source, capture)
-    stop = threading.Event()
-    grabber = Grabber(source, opener(), opener, capture, stop, fps, pace=not settings.fast)
-    run = _Run(grabber, ring, _Scorer(model, settings), settings, stop, on_prediction, on_tick, on_event)
+    grabber = Grabber(source, opener, capture, fps, pace=not settings.fast)
+    run = _Run(grabber, ring, _Scorer(model, settings), settings, on_prediction, on_tick, on_event)
     try:
         reason = run.fast() if settings.fast else run.threaded()
     finally:
         run.tell()  # also the last attempt's failure, before its error goes up
-    if run.scorer.count == 0 and reason == "end":
+    latest = run.latest
+    if latest is None and reason == "end":
         raise VideoError(
             f"{source.name}: ended after {grabber.frames_read} frames, before one full window of "
             f"{ring.capacity} ({model.num_frames} frames {settings.stride} apart); try a smaller --stride"
         )
-    skipped = run.delivered[-1].frames_skipped if run.delivered else 0
-    return LiveSummary(len(run.delivered), grabber.frames_read, skipped, ring.peak, reason)
+    number, skipped = (latest.number, latest.frames_skipped) if latest else (0, 0)
+    return LiveSummary(number, grabber.frames_read, skipped, ring.peak, reason)
 
 
 @dataclass
@@ -163,11 +153,12 @@ class _Run:
     ring: RingBuffer
     scorer: _Scorer
     settings: LiveSettings
-    stop: threading.Event
     on_prediction: Callable[[LivePrediction], None] | None
     on_tick: Callable[[LiveStatus], bool] | None
     on_event: Callable[[LiveEvent], None] | None
-    delivered: list[LivePrediction] = field(default_factory=list)  # the model thread may score one more at a stop
+    # The last prediction handed on (handed on in order, so its number counts them); the model thread may score
+    # one more at a stop.
+    latest: LivePrediction | None = None
 
     def __post_init__(self) -> None:
         duration = self.settings.duration_s
@@ -185,7 +176,7 @@ class _Run:
 
     def deliver(self, prediction: LivePrediction) -> bool:
         """Hand on a prediction; True when it is the last one asked for (--max-predictions)."""
-        self.delivered.append(prediction)
+        self.latest = prediction
         if self.on_prediction is not None:
             self.on_prediction(prediction)
         return prediction.number == self.settings.max_predictions
@@ -194,9 +185,8 @@ class _Run:
         """Why to stop between predictions ("duration", or "quit" from the display), else None."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return "duration"
-        latest = self.delivered[-1] if self.delivered else None
-        skipped = latest.frames_skipped if latest else 0
-        status = LiveStatus(self.ring.newest(), latest, self.grabber.rate, self.grabber.frames_read, skipped)
+        skipped = self.latest.frames_skipped if self.latest else 0
+        status = LiveStatus(self.ring.newest(), self.latest, self.grabber.rate, self.grabber.frames_read, skipped)
         if self.on_tick is not None and self.on_tick(status) is False:
             return "quit"
         return None
@@ -214,14 +204,14 @@ class _Run:
                     return reason
             return "end"
         finally:
-            self.stop.set()
+            self.grabber.stop.set()
             self.grabber.release()
 
     def threaded(self) -> str:
         """Capture and model in threads of their own; the model takes the newest window whenever it is free."""
         results: queue.SimpleQueue[LivePrediction] = queue.SimpleQueue()
         errors: list[BaseException] = []
-        stop, ring, scorer = self.stop, self.ring, self.scorer
+        stop, ring, scorer = self.grabber.stop, self.ring, self.scorer
 
         def score_newest() -> None:
             try:
