@@ -313,7 +313,7 @@ def test_the_webcam_panel_and_lines_say_no_label() -> None:
 
     p = LivePrediction(1, 0.0, 0, 6, 0.0, 0.2, (), 0.01, 1, 0)
     panel = io.StringIO()
-    Console(file=panel, width=100).print(TerminalView(None, "live", "camera 0").panel(LiveStatus(None, p, 30.0, 7, 0)))
+    Console(file=panel, width=100).print(TerminalView(None, "live", "camera 0").panel(LiveStatus(None, p, 30.0, 7)))
     assert "(no label)" in panel.getvalue()
     lines = io.StringIO()
     TerminalView(Console(file=lines, width=100), "lines", "camera 0").prediction(p)

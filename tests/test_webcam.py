@@ -640,7 +640,7 @@ def test_the_window_draws_labels_in_any_script(monkeypatch) -> None:
     for number, first in enumerate(("café", "cafe")):
         predictions = (Prediction(first, 0.75, 3), Prediction("Ελληνικά", 0.125, 0))
         p = webcam.LivePrediction(number, time.time(), 0, 6, 0.0, 0.2, predictions, 0.042, 1, 0)
-        assert window.show(webcam.LiveStatus(frame, p, 30.0, 7, 0))
+        assert window.show(webcam.LiveStatus(frame, p, 30.0, 7))
     accented, plain = shown
     layout = layout_labels(640, 360, predictions, title="30 fps  42 ms")
     for line in layout.lines:
@@ -683,7 +683,7 @@ def test_terminal_panel_shows_the_top_k_the_capture_rate_and_the_latency() -> No
         2,
         5,
     )
-    status = webcam.LiveStatus(None, p, 29.97, 20, 5)
+    status = webcam.LiveStatus(None, p, 29.97, 20)
     out = io.StringIO()
     Console(file=out, width=100).print(TerminalView(None, "live", "camera 0").panel(status))
     text = out.getvalue()
@@ -703,7 +703,7 @@ def test_terminal_panel_says_the_source_is_lost_until_a_prediction_follows() -> 
 
     screen = io.StringIO()
     view = TerminalView(Console(file=screen, width=100), "live", "rtsp://cam/s")
-    status = webcam.LiveStatus(None, None, 30.0, 20, 0)
+    status = webcam.LiveStatus(None, None, 30.0, 20)
     view.tick(status)
     lost = LiveEvent("reconnecting", time.time(), 2, 5, "attempt 1 failed: refused; reopening (attempt 2 of 5) in 1 s")
     view.event(lost)

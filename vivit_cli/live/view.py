@@ -56,8 +56,7 @@ class TerminalView:
         if self._event is not None and self._event.kind == "reconnected":
             self._event = None  # a window scored while the source was lost does not mean it is back
         if self._live is not None:  # drawn now: the run may stop before the next tick
-            last = self._status or LiveStatus(None, None, None, 0, 0)
-            self._status = dataclasses.replace(last, latest=p, frames_skipped=p.frames_skipped)
+            self._status = dataclasses.replace(self._status or LiveStatus(None, None, None, 0), latest=p)
             self._live.update(self.panel(self._status), refresh=True)
         elif self.mode == "lines":
             labels = ", ".join(f"{x.label} {percent(x.score)}" for x in p.predictions) or NO_LABEL
@@ -110,8 +109,7 @@ def _caption(status: LiveStatus, event: LiveEvent | None = None) -> str:
     if p is None:
         return f"waiting for a full window ({status.frames_read} frames read)"
     smoothed = f", mean of {p.smoothed_over}" if p.smoothed_over > 1 else ""
-    skipped = status.frames_skipped
-    return f"#{p.number}: frames {p.first_frame}-{p.last_frame}{smoothed}, {skipped} skipped; Ctrl-C stops"
+    return f"#{p.number}: frames {p.first_frame}-{p.last_frame}{smoothed}, {p.frames_skipped} skipped; Ctrl-C stops"
 
 
 def check_display() -> None:

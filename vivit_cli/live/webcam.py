@@ -60,7 +60,6 @@ class LiveStatus:
     latest: LivePrediction | None
     capture_fps: float | None
     frames_read: int
-    frames_skipped: int
 
 
 @dataclass(frozen=True)
@@ -185,8 +184,7 @@ class _Run:
         """Why to stop between predictions ("duration", or "quit" from the display), else None."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return "duration"
-        skipped = self.latest.frames_skipped if self.latest else 0
-        status = LiveStatus(self.ring.newest(), self.latest, self.grabber.rate, self.grabber.frames_read, skipped)
+        status = LiveStatus(self.ring.newest(), self.latest, self.grabber.rate, self.grabber.frames_read)
         if self.on_tick is not None and self.on_tick(status) is False:
             return "quit"
         return None
