@@ -98,17 +98,9 @@ class _Open:
 class _Scanner:
     """Opens a window every `every_s` seconds, fills it from the frames going by, scores full batches."""
 
-    def __init__(
-        self,
-        classifier: Classifier,
-        views: Views,
-        every_s: float,
-        batch_size: int,
-        k: int,
-        on_scored: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, classifier: Classifier, views: Views, every_s: float, batch_size: int, k: int) -> None:
         self.classifier, self.views, self.every_s, self.batch_size, self.k = classifier, views, every_s, batch_size, k
-        self.on_scored = on_scored  # called with the number of windows scored so far, after each batch
+        self.on_scored: Callable[[int], None] | None = None  # hears the windows scored so far, after each batch
         self.span = views.sampling(classifier.config.num_frames).span  # frames, first to last inclusive
         self.open: list[_Open] = []
         self.done: list[_Open] = []  # complete, waiting for their batch
@@ -227,13 +219,10 @@ def scan(
     if not every_s > 0 or batch_size < 1:
         raise VivitError(f"every_s must be positive and batch_size at least 1 (got {every_s}, {batch_size})")
     info = info or probe.open_video(path)
-    expected = window_count(info.frame_count, info.fps, every_s, views.sampling(classifier.config.num_frames).span)
-
-    def scored(done: int) -> None:
-        if progress:
-            progress(done, max(expected, done))
-
-    scanner = _Scanner(classifier, views, every_s, batch_size, k, scored)
+    scanner = _Scanner(classifier, views, every_s, batch_size, k)
+    expected = window_count(info.frame_count, info.fps, every_s, scanner.span)
+    if progress:
+        scanner.on_scored = lambda done: progress(done, max(expected, done))
     frames = decode.iter_frames(path, info, scanner.wants)
     first_s = last_s = None
     period_s = 1.0 / info.fps  # until two frames give the real one
