@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import queue
 import threading
@@ -165,11 +166,8 @@ class _Run:
 
     def tell(self) -> None:
         """Hand on what happened to the source."""
-        while True:
-            try:
-                event = self.grabber.events.get_nowait()
-            except queue.Empty:
-                return
+        while not self.grabber.events.empty():  # this thread is the only one that takes from the queue
+            event = self.grabber.events.get()
             if self.on_event is not None:
                 self.on_event(event)
 
@@ -228,11 +226,9 @@ class _Run:
             capture_thread.start()
             model_thread.start()
             while True:
-                try:
+                with contextlib.suppress(queue.Empty):
                     if self.deliver(results.get(timeout=TICK_S)):
                         return "max-predictions"
-                except queue.Empty:
-                    pass
                 self.tell()
                 finished = not model_thread.is_alive() and results.empty()  # read before the errors it may imply
                 for error in (*errors, self.grabber.error):
