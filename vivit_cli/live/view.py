@@ -13,7 +13,7 @@ from vivit_cli.errors import DeviceError
 from vivit_cli.live.text import Warn
 from vivit_cli.live.webcam import LiveStatus
 from vivit_cli.results import LiveEvent, LivePrediction
-from vivit_cli.writers.tables import BAR_WIDTH, NO_LABEL, percent
+from vivit_cli.writers.tables import BAR_WIDTH, NO_LABEL, percent, titled_table
 
 PANEL_REFRESH_S = 0.25  # seconds between redraws of the terminal panel
 PANEL_WIDTH = 60  # characters: wide enough that the caption stays on one line
@@ -78,18 +78,12 @@ class TerminalView:
     def panel(self, status: LiveStatus) -> Any:
         """The top-k (smoothed), the capture rate and the model's latency, as a rich table."""
         from rich.bar import Bar
-        from rich.table import Table
 
         p = status.latest
         fps = f"{status.capture_fps:.1f} fps" if status.capture_fps else "- fps"
         latency = f"{1000 * p.latency_s:.0f} ms" if p else "- ms"
-        table = Table(
-            title=f"{self.source}  [dim]{fps} capture, model {latency}[/dim]",
-            title_justify="left",
-            caption=_caption(status, self._event),
-            caption_justify="left",
-            min_width=PANEL_WIDTH,
-        )
+        title = f"{self.source}  [dim]{fps} capture, model {latency}[/dim]"
+        table = titled_table(title, _caption(status, self._event), min_width=PANEL_WIDTH)
         table.add_column("label")
         table.add_column("score", justify="right")
         table.add_column("", width=BAR_WIDTH)
