@@ -55,15 +55,12 @@ class RingBuffer:
         with self._cond:
             return self._frames[-1] if self._frames else None
 
-    def take(self, after: int | None, every: int) -> tuple[Frame, ...] | None:
-        """The full buffer if it ends at least `every` frames after frame `after`, else None."""
+    def take(self, after: int | None, every: int, timeout_s: float = 0.0) -> tuple[Frame, ...] | None:
+        """The full buffer if it ends at least `every` frames after frame `after`, else None; waits up to timeout_s
+        for such a window (or for the end of the capture)."""
         with self._cond:
-            return self._due(after, every)
-
-    def wait(self, after: int | None, every: int, timeout_s: float) -> tuple[Frame, ...] | None:
-        """Like take, waiting up to timeout_s for such a window (or for the end of the capture)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self.closed or self._due(after, every) is not None, timeout_s)
+            if timeout_s > 0:
+                self._cond.wait_for(lambda: self.closed or self._due(after, every) is not None, timeout_s)
             return self._due(after, every)
 
     def _due(self, after: int | None, every: int) -> tuple[Frame, ...] | None:

@@ -223,11 +223,10 @@ def scan(
     expected = window_count(info.frame_count, info.fps, every_s, scanner.span)
     if progress:
         scanner.on_scored = lambda done: progress(done, max(expected, done))
-    frames = decode.iter_frames(path, info, scanner.wants)
     first_s = last_s = None
     period_s = 1.0 / info.fps  # until two frames give the real one
     count = 0
-    with contextlib.closing(frames):
+    with contextlib.closing(decode.iter_frames(path, info, scanner.wants)) as frames:
         for index, t, rgb in frames:
             first_s = t if first_s is None else first_s
             period_s = t - last_s if last_s is not None else period_s

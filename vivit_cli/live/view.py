@@ -122,15 +122,15 @@ class PreviewWindow:
     `warn` hears of characters no installed font has, at every frame that has them.
     """
 
-    def __init__(self, name: str = WINDOW_NAME, warn: Warn | None = None) -> None:
+    def __init__(self, warn: Warn | None = None) -> None:
         import cv2
 
         check_display()
         try:
-            cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+            cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_NORMAL)
         except cv2.error as e:
             raise DeviceError("--show needs OpenCV with GUI support (opencv-python, not -headless)") from e
-        self.name, self.warn, self._shown = name, warn, None
+        self.warn, self._shown = warn, None
 
     def show(self, status: LiveStatus) -> bool:
         """Draw what is new; False once the user pressed q or Esc or closed the window."""
@@ -145,16 +145,16 @@ class PreviewWindow:
             title = f"{fps}  {1000 * p.latency_s:.0f} ms" if p else fps
             empty = NO_LABEL if p else None
             shown = draw_labels(status.frame.image, p.predictions if p else (), title or None, empty, self.warn)
-            cv2.imshow(self.name, shown)
+            cv2.imshow(WINDOW_NAME, shown)
             self._shown = key
         if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
             return False
         # Closed with the mouse: only meaningful once a frame is up (some backends report -1 before).
-        return self._shown is None or cv2.getWindowProperty(self.name, cv2.WND_PROP_VISIBLE) >= 1
+        return self._shown is None or cv2.getWindowProperty(WINDOW_NAME, cv2.WND_PROP_VISIBLE) >= 1
 
     def close(self) -> None:
         import cv2
 
         with contextlib.suppress(cv2.error):
-            cv2.destroyWindow(self.name)
+            cv2.destroyWindow(WINDOW_NAME)
             cv2.waitKey(1)  # lets the GUI loop process the close

@@ -212,7 +212,7 @@ class _Run:
         def score_newest() -> None:
             try:
                 while not stop.is_set():
-                    window = ring.wait(scorer.last_end, self.settings.every, TICK_S * 6)
+                    window = ring.take(scorer.last_end, self.settings.every, TICK_S * 6)
                     if window is not None:
                         results.put(scorer(window))
                     elif ring.closed:
