@@ -99,10 +99,6 @@ class LiveSettings:
         if not 0.0 <= self.threshold <= 1.0:
             raise VivitError(f"--threshold is a probability in [0, 1], got {self.threshold}")
 
-    def span(self, num_frames: int) -> int:
-        """Frames one window covers, first to last inclusive: the ring buffer's capacity."""
-        return (num_frames - 1) * self.stride + 1
-
 
 def check_settings(source: Source, settings: LiveSettings) -> None:
     """Settings that cannot apply to this source, refused before anything is opened or loaded."""

@@ -21,6 +21,7 @@ from vivit_cli.live.frames import Frame, RingBuffer
 from vivit_cli.live.settings import CaptureSettings, LiveSettings, Source, check_settings
 from vivit_cli.results import LiveEvent, LivePrediction, Prediction
 from vivit_cli.video.probe import open_video
+from vivit_cli.video.sampling import Sampling
 
 TICK_S = 1 / 60  # seconds between display refreshes (and stop checks) of the main thread
 JOIN_TIMEOUT_S = 5.0  # seconds to wait for a thread at shutdown; a stream read may hang up to its read timeout
@@ -127,7 +128,7 @@ def run_live(
     # A file's checked frame rate (OpenCV's is distrusted), for pacing and timestamps.
     fps = open_video(str(source.target)).fps if source.kind == "file" and open_source is None else None
     capture = capture or CaptureSettings()
-    ring = RingBuffer(settings.span(model.num_frames))
+    ring = RingBuffer(Sampling(model.num_frames, settings.stride).span)  # one window's frames, first to last
     opener = open_source or functools.partial(open_capture, source, capture)
     grabber = Grabber(source, opener, capture, fps, pace=not settings.fast)
     run = _Run(grabber, ring, _Scorer(model, settings), settings, on_prediction, on_tick, on_event)
