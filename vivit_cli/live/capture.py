@@ -18,11 +18,10 @@ import numpy as np
 
 from vivit_cli.errors import CaptureError, VideoError
 from vivit_cli.live.frames import Frame, FrameClock, RingBuffer
-from vivit_cli.live.settings import CaptureSettings, Source
+from vivit_cli.live.settings import MAX_BACKOFF_S, CaptureSettings, Source
 from vivit_cli.results import LiveEvent
 from vivit_cli.video.names import ffmpeg_name
 
-MAX_BACKOFF_S = 8.0  # ... up to this many seconds
 FPS_WINDOW_FRAMES = 30  # frames the measured capture rate is averaged over
 TIMEOUT_SLACK = 0.9  # an open that failed after this fraction of the open timeout failed by timing out
 

@@ -16,6 +16,7 @@ OPEN_TIMEOUT_S = 10.0  # seconds a stream may take to answer before it counts as
 READ_TIMEOUT_S = 10.0  # seconds without a frame before a stream counts as dropped
 RECONNECT_ATTEMPTS = 5  # reopenings of a dropped stream before giving up
 BACKOFF_S = 0.5  # seconds before the first reopening; doubles with each failed attempt ...
+MAX_BACKOFF_S = 8.0  # ... up to this many seconds
 WEBCAM_EVERY = 8  # frames between predictions
 TOP_K = 5  # labels per prediction
 
