@@ -167,16 +167,14 @@ def _lbfgs(f: Objective, theta: torch.Tensor) -> torch.Tensor:
 def video_probs(head: Head, videos: Videos) -> np.ndarray:
     """(M, L): each video's class probabilities, its views' averaged (the ViViT test protocol)."""
     probs = head.probs(videos.features)  # (N, L)
-    sums = np.zeros((int(videos.video.max(initial=-1)) + 1, probs.shape[1]))  # (M, L)
+    sums = np.zeros((int(videos.video.max()) + 1, probs.shape[1]))  # (M, L)
     np.add.at(sums, videos.video, probs)
     return sums / np.maximum(np.bincount(videos.video, minlength=len(sums)), 1)[:, None]
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((probs.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+    return float((probs.argmax(axis=1) == labels).mean())
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    if not len(labels):
-        return float("nan")
     return float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], PROB_FLOOR)).mean())
