@@ -226,7 +226,7 @@ def load_model(
     predicts `labels` only. Unknown label names are refused before the weights are read."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    local = hub.fetch(name_or_path if isinstance(name_or_path, hub.ModelRef) else str(name_or_path))
+    local = hub.fetch(name_or_path)
     if labels.names:
         labels.class_ids(read_config(local.folder)[0].labels)
     ckpt = load_checkpoint(local.folder, dev, dt)
