@@ -143,7 +143,7 @@ def evaluate(outcomes: Sequence[Outcome], labels: Sequence[str]) -> Evaluation:
     return Evaluation(
         labels=labels,
         confusion=tuple(tuple(int(c) for c in row) for row in confusion),
-        top1=sum(o.rank == 1 for o in outcomes) / count if count else 0.0,
+        top1=sum(o.correct for o in outcomes) / count if count else 0.0,
         top5=sum(o.rank <= TOP_K for o in outcomes) / count if count else 0.0,
         per_label=per_label,
         macro=macro,
