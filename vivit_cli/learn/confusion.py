@@ -88,7 +88,7 @@ def draw_confusion(evaluation: Evaluation, title: str, warn: Warn | None = None)
     label is drawn in a font that has its characters; `warn` hears of those no installed font has."""
     from PIL import Image, ImageDraw
 
-    matrix = evaluation.matrix()  # (L, L + 1)
+    matrix = evaluation.confusion  # (L, L + 1)
     rows, columns = list(evaluation.labels), list(evaluation.columns)
     cell = cell_size(len(columns))
     label_font, title_font = font(LABEL_PX, LEGEND_TEXT), font(TITLE_PX, title)
@@ -118,7 +118,7 @@ def draw_confusion(evaluation: Evaluation, title: str, warn: Warn | None = None)
         f = label_fonts[name]
         strip = _vertical(_fit(f, name, label_w - 2 * PAD), f, label_w, cell)
         image.paste(strip, (x_of(j), top), strip)
-    totals = matrix.sum(axis=1)
+    totals = [sum(row) for row in matrix]
     for i, name in enumerate(rows):
         y = grid_top + i * cell
         f = label_fonts[name]

@@ -70,10 +70,6 @@ class Evaluation:
         """The videos whose top-1 is wrong, the most confident mistakes first (then by path)."""
         return tuple(sorted((o for o in self.outcomes if not o.correct), key=lambda o: (-o.score, o.path)))
 
-    def matrix(self) -> np.ndarray:
-        """The confusion matrix as integers (L, L + 1)."""
-        return np.array(self.confusion, dtype=np.int64).reshape(len(self.labels), len(self.labels) + 1)
-
 
 def outcome(path: str, label: str, probs: np.ndarray, model_labels: Sequence[str]) -> Outcome:
     """A video's probabilities over the model's labels (L,) -> its Outcome; `label` must be one of them. The
