@@ -146,7 +146,7 @@ def _legend(draw: Any, f: Any, x: int, y: int) -> None:
     draw.text((x + LEGEND_W + PAD, y + LEGEND_H // 2), LEGEND_TEXT, font=f, fill=DIM, anchor="lm")
 
 
-def save_confusion(evaluation: Evaluation, title: str, path: str | Path, warn: Warn | None = None) -> None:
+def save_confusion(evaluation: Evaluation, title: str, path: str | Path, warn: Warn) -> None:
     """draw_confusion into a PNG file; a file that cannot be written is a SourceError."""
     try:
         draw_confusion(evaluation, title, warn).save(path, format="PNG")

@@ -77,9 +77,7 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return per_class[labels]
 
 
-def train_head(
-    train: Videos, val: Videos, num_classes: int, l2: float | None = None, on_fit: Callable[[Fit], None] | None = None
-) -> Head:
+def train_head(train: Videos, val: Videos, num_classes: int, l2: float | None, on_fit: Callable[[Fit], None]) -> Head:
     """Fit for each strength (`l2`, or L2_GRID), keep the one with the lowest validation loss (ties: accuracy)."""
     mean = train.features.mean(axis=0, dtype=np.float64)  # (D,)
     std = np.maximum(train.features.std(axis=0, dtype=np.float64), MIN_STD)  # (D,)
@@ -97,8 +95,7 @@ def train_head(
         train_acc = accuracy(video_probs(head, train), train.video_labels)
         val_p = video_probs(head, val)
         fit = Fit(strength, train_acc, accuracy(val_p, val.video_labels), log_loss(val_p, val.video_labels))
-        if on_fit:
-            on_fit(fit)
+        on_fit(fit)
         if best is None or (fit.val_loss, -fit.val_accuracy) < (best.fit.val_loss, -best.fit.val_accuracy):
             best = Head(head.weight, head.bias, fit)
     assert best is not None

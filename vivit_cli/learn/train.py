@@ -88,7 +88,7 @@ def fit(
     features: Mapping[str, np.ndarray],
     labels: Sequence[str],
     l2: float | None,
-    on_fit: Callable[[Fit], None] | None = None,
+    on_fit: Callable[[Fit], None],
 ) -> Trained:
     """The head on the training videos' views (each one a sample, class ids by position in `labels`), and how it
     does on the validation videos."""
