@@ -78,7 +78,7 @@ def parse_model(spec: str) -> ModelRef:
 
 
 def fetch(ref: ModelRef | str | Path, *, token: str | None = None, weights: bool = True) -> LocalModel:
-    """A model (parsed, or the user's string) -> a local folder: a folder as it is, a Hub repo through the cache.
+    """A model (parsed, a string or a path) -> a local folder: a folder as it is, a Hub repo through the cache.
 
     Only config.json, preprocessor_config.json (when the repo has one) and one set of weights are fetched;
     weights=False skips the weights (enough to read the labels). token=None uses HF_TOKEN or the saved login.
