@@ -123,8 +123,8 @@ def record(
         "failed": dict(failed),
         "settings": {
             **settings,
-            "l2": trained.head.fit.l2,
-            "l2_fixed": settings.get("l2") is not None,
+            "l2": trained.head.fit.l2,  # the strength chosen, in the place of the one asked for (None: the grid)
+            "l2_fixed": settings["l2"] is not None,
             "l2_grid": list(L2_GRID),
             "validation": split.how,
         },
