@@ -51,10 +51,8 @@ _QKV = ("query", "key", "value")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What a folder holds, read and checked, with the model built on the requested device."""
+    """What a folder holds, read and checked, with the model (and its config) built on the requested device."""
 
-    folder: Path
-    config: VivitConfig
     preprocess: PreprocessConfig
     model: VivitForVideoClassification | VivitModel
 
@@ -184,7 +182,7 @@ def load_checkpoint(
     state = from_hf_state_dict(weights, model)
     state = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
-    return Checkpoint(folder, config, preprocess, model.eval())
+    return Checkpoint(preprocess, model.eval())
 
 
 def save_pretrained(

@@ -77,13 +77,13 @@ def parse_model(spec: str) -> ModelRef:
     raise ModelNotFoundError(f"{spec!r} is not a model: use {FORMS}")
 
 
-def fetch(ref: ModelRef | str, *, token: str | None = None, weights: bool = True) -> LocalModel:
-    """A model (parsed, or the user's string) -> a local folder: a folder as it is, a Hub repo through the cache.
+def fetch(ref: ModelRef | str | Path, *, token: str | None = None, weights: bool = True) -> LocalModel:
+    """A model (parsed, a string or a path) -> a local folder: a folder as it is, a Hub repo through the cache.
 
     Only config.json, preprocessor_config.json (when the repo has one) and one set of weights are fetched;
     weights=False skips the weights (enough to read the labels). token=None uses HF_TOKEN or the saved login.
     """
-    ref = ref if isinstance(ref, ModelRef) else parse_model(ref)
+    ref = ref if isinstance(ref, ModelRef) else parse_model(str(ref))
     if ref.folder is not None:
         return LocalModel(ref.folder, str(ref.folder), None)
     from huggingface_hub import HfApi, constants

@@ -77,10 +77,10 @@ def unknown_message(unknown: Sequence[str], known: Sequence[str]) -> str:
     )
 
 
-def closest(name: str, known: Sequence[str], n: int = SUGGESTIONS) -> list[str]:
+def closest(name: str, known: Sequence[str]) -> list[str]:
     """The known labels nearest to `name`, best first, case ignored: 'Archery' finds 'archery'."""
     by_lower: dict[str, list[str]] = {}
     for label in known:
         by_lower.setdefault(label.lower(), []).append(label)
-    found = [label for key in difflib.get_close_matches(name.lower(), by_lower, n=n) for label in by_lower[key]]
-    return found[:n]
+    matches = difflib.get_close_matches(name.lower(), by_lower, n=SUGGESTIONS)
+    return [label for key in matches for label in by_lower[key]][:SUGGESTIONS]

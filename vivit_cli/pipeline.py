@@ -21,7 +21,7 @@ from vivit_cli.checkpoint import load_checkpoint, read_config
 from vivit_cli.device import resolve_device, resolve_dtype
 from vivit_cli.errors import DeviceError, VivitError
 from vivit_cli.labels import LabelSet
-from vivit_cli.model import VivitConfig, VivitForVideoClassification, VivitModel
+from vivit_cli.model import VivitForVideoClassification, VivitModel
 from vivit_cli.results import ModelInfo, Prediction, VideoEmbedding, VideoResult
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
@@ -40,20 +40,19 @@ class Classifier:
     def __init__(
         self,
         model: VivitForVideoClassification | VivitModel,
-        config: VivitConfig,
         preprocess: PreprocessConfig,
         source: hub.LocalModel,
         device: torch.device,
         dtype: torch.dtype,
         label_set: LabelSet = LabelSet(),
     ) -> None:
-        self.model, self.config, self.preprocess = model, config, preprocess
+        self.model, self.config, self.preprocess = model, model.config, preprocess
         self.source, self.device, self.dtype = source, device, dtype
         self.label_set = label_set
-        self.class_ids = np.array(label_set.class_ids(config.labels), dtype=np.int64)  # the labels it may name
+        self.class_ids = np.array(label_set.class_ids(self.config.labels), dtype=np.int64)  # the labels it may name
         self._mask: torch.Tensor | None = None  # (L,): 0 for those, -inf for the others; None: all of them
         if label_set.names:
-            mask = torch.full((config.num_labels,), float("-inf"))
+            mask = torch.full((self.config.num_labels,), float("-inf"))
             mask[torch.from_numpy(self.class_ids)] = 0.0
             self._mask = mask.to(device)
 
@@ -227,8 +226,8 @@ def load_model(
     predicts `labels` only. Unknown label names are refused before the weights are read."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    local = hub.fetch(name_or_path if isinstance(name_or_path, hub.ModelRef) else str(name_or_path))
+    local = hub.fetch(name_or_path)
     if labels.names:
         labels.class_ids(read_config(local.folder)[0].labels)
     ckpt = load_checkpoint(local.folder, dev, dt)
-    return Classifier(ckpt.model, ckpt.config, ckpt.preprocess, local, dev, dt, labels)
+    return Classifier(ckpt.model, ckpt.preprocess, local, dev, dt, labels)

@@ -42,26 +42,20 @@ def default_cache_dir() -> Path:
     return Path(root) / "embeddings"
 
 
-def model_identity(local: LocalModel) -> dict[str, Any]:
-    """What names a model's weights: a Hub commit, or a local folder with the sizes and times of its files."""
-    if local.revision:
-        return {"model": local.model_id, "revision": local.revision}
-    folder = local.folder.resolve()
-    files = {}
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(WEIGHT_SUFFIXES):
-            st = os.stat(folder / name)
-            files[name] = [st.st_size, st.st_mtime_ns]
-    return {"model": str(folder), "files": files}
-
-
 def settings(
     local: LocalModel, dtype: str, num_frames: int, views: Views, preprocess: PreprocessConfig
 ) -> dict[str, Any]:
-    """Everything besides the file that decides its features."""
+    """Everything besides the file that decides its features; the model's weights named by their Hub commit, or by
+    the sizes and times of a local folder's files."""
+    if local.revision:
+        model = {"model": local.model_id, "revision": local.revision}
+    else:
+        folder = local.folder.resolve()
+        stats = {name: os.stat(folder / name) for name in sorted(os.listdir(folder)) if name.endswith(WEIGHT_SUFFIXES)}
+        model = {"model": str(folder), "files": {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}}
     return {
         "format": CACHE_FORMAT,
-        **model_identity(local),
+        **model,
         "dtype": dtype,
         "num_frames": num_frames,
         "views": asdict(views),
@@ -106,9 +100,9 @@ class EmbeddingCache:
         raise SourceError(f"the cache {shown_path(self.folder)} cannot be written ({why}): give another --cache-dir")
 
     def get(self, path: str) -> np.ndarray | None:
-        """The features (V, D) kept for this very file, or None; an unreadable entry counts as none."""
+        """The features (V, D) kept for this very file, or None; a missing or unreadable entry counts as none."""
         entry = self.entry(path)
-        if entry is None or not entry.is_file():
+        if entry is None:
             return None
         try:
             return np.load(entry, allow_pickle=False)
@@ -120,15 +114,11 @@ class EmbeddingCache:
         entry = self.entry(path)
         if entry is None:
             return
-        self._prepare()
+        if not (self.folder / SETTINGS_FILE).is_file():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(self.settings, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+            _write_atomic(self.folder / SETTINGS_FILE, lambda f: f.write(text.encode("utf-8")))
         _write_atomic(entry, lambda f: np.save(f, np.ascontiguousarray(features, dtype=np.float32)))
-
-    def _prepare(self) -> None:
-        if (self.folder / SETTINGS_FILE).is_file():
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.settings, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
-        _write_atomic(self.folder / SETTINGS_FILE, lambda f: f.write(text.encode("utf-8")))
 
 
 def _write_atomic(target: Path, write: Callable[[BinaryIO], Any]) -> None:

@@ -88,7 +88,7 @@ def draw_confusion(evaluation: Evaluation, title: str, warn: Warn | None = None)
     label is drawn in a font that has its characters; `warn` hears of those no installed font has."""
     from PIL import Image, ImageDraw
 
-    matrix = evaluation.matrix()  # (L, L + 1)
+    matrix = evaluation.confusion  # (L, L + 1)
     rows, columns = list(evaluation.labels), list(evaluation.columns)
     cell = cell_size(len(columns))
     label_font, title_font = font(LABEL_PX, LEGEND_TEXT), font(TITLE_PX, title)
@@ -118,7 +118,7 @@ def draw_confusion(evaluation: Evaluation, title: str, warn: Warn | None = None)
         f = label_fonts[name]
         strip = _vertical(_fit(f, name, label_w - 2 * PAD), f, label_w, cell)
         image.paste(strip, (x_of(j), top), strip)
-    totals = matrix.sum(axis=1)
+    totals = [sum(row) for row in matrix]
     for i, name in enumerate(rows):
         y = grid_top + i * cell
         f = label_fonts[name]
@@ -146,7 +146,7 @@ def _legend(draw: Any, f: Any, x: int, y: int) -> None:
     draw.text((x + LEGEND_W + PAD, y + LEGEND_H // 2), LEGEND_TEXT, font=f, fill=DIM, anchor="lm")
 
 
-def save_confusion(evaluation: Evaluation, title: str, path: str | Path, warn: Warn | None = None) -> None:
+def save_confusion(evaluation: Evaluation, title: str, path: str | Path, warn: Warn) -> None:
     """draw_confusion into a PNG file; a file that cannot be written is a SourceError."""
     try:
         draw_confusion(evaluation, title, warn).save(path, format="PNG")

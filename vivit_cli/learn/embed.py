@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from vivit_cli.pipeline import Classifier
     from vivit_cli.video.sampling import Views
 
-OnVideo = Callable[[str, bool], None]  # (path, from the cache) for every video answered, failed ones included
-
 
 @dataclass(frozen=True)
 class Embedded:
@@ -35,12 +33,11 @@ def embed_videos(
     views: Views,
     workers: int,
     timeout_s: float,
-    batch_size: int | None = None,
-    on_video: OnVideo | None = None,
+    batch_size: int | None,
+    on_video: Callable[[str, bool], None],  # (path, from the cache) for every video answered, failed ones included
 ) -> Embedded:
     """Every video's features, cached ones first; `load` is called (while the workers start) only when some video
     is not in the cache, so a run with everything cached loads no model."""
-    on_video = on_video or (lambda path, cached: None)
     features: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
     todo = []

@@ -53,8 +53,9 @@ def select(dataset: Dataset, split: str | None = None) -> Selection:
 
 
 def _key(label: str) -> str:
-    """How labels are matched for suggestions: 'Playing_Guitar' is near 'playing guitar'."""
-    return unicodedata.normalize("NFC", label).casefold().replace("_", " ").replace("-", " ").strip()
+    """How labels are matched for suggestions: 'Playing_Guitar' is near 'playing guitar'. Both sides are NFC by
+    then (DATA's labels as read, the model's through model_labels)."""
+    return label.casefold().replace("_", " ").replace("-", " ").strip()
 
 
 def suggest(label: str, known: Sequence[str]) -> list[str]:

@@ -77,9 +77,7 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return per_class[labels]
 
 
-def train_head(
-    train: Videos, val: Videos, num_classes: int, l2: float | None = None, on_fit: Callable[[Fit], None] | None = None
-) -> Head:
+def train_head(train: Videos, val: Videos, num_classes: int, l2: float | None, on_fit: Callable[[Fit], None]) -> Head:
     """Fit for each strength (`l2`, or L2_GRID), keep the one with the lowest validation loss (ties: accuracy)."""
     mean = train.features.mean(axis=0, dtype=np.float64)  # (D,)
     std = np.maximum(train.features.std(axis=0, dtype=np.float64), MIN_STD)  # (D,)
@@ -97,8 +95,7 @@ def train_head(
         train_acc = accuracy(video_probs(head, train), train.video_labels)
         val_p = video_probs(head, val)
         fit = Fit(strength, train_acc, accuracy(val_p, val.video_labels), log_loss(val_p, val.video_labels))
-        if on_fit:
-            on_fit(fit)
+        on_fit(fit)
         if best is None or (fit.val_loss, -fit.val_accuracy) < (best.fit.val_loss, -best.fit.val_accuracy):
             best = Head(head.weight, head.bias, fit)
     assert best is not None
@@ -167,16 +164,14 @@ def _lbfgs(f: Objective, theta: torch.Tensor) -> torch.Tensor:
 def video_probs(head: Head, videos: Videos) -> np.ndarray:
     """(M, L): each video's class probabilities, its views' averaged (the ViViT test protocol)."""
     probs = head.probs(videos.features)  # (N, L)
-    sums = np.zeros((int(videos.video.max(initial=-1)) + 1, probs.shape[1]))  # (M, L)
+    sums = np.zeros((int(videos.video.max()) + 1, probs.shape[1]))  # (M, L)
     np.add.at(sums, videos.video, probs)
     return sums / np.maximum(np.bincount(videos.video, minlength=len(sums)), 1)[:, None]
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((probs.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+    return float((probs.argmax(axis=1) == labels).mean())
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    if not len(labels):
-        return float("nan")
     return float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], PROB_FLOOR)).mean())

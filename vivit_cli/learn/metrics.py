@@ -70,10 +70,6 @@ class Evaluation:
         """The videos whose top-1 is wrong, the most confident mistakes first (then by path)."""
         return tuple(sorted((o for o in self.outcomes if not o.correct), key=lambda o: (-o.score, o.path)))
 
-    def matrix(self) -> np.ndarray:
-        """The confusion matrix as integers (L, L + 1)."""
-        return np.array(self.confusion, dtype=np.int64).reshape(len(self.labels), len(self.labels) + 1)
-
 
 def outcome(path: str, label: str, probs: np.ndarray, model_labels: Sequence[str]) -> Outcome:
     """A video's probabilities over the model's labels (L,) -> its Outcome; `label` must be one of them. The
@@ -143,7 +139,7 @@ def evaluate(outcomes: Sequence[Outcome], labels: Sequence[str]) -> Evaluation:
     return Evaluation(
         labels=labels,
         confusion=tuple(tuple(int(c) for c in row) for row in confusion),
-        top1=sum(o.rank == 1 for o in outcomes) / count if count else 0.0,
+        top1=sum(o.correct for o in outcomes) / count if count else 0.0,
         top5=sum(o.rank <= TOP_K for o in outcomes) / count if count else 0.0,
         per_label=per_label,
         macro=macro,

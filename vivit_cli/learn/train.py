@@ -88,7 +88,7 @@ def fit(
     features: Mapping[str, np.ndarray],
     labels: Sequence[str],
     l2: float | None,
-    on_fit: Callable[[Fit], None] | None = None,
+    on_fit: Callable[[Fit], None],
 ) -> Trained:
     """The head on the training videos' views (each one a sample, class ids by position in `labels`), and how it
     does on the validation videos."""
@@ -123,8 +123,8 @@ def record(
         "failed": dict(failed),
         "settings": {
             **settings,
-            "l2": trained.head.fit.l2,
-            "l2_fixed": settings.get("l2") is not None,
+            "l2": trained.head.fit.l2,  # the strength chosen, in the place of the one asked for (None: the grid)
+            "l2_fixed": settings["l2"] is not None,
             "l2_grid": list(L2_GRID),
             "validation": split.how,
         },
