@@ -8,40 +8,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
+from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S  # re-exported: a run's defaults together
 from vivit_cli.errors import SourceError
 from vivit_cli.video.sources import collect_videos, path_key
 from vivit_cli.writers import parquet
-from vivit_cli.writers.formats import (
-    PARQUET,
-    LazyWriter,
-    RecordWriter,
-    check_folder,
-    format_for,
-    get_writer,
-    read_records,
-)
+from vivit_cli.writers.formats import PARQUET, RecordWriter, check_folder, format_for, get_writer, read_records
 from vivit_cli.writers.records import BATCH, Schema, views_cell
 
 if TYPE_CHECKING:
     from vivit_cli.results import ModelInfo
-
-__all__ = [
-    "DEFAULT_TIMEOUT_S",
-    "Plan",
-    "Rows",
-    "Tally",
-    "check_model",
-    "collect_videos",
-    "default_batch_size",
-    "plan",
-    "open_output",
-]
 
 # Views (clips x crops) per forward pass, by device (--batch-size auto). On a CPU batching barely pays (ViViT-B:
 # 8.83 s a view one at a time, 8.59 s in batches of 4) and one view a pass writes each file's row, and moves the
@@ -181,13 +161,6 @@ def _kept(job: Plan) -> Iterator[dict[str, Any]]:
         if key not in retry and key not in seen:
             seen.add(key)
             yield record
-
-
-@contextmanager
-def open_output_lazily(job: Plan, stdout: IO[str]) -> Iterator[LazyWriter]:
-    """open_output, when the first row comes (a Ray job that fails before leaves an existing --out as it was)."""
-    with ExitStack() as stack:
-        yield LazyWriter(lambda: stack.enter_context(open_output(job, stdout)))
 
 
 def default_batch_size(device: str) -> int:
