@@ -79,9 +79,8 @@ def decode_row(row: dict[str, Any], job: DecodeJob) -> dict[str, Any]:
     finally:
         watchdog.cancel()
     job.ledger.finish.remote(path)
-    if prepared is None:
-        return {"path": path, "prepared": b"", "error": error}
-    return {"path": path, "prepared": pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL), "error": ""}
+    blob = b"" if prepared is None else pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"path": path, "prepared": blob, "error": error or ""}
 
 
 def _stop_hung(ledger: Any, path: str, timeout_s: float) -> None:
@@ -115,7 +114,7 @@ class ModelWorker:
         decoded = []
         for i, (path, blob, error) in enumerate(zip(batch["path"], batch["prepared"], batch["error"], strict=True)):
             if error:
-                records[i] = self.kind.error(str(path), str(error), self.info.model_id, self.info.revision)
+                records[i] = self.kind.error(str(path), str(error), self.info)
             else:
                 decoded.append((i, pickle.loads(blob)))
         scores = score_videos(self.classifier, [p.pixel_values for _, p in decoded], self.batch_size, self.kind.output)

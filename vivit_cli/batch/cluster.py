@@ -198,7 +198,7 @@ def run(
         ray.kill(ledger)
     for path in paths:  # never expected: every file has a row whatever happened to its tasks
         if path_key(path) not in written:
-            emit(kind.error(path, "no answer from the Ray cluster", model.info.model_id, model.info.revision))
+            emit(kind.error(path, "no answer from the Ray cluster", model.info))
     return tally
 
 

@@ -212,8 +212,8 @@ class Tally:
         )
         if out is not None:
             line += f" -> {out}"
-        if interrupted and out is not None:
-            line += "; run again with --resume to finish"
+            if interrupted:
+                line += "; run again with --resume to finish"
         return line
 
     def failure_lines(self, out: str | None) -> list[str]:
