@@ -62,10 +62,10 @@ def plan(
         if out is None:
             raise SourceError(f"Parquet goes to a file, not to stdout: give --out preds{parquet.SUFFIX}")
         parquet.require_pyarrow()
-    if out is not None and os.path.isdir(out):
-        suffixes = ", ".join(f".{f}" for f in schema.formats)
-        raise SourceError(f"--out {out} is a folder: give a file name ending in {suffixes}")
     if out is not None:
+        if os.path.isdir(out):
+            suffixes = ", ".join(f".{f}" for f in schema.formats)
+            raise SourceError(f"--out {out} is a folder: give a file name ending in {suffixes}")
         check_folder(out)
     paths = collect_videos(sources, recursive)
     finished: list[dict[str, Any]] = []
@@ -188,7 +188,6 @@ class Tally:
 
     ok: int = 0
     failed: int = 0
-    skipped: int = 0  # already done in the output (--resume)
     started_s: float = field(default_factory=time.monotonic)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of the first LISTED_FAILURES
 
@@ -201,17 +200,17 @@ class Tally:
         if len(self.failures) < LISTED_FAILURES:
             self.failures.append((str(record["path"]), str(record.get("error") or "unknown error")))
 
-    def summary(self, out: str | None, interrupted: bool = False) -> str:
-        """One line for stderr: what was done, how fast, and where it went."""
+    def summary(self, job: Plan, interrupted: bool = False) -> str:
+        """One line for stderr: what was done of `job`, how fast, and where it went."""
         elapsed = time.monotonic() - self.started_s
         done = self.ok + self.failed
         line = (
             f"{'Interrupted' if interrupted else 'Done'}: {self.ok} ok, {self.failed} failed"
-            + (f", {self.skipped} already done" if self.skipped else "")
+            + (f", {job.skipped} already done" if job.skipped else "")
             + f"; {done} videos in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.2f} videos/s)"
         )
-        if out is not None:
-            line += f" -> {out}"
+        if job.out is not None:
+            line += f" -> {job.out}"
             if interrupted:
                 line += "; run again with --resume to finish"
         return line

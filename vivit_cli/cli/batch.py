@@ -116,10 +116,10 @@ def run_files(ctx: click.Context, views: Views, kind: Kind, labels: LabelSet = L
         from vivit_cli.device import resolve_device
 
         workers = p["workers"] or batch.default_workers(resolve_device(p["device"]).type)
-    tally = batch.Tally(skipped=job.skipped)
+    tally = batch.Tally()
     if not job.todo:  # --resume with every file done: say so, and load nothing
         if not ctx.obj["quiet"]:
-            click.echo(tally.summary(job.out), err=True)
+            click.echo(tally.summary(job), err=True)
         return
     if on_ray:
         _run_on_ray(ctx, job, tally, address, views, kind, labels)
@@ -188,8 +188,8 @@ def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterat
         bar.close()
         if not quiet:
             if interrupted:  # the summary says so: the group then adds no "Interrupted." of its own
-                say_stopped(ctx, tally.summary(job.out, interrupted))
+                say_stopped(ctx, tally.summary(job, interrupted))
             else:
-                click.echo(tally.summary(job.out), err=True)
+                click.echo(tally.summary(job), err=True)
             for line in tally.failure_lines(job.out):
                 click.echo(line, err=True)
