@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -109,15 +110,14 @@ class DecodePool:
 
     def get(self, timeout_s: float | None = None) -> Decoded | Literal[_End.DONE] | None:
         """The next answer in completion order; None if none came within timeout_s; DONE after the last one."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        deadline = time.monotonic() + (math.inf if timeout_s is None else timeout_s)
         while True:
             # In slices: a wait with no end is not woken by a Ctrl-C that another thread of the process received.
-            left = WAKE_S if deadline is None else min(WAKE_S, deadline - time.monotonic())
             try:
-                item = self._out.get(timeout=max(0.0, left))
+                item = self._out.get(timeout=max(0.0, min(WAKE_S, deadline - time.monotonic())))
                 break
             except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
+                if time.monotonic() >= deadline:
                     return None
         if isinstance(item, BaseException):
             raise item
