@@ -11,7 +11,7 @@ import pickle
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,9 +19,10 @@ from vivit_cli.batch import worker
 from vivit_cli.batch.rows import Kind
 from vivit_cli.batch.worker import DecodeSpec
 from vivit_cli.device import keep_freed_memory
-from vivit_cli.labels import LabelSet
-from vivit_cli.results import ModelInfo
 from vivit_cli.writers.records import model_fields
+
+if TYPE_CHECKING:
+    from vivit_cli.batch.cluster import ClusterModel, WorkerSizes
 
 # A file whose decoder took its worker down this many times gets an error row; once may be a lost node.
 DECODE_ATTEMPTS = 2
@@ -78,9 +79,8 @@ def decode_row(row: dict[str, Any], job: DecodeJob) -> dict[str, Any]:
     finally:
         watchdog.cancel()
     job.ledger.finish.remote(path)
-    if prepared is None:
-        return {"path": path, "prepared": b"", "error": error}
-    return {"path": path, "prepared": pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL), "error": ""}
+    blob = b"" if prepared is None else pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"path": path, "prepared": blob, "error": error or ""}
 
 
 def _stop_hung(ledger: Any, path: str, timeout_s: float) -> None:
@@ -96,25 +96,15 @@ class ModelWorker:
     """One Ray actor of the model pool: loads the checkpoint once, then turns batches of decoded videos into
     records (JSON text, so that the driver writes them as they are)."""
 
-    def __init__(
-        self,
-        load_ref: str,
-        info: ModelInfo,
-        device: str,
-        dtype: str,
-        kind: Kind,
-        batch_size: int,
-        threads: int | None,
-        labels: LabelSet = LabelSet(),
-    ) -> None:
+    def __init__(self, model: ClusterModel, sizes: WorkerSizes, dtype: str, kind: Kind, batch_size: int) -> None:
         from vivit_cli.pipeline import load_model
 
-        use_threads(threads)
+        use_threads(sizes.threads)
         keep_freed_memory()
-        self.classifier = load_model(load_ref, device=device, dtype=dtype, labels=labels)
+        self.classifier = load_model(model.load_ref, device=sizes.device, dtype=dtype, labels=model.labels)
         # The model string as the driver resolved it, with where this worker runs it.
         here = self.classifier.info
-        self.info = replace(info, device=here.device, dtype=here.dtype)
+        self.info = replace(model.info, device=here.device, dtype=here.dtype)
         self.kind, self.batch_size = kind, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -124,7 +114,7 @@ class ModelWorker:
         decoded = []
         for i, (path, blob, error) in enumerate(zip(batch["path"], batch["prepared"], batch["error"], strict=True)):
             if error:
-                records[i] = self.kind.error(str(path), str(error), self.info.model_id, self.info.revision)
+                records[i] = self.kind.error(str(path), str(error), self.info)
             else:
                 decoded.append((i, pickle.loads(blob)))
         scores = score_videos(self.classifier, [p.pixel_values for _, p in decoded], self.batch_size, self.kind.output)

@@ -198,7 +198,7 @@ def run(
         ray.kill(ledger)
     for path in paths:  # never expected: every file has a row whatever happened to its tasks
         if path_key(path) not in written:
-            emit(kind.error(path, "no answer from the Ray cluster", model.info.model_id, model.info.revision))
+            emit(kind.error(path, "no answer from the Ray cluster", model.info))
     return tally
 
 
@@ -237,16 +237,7 @@ def _dataset(
         )
         .map_batches(
             ModelWorker,
-            fn_constructor_kwargs=dict(
-                load_ref=model.load_ref,
-                info=model.info,
-                device=sizes.device,
-                dtype=dtype,
-                kind=kind,
-                batch_size=batch_size,
-                threads=sizes.threads,
-                labels=model.labels,
-            ),
+            fn_constructor_args=(model, sizes, dtype, kind, batch_size),
             batch_size=max(1, batch_size // per_video),  # videos per call: --batch-size counts views
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=sizes.workers),

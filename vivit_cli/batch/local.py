@@ -85,10 +85,9 @@ def run(
     tally = tally or Tally()
     tally.started_s = time.monotonic()
     rows = Rows(writer, tally, on_row)
-    model, revision = classifier.info.model_id, classifier.info.revision
     for scored in score_files(classifier, paths, pool, views, batch_size, kind.output):
         if scored.prepared is None or scored.scores is None:
-            rows.write(kind.error(scored.path, scored.error or "unknown error", model, revision))
+            rows.write(kind.error(scored.path, scored.error or "unknown error", classifier.info))
         else:
             rows.write(kind.record(classifier, scored.prepared, scored.scores))
     return tally

@@ -8,40 +8,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S
+from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S  # re-exported: a run's defaults together
 from vivit_cli.errors import SourceError
 from vivit_cli.video.sources import collect_videos, path_key
 from vivit_cli.writers import parquet
-from vivit_cli.writers.formats import (
-    PARQUET,
-    LazyWriter,
-    RecordWriter,
-    check_folder,
-    format_for,
-    get_writer,
-    read_records,
-)
+from vivit_cli.writers.formats import PARQUET, RecordWriter, check_folder, format_for, get_writer, read_records
 from vivit_cli.writers.records import BATCH, Schema, views_cell
 
 if TYPE_CHECKING:
     from vivit_cli.results import ModelInfo
-
-__all__ = [
-    "DEFAULT_TIMEOUT_S",
-    "Plan",
-    "Rows",
-    "Tally",
-    "check_model",
-    "collect_videos",
-    "default_batch_size",
-    "plan",
-    "open_output",
-]
 
 # Views (clips x crops) per forward pass, by device (--batch-size auto). On a CPU batching barely pays (ViViT-B:
 # 8.83 s a view one at a time, 8.59 s in batches of 4) and one view a pass writes each file's row, and moves the
@@ -82,10 +62,10 @@ def plan(
         if out is None:
             raise SourceError(f"Parquet goes to a file, not to stdout: give --out preds{parquet.SUFFIX}")
         parquet.require_pyarrow()
-    if out is not None and os.path.isdir(out):
-        suffixes = ", ".join(f".{f}" for f in schema.formats)
-        raise SourceError(f"--out {out} is a folder: give a file name ending in {suffixes}")
     if out is not None:
+        if os.path.isdir(out):
+            suffixes = ", ".join(f".{f}" for f in schema.formats)
+            raise SourceError(f"--out {out} is a folder: give a file name ending in {suffixes}")
         check_folder(out)
     paths = collect_videos(sources, recursive)
     finished: list[dict[str, Any]] = []
@@ -183,13 +163,6 @@ def _kept(job: Plan) -> Iterator[dict[str, Any]]:
             yield record
 
 
-@contextmanager
-def open_output_lazily(job: Plan, stdout: IO[str]) -> Iterator[LazyWriter]:
-    """open_output, when the first row comes (a Ray job that fails before leaves an existing --out as it was)."""
-    with ExitStack() as stack:
-        yield LazyWriter(lambda: stack.enter_context(open_output(job, stdout)))
-
-
 def default_batch_size(device: str) -> int:
     """--batch-size auto for a device ("cpu", "cuda:0", "mps"): CPU_BATCH_SIZE on a CPU, else GPU_BATCH_SIZE."""
     return CPU_BATCH_SIZE if device.partition(":")[0] == "cpu" else GPU_BATCH_SIZE
@@ -215,7 +188,6 @@ class Tally:
 
     ok: int = 0
     failed: int = 0
-    skipped: int = 0  # already done in the output (--resume)
     started_s: float = field(default_factory=time.monotonic)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of the first LISTED_FAILURES
 
@@ -228,19 +200,19 @@ class Tally:
         if len(self.failures) < LISTED_FAILURES:
             self.failures.append((str(record["path"]), str(record.get("error") or "unknown error")))
 
-    def summary(self, out: str | None, interrupted: bool = False) -> str:
-        """One line for stderr: what was done, how fast, and where it went."""
+    def summary(self, job: Plan, interrupted: bool = False) -> str:
+        """One line for stderr: what was done of `job`, how fast, and where it went."""
         elapsed = time.monotonic() - self.started_s
         done = self.ok + self.failed
         line = (
             f"{'Interrupted' if interrupted else 'Done'}: {self.ok} ok, {self.failed} failed"
-            + (f", {self.skipped} already done" if self.skipped else "")
+            + (f", {job.skipped} already done" if job.skipped else "")
             + f"; {done} videos in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.2f} videos/s)"
         )
-        if out is not None:
-            line += f" -> {out}"
-        if interrupted and out is not None:
-            line += "; run again with --resume to finish"
+        if job.out is not None:
+            line += f" -> {job.out}"
+            if interrupted:
+                line += "; run again with --resume to finish"
         return line
 
     def failure_lines(self, out: str | None) -> list[str]:

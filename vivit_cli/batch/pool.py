@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -93,7 +94,6 @@ class DecodePool:
         self._spec: DecodeSpec | None = None
         self._max_pending = 0
         self._retry: deque[tuple[int, str]] = deque()  # sent to a worker that died before starting them
-        self._in_flight = 0  # sent to a worker and not answered
         self._exhausted = False
 
     def __enter__(self) -> DecodePool:
@@ -110,15 +110,14 @@ class DecodePool:
 
     def get(self, timeout_s: float | None = None) -> Decoded | Literal[_End.DONE] | None:
         """The next answer in completion order; None if none came within timeout_s; DONE after the last one."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        deadline = time.monotonic() + (math.inf if timeout_s is None else timeout_s)
         while True:
             # In slices: a wait with no end is not woken by a Ctrl-C that another thread of the process received.
-            left = WAKE_S if deadline is None else min(WAKE_S, deadline - time.monotonic())
             try:
-                item = self._out.get(timeout=max(0.0, left))
+                item = self._out.get(timeout=max(0.0, min(WAKE_S, deadline - time.monotonic())))
                 break
             except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
+                if time.monotonic() >= deadline:
                     return None
         if isinstance(item, BaseException):
             raise item
@@ -145,15 +144,19 @@ class DecodePool:
             self._slots = [self._start_worker() for _ in range(self.workers)]
             while not self._stop.is_set():
                 self._dispatch()
-                if self._exhausted and not self._retry and self._in_flight == 0:
+                if self._exhausted and not self._retry and not self._in_flight():
                     self._out.put(DONE)
                     return
                 self._poll()
         except BaseException as e:  # handed to the caller's thread, which raises it from get()
             self._out.put(e)
 
+    def _in_flight(self) -> int:
+        """Files sent to a worker and not answered."""
+        return sum(len(w.tasks) for w in self._slots)
+
     def _dispatch(self) -> None:
-        while self._tasks is not None and self._in_flight + self._out.qsize() < self._max_pending:
+        while self._tasks is not None and self._in_flight() + self._out.qsize() < self._max_pending:
             free = [w for w in self._slots if w.ready and not w.dead and len(w.tasks) < WORKER_DEPTH]
             if not free:
                 return
@@ -165,12 +168,10 @@ class DecodePool:
             if not w.tasks:
                 w.started_s = time.monotonic()
             w.tasks.append(task)
-            self._in_flight += 1
             try:
                 w.conn.send((task[0], task[1], self._spec))
             except OSError:  # it died idle: the file never reached it, so it goes to another worker
                 w.tasks.pop()
-                self._in_flight -= 1
                 self._retry.appendleft(task)
                 w.dead = True
                 return
@@ -193,13 +194,12 @@ class DecodePool:
         try:
             while not w.dead and w.conn.poll():
                 message = w.conn.recv()
-                if isinstance(message, str) and message == READY:
+                if message == READY:
                     w.ready, w.started_s = True, time.monotonic()
                     continue
                 index, prepared, error = message
                 head = w.tasks.popleft()
                 assert head[0] == index, "a worker answers its files in order"
-                self._in_flight -= 1
                 w.started_s = time.monotonic()
                 self._out.put(Decoded(head[1], prepared, error))
         except (EOFError, OSError):
@@ -213,12 +213,10 @@ class DecodePool:
         self._slots.remove(w)
         if w.tasks:
             _, path = w.tasks.popleft()
-            self._in_flight -= 1
             error = timeout_error or (
                 f"the decoder crashed ({_describe_exit(w.process.exitcode)}); its worker was replaced"
             )
             self._out.put(Decoded(path, None, error))
-        self._in_flight -= len(w.tasks)
         self._retry.extendleft(reversed(w.tasks))
         self._slots.append(self._start_worker())
 

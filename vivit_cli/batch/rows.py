@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from vivit_cli.pipeline import Classifier, Output
+    from vivit_cli.results import ModelInfo
     from vivit_cli.video.views import PreparedVideo
 
 
@@ -31,8 +32,8 @@ class Labels:
     def record(self, classifier: Classifier, prepared: PreparedVideo, scores: np.ndarray) -> Record:
         return result_record(classifier.result(prepared, scores, self.top_k))
 
-    def error(self, path: str, message: str, model: str | None, revision: str | None) -> Record:
-        return error_record(path, message, model, revision)
+    def error(self, path: str, message: str, info: ModelInfo) -> Record:
+        return error_record(path, message, info.model_id, info.revision)
 
     def table(self, hidden_size: int) -> parquet.Table:
         """The rows' Parquet columns for a model of this hidden size."""
@@ -49,8 +50,8 @@ class Embeddings:
     def record(self, classifier: Classifier, prepared: PreparedVideo, scores: np.ndarray) -> Record:
         return embedding_record(classifier.embedding(prepared, scores))
 
-    def error(self, path: str, message: str, model: str | None, revision: str | None) -> Record:
-        return error_record(path, message, model, revision, empty={"embedding": None})
+    def error(self, path: str, message: str, info: ModelInfo) -> Record:
+        return error_record(path, message, info.model_id, info.revision, empty={"embedding": None})
 
     def table(self, hidden_size: int) -> parquet.Table:
         """The rows' Parquet columns: the embedding a fixed-size list of hidden_size float32 values."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import TYPE_CHECKING
 
 from vivit_cli.errors import VivitError
@@ -31,16 +32,11 @@ def one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-_settled = False
-
-
+@cache
 def settle() -> None:
     """Make this process a decode worker, once: one core each (the model's threads and the other workers have the
     rest), no FFmpeg chatter (a bad file's error goes into its row), and the decoding modules imported now, before
     any --timeout clock starts. Set OPENCV_FFMPEG_LOGLEVEL or OPENCV_LOG_LEVEL to see FFmpeg's own lines."""
-    global _settled
-    if _settled:
-        return
     import cv2
     import torch
 
@@ -51,7 +47,6 @@ def settle() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)  # read when the first video opens
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    _settled = True
 
 
 def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[PreparedVideo | None, str | None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +31,7 @@ from vivit_cli.cli.options import (
 from vivit_cli.cli.progress import progress_bar
 from vivit_cli.labels import LabelSet
 from vivit_cli.video.sampling import Views
+from vivit_cli.writers.formats import LazyWriter
 from vivit_cli.writers.records import BATCH, Schema
 
 
@@ -82,12 +83,8 @@ def run_options(schema: Schema, views: Callable[..., Any]) -> Callable[[Callable
     return decorate
 
 
-def _views_and_labels(f: Callable[..., Any]) -> Callable[..., Any]:
-    return view_options(label_options(f))
-
-
 @click.command("batch")
-@run_options(BATCH, _views_and_labels)
+@run_options(BATCH, lambda f: view_options(label_options(f)))
 def batch_command(ctx: click.Context, views: Views, top_k: int, labels: LabelSet, **_: Any) -> None:
     """Classify every video in SOURCES into one CSV, JSON, JSONL or Parquet file: a row per video, ok or error.
 
@@ -104,28 +101,41 @@ def run_files(ctx: click.Context, views: Views, kind: Kind, labels: LabelSet = L
     from vivit_cli.errors import VideoError
 
     p = ctx.params
-    if p["ray_address"] is not None:  # the same job on Ray Data, with no torch in this process: batch/cluster.py
-        tally = _run_on_ray(ctx, views, kind, labels)
+    on_ray = p["ray_address"] is not None  # the same job on Ray Data, with no torch in this process: batch/cluster.py
+    sources = p["sources"]
+    if on_ray:
+        from vivit_cli.batch import cluster
+
+        cluster.require_ray()
+        address, sources = cluster.split_address(p["ray_address"], sources)
+    elif p["gpus_per_worker"] is not None:
+        raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
+    job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"], kind.schema)
+    batch.check_views(job, views.clips, views.crops)
+    if not on_ray:
+        from vivit_cli.device import resolve_device
+
+        workers = p["workers"] or batch.default_workers(resolve_device(p["device"]).type)
+    tally = batch.Tally()
+    if not job.todo:  # --resume with every file done: say so, and load nothing
+        if not ctx.obj["quiet"]:
+            click.echo(tally.summary(job), err=True)
+        return
+    if on_ray:
+        _run_on_ray(ctx, job, tally, address, views, kind, labels)
     else:
-        tally = _run_here(ctx, views, kind, labels)
-    if tally is not None and tally.failed:
+        _run_here(ctx, job, tally, workers, views, kind, labels)
+    if tally.failed:
         ctx.exit(VideoError.exit_code)
 
 
-def _run_here(ctx: click.Context, views: Any, kind: Kind, labels: LabelSet) -> batch.Tally | None:
-    if ctx.params["gpus_per_worker"] is not None:
-        raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
+def _run_here(
+    ctx: click.Context, job: batch.Plan, tally: batch.Tally, workers: int, views: Views, kind: Kind, labels: LabelSet
+) -> None:
     from vivit_cli.checkpoint import read_config
-    from vivit_cli.device import resolve_device
     from vivit_cli.results import ModelInfo
 
     p = ctx.params
-    job = batch.plan(p["sources"], p["recursive"], p["out"], p["fmt"], p["resume"], kind.schema)
-    batch.check_views(job, views.clips, views.crops)
-    workers = p["workers"] or batch.default_workers(resolve_device(p["device"]).type)
-    tally = batch.Tally(skipped=job.skipped)
-    if _nothing_to_do(ctx, job, tally):
-        return None
     local_model = fetch_model(ctx, p["model"])  # a branch becomes a commit: --resume checks it before the model loads
     batch.check_model(job, ModelInfo(local_model.model_id, local_model.revision))
     config, _ = read_config(local_model.folder)
@@ -136,22 +146,16 @@ def _run_here(ctx: click.Context, views: Any, kind: Kind, labels: LabelSet) -> b
         classifier = load_classifier(ctx, local_model.pinned, labels)
         with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
             local.run(classifier, job.todo, pool, writer, views, kind, p["batch_size"], tally, on_row)
-    return tally
 
 
-def _run_on_ray(ctx: click.Context, views: Any, kind: Kind, labels: LabelSet) -> batch.Tally | None:
+def _run_on_ray(
+    ctx: click.Context, job: batch.Plan, tally: batch.Tally, address: str, views: Views, kind: Kind, labels: LabelSet
+) -> None:
     """The same rows, files and exit codes as a local run, from a Ray cluster."""
     from vivit_cli import hub
     from vivit_cli.batch import cluster
 
     p = ctx.params
-    cluster.require_ray()
-    address, sources = cluster.split_address(p["ray_address"], p["sources"])
-    job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"], kind.schema)
-    batch.check_views(job, views.clips, views.crops)
-    tally = batch.Tally(skipped=job.skipped)
-    if _nothing_to_do(ctx, job, tally):
-        return None
     ref = hub.parse_model(p["model"])
     quiet_hub(ctx, ref)
     model = cluster.resolve_model(ref, labels)  # once, here: every worker loads the same commit
@@ -161,20 +165,12 @@ def _run_on_ray(ctx: click.Context, views: Any, kind: Kind, labels: LabelSet) ->
     stdout = sys.stdout  # taken before Ray's messages move to stderr
     with cluster.connect(address, ctx.obj["quiet"]):
         sizes = cluster.size_workers(p["device"], p["workers"], p["gpus_per_worker"])
-        with _progress(ctx, job, tally) as on_row, batch.open_output_lazily(job, stdout) as writer:
+        # The output opens with the first row: a job that fails before leaves an existing --out as it was.
+        with _progress(ctx, job, tally) as on_row, ExitStack() as stack:
+            writer = LazyWriter(lambda: stack.enter_context(batch.open_output(job, stdout)))
             cluster.run(
                 job.todo, model, sizes, writer, views, kind, p["dtype"], p["batch_size"], p["timeout"], tally, on_row
             )
-    return tally
-
-
-def _nothing_to_do(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> bool:
-    """--resume with every file done: say so, and load nothing."""
-    if job.todo:
-        return False
-    if not ctx.obj["quiet"]:
-        click.echo(tally.summary(job.out), err=True)
-    return True
 
 
 @contextmanager
@@ -190,10 +186,10 @@ def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterat
         raise
     finally:
         bar.close()
-        if not quiet and interrupted:  # the summary says so: the group then adds no "Interrupted." of its own
-            say_stopped(ctx, tally.summary(job.out, interrupted))
-        elif not quiet:
-            click.echo(tally.summary(job.out), err=True)
         if not quiet:
+            if interrupted:  # the summary says so: the group then adds no "Interrupted." of its own
+                say_stopped(ctx, tally.summary(job, interrupted))
+            else:
+                click.echo(tally.summary(job), err=True)
             for line in tally.failure_lines(job.out):
                 click.echo(line, err=True)
