@@ -201,8 +201,6 @@ TIMELINE_OF_TWO = Timeline(
     None,
     0.0,
     2.0,
-    20,
-    10.0,
     1.0,
     0.3,
 )
