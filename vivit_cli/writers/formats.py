@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO
 
 from vivit_cli.errors import SourceError
 from vivit_cli.writers.records import BATCH, Record, Schema
@@ -46,8 +46,6 @@ def check_folder(path: str | Path) -> None:
 
 class RecordWriter:
     """Takes records one at a time: write() each, then finish() once, also after an interrupt."""
-
-    format: ClassVar[str]
 
     def write(self, record: Record) -> None:
         raise NotImplementedError
@@ -92,8 +90,6 @@ class TextWriter(RecordWriter):
 class CsvWriter(TextWriter):
     """The schema's columns; the top-k joined into cells. A header opens a new file."""
 
-    format = "csv"
-
     def _start(self) -> None:
         self._csv = csv.DictWriter(self.stream, fieldnames=self.schema.columns, lineterminator="\n")
         if self.size == 0:
@@ -106,8 +102,6 @@ class CsvWriter(TextWriter):
 class JsonlWriter(TextWriter):
     """One record per line."""
 
-    format = "jsonl"
-
     def _write(self, record: Record) -> None:
         self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -118,8 +112,6 @@ class JsonWriter(TextWriter):
     The list is closed after each record and reopened by the next, so a seekable file is valid JSON at every
     moment between records. On a stream that cannot seek (a pipe) finish() closes the list.
     """
-
-    format = "json"
 
     def _start(self) -> None:
         if self.size == 0:
@@ -150,7 +142,7 @@ class JsonWriter(TextWriter):
         self.stream.truncate()
 
 
-WRITERS: dict[str, type[TextWriter]] = {w.format: w for w in (CsvWriter, JsonWriter, JsonlWriter)}
+WRITERS: dict[str, type[TextWriter]] = {"csv": CsvWriter, "json": JsonWriter, "jsonl": JsonlWriter}
 
 
 def get_writer(fmt: str, stream: IO[str], schema: Schema = BATCH, append: bool = False) -> TextWriter:
@@ -199,10 +191,8 @@ def _open_text(path: str, schema: Schema, stdout: IO[str]) -> Iterator[IO[str]]:
     if path == STDOUT:
         yield stdout
         return
-    try:
+    with _write_errors(path, schema):
         stream = open(path, "w", encoding="utf-8", newline="")
-    except OSError as e:
-        raise SourceError(schema.unwritable.format(path=path, reason=e.strerror or e)) from None
     with stream:
         yield stream
 
@@ -266,11 +256,10 @@ class LazyWriter(RecordWriter):
     it."""
 
     def __init__(self, open_writer: Callable[[], RecordWriter]) -> None:
-        self._open: Callable[[], RecordWriter] | None = open_writer
+        self._open = open_writer
         self._writer: RecordWriter | None = None
 
     def write(self, record: Record) -> None:
         if self._writer is None:
-            assert self._open is not None
-            self._writer, self._open = self._open(), None
+            self._writer = self._open()
         self._writer.write(record)

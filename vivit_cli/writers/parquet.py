@@ -94,8 +94,6 @@ class ParquetWriter(RecordWriter):
     CLI calls finish() on Ctrl-C and on errors too. A killed process leaves the old `path` as it was.
     """
 
-    format = PARQUET
-
     def __init__(self, path: str, table: Table = BATCH_TABLE) -> None:
         import pyarrow.parquet as pq
 
