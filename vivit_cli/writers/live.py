@@ -157,16 +157,16 @@ def _local_time(wall_time: float) -> str:
 
 TIMELINE = Schema(
     TIMELINE_COLUMNS,
-    timeline_row,
     ("csv", "json", "jsonl"),
     unknown="{path}: cannot tell the format: use a .csv, .json or .jsonl name, or - for JSONL on stdout",
+    csv_row=timeline_row,
     unwritable="{path}: cannot write there ({reason})",
     json_indent=1,
 )
 WEBCAM = Schema(
     WEBCAM_COLUMNS,
-    webcam_row,
     ("csv", "jsonl"),
     unknown="--out {path}: use a .csv or .jsonl name (or - for JSONL on stdout)",
+    csv_row=webcam_row,
     unwritable="--out {path}: cannot be written ({reason})",
 )
