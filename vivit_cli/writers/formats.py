@@ -116,30 +116,25 @@ class JsonWriter(TextWriter):
     def _start(self) -> None:
         if self.size == 0:
             self.stream.write(JSON_EMPTY if self.seekable else "[\n")
-        # Only "none yet" or "some" matters: it decides whether a comma comes before the next record.
-        self._count = 0 if self.size <= len(JSON_EMPTY) else 1
+        self._empty = self.size <= len(JSON_EMPTY)  # no record yet: no comma before the next one
 
     def _write(self, record: Record) -> None:
         text = json.dumps(record, ensure_ascii=False, indent=self.schema.json_indent)
         if self.schema.json_indent:  # an item of the list: one level deeper than a record on its own
             text = "\n".join(" " * self.schema.json_indent + line for line in text.splitlines())
-        line = ("" if self._count == 0 else ",\n") + text
-        if self.seekable:
-            self._reopen_list()
+        line = ("" if self._empty else ",\n") + text
+        if self.seekable:  # step back over the closing bracket written after the previous record
+            end = self.stream.seek(0, io.SEEK_END)
+            self.stream.seek(end - len(JSON_EMPTY.removeprefix("[\n") if self._empty else JSON_CLOSE))
+            self.stream.truncate()
             line += JSON_CLOSE
         self.stream.write(line)
-        self._count += 1
+        self._empty = False
 
     def finish(self) -> None:
         if not self.seekable:
-            self.stream.write(JSON_CLOSE if self._count else "]\n")
+            self.stream.write("]\n" if self._empty else JSON_CLOSE)
         self.stream.flush()
-
-    def _reopen_list(self) -> None:
-        """Step back over the closing bracket written after the previous record."""
-        end = self.stream.seek(0, io.SEEK_END)
-        self.stream.seek(end - len(JSON_CLOSE if self._count else JSON_EMPTY.removeprefix("[\n")))
-        self.stream.truncate()
 
 
 WRITERS: dict[str, type[TextWriter]] = {"csv": CsvWriter, "json": JsonWriter, "jsonl": JsonlWriter}
