@@ -114,7 +114,7 @@ WEBCAM_COLUMNS = (
 PREDICTION_EVENT = "prediction"  # the `event` of a prediction's row
 
 
-def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None) -> Record:
+def webcam_record(p: LivePrediction, source: str, model: ModelInfo) -> Record:
     """The JSON object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
     return {
         "time": _local_time(p.wall_time),
@@ -128,7 +128,7 @@ def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None
         "latency_s": round(p.latency_s, SECONDS_DECIMALS),
         "smoothed_over": p.smoothed_over,
         "predictions": [prediction_record(x) for x in p.predictions],
-        **(model_fields(model) if model else dict.fromkeys(MODEL_COLUMNS)),
+        **model_fields(model),
     }
 
 
