@@ -201,15 +201,13 @@ TIMELINE_OF_TWO = Timeline(
     None,
     0.0,
     2.0,
-    20,
-    10.0,
     1.0,
     0.3,
 )
 
 
 def test_rows_of_webcam_and_timeline() -> None:
-    record = webcam_record(LIVE, "camera 0")
+    record = webcam_record(LIVE, "camera 0", ModelInfo("org/m"))
     assert webcam_row(record) == {
         **{k: v for k, v in record.items() if k != "predictions"},
         **best_cells(record["predictions"]),
@@ -307,7 +305,7 @@ def test_a_file_that_cannot_be_opened(tmp_path: Path, schema: Schema, message: s
 def test_dash_is_jsonl_on_the_stream_given() -> None:
     stdout = io.StringIO()
     with open_output("-", WEBCAM, stdout) as writer:
-        writer.write(webcam_record(LIVE, "camera 0"))
+        writer.write(webcam_record(LIVE, "camera 0", ModelInfo("org/m")))
     assert json.loads(stdout.getvalue())["predictions"][0] == {"label": "juggling", "score": 0.75, "index": 3}
     assert not stdout.closed
 

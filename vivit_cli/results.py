@@ -152,8 +152,6 @@ class Timeline:
     probs: Any  # (W, L) float32 numpy: every window's class probabilities, for the plot
     start_s: float  # first frame's timestamp
     end_s: float  # end of the last frame
-    frame_count: int
-    fps: float
     every_s: float
     threshold: float
 

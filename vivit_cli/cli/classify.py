@@ -9,6 +9,7 @@ import click
 
 from vivit_cli.cli.options import label_options, load_classifier, model_ids, model_options, timeout_option, view_options
 from vivit_cli.labels import LabelSet
+from vivit_cli.results import shown_path
 from vivit_cli.video.sampling import Views
 
 
@@ -42,7 +43,6 @@ def classify_command(
     from vivit_cli.batch.pool import DONE, DecodePool
     from vivit_cli.batch.worker import DecodeSpec
     from vivit_cli.errors import VideoError
-    from vivit_cli.results import shown_path
     from vivit_cli.writers.records import error_record, reason, result_record
     from vivit_cli.writers.tables import print_results_table
 
@@ -61,10 +61,11 @@ def classify_command(
             click.echo(json.dumps(error_record(path, message, *ids), ensure_ascii=False))
 
     # Paths that cannot be videos are known before the model loads: when none can, it is not loaded (or downloaded).
-    unusable = [_unusable(path) for path in videos]
-    if all(unusable):
-        for path, why in zip(videos, unusable, strict=True):
-            fail(path, why or "")
+    unusable = {path: why for path in videos if (why := _unusable(path))}
+    todo = [path for path in videos if path not in unusable]
+    if not todo:
+        for path in videos:
+            fail(path, unusable[path])
         ctx.exit(VideoError.exit_code)
     # Decoding runs in a worker process, so a decoder that crashes costs its file only; one worker answers in order,
     # and it decodes the next video while the model runs on this one. It starts, and imports torch, while the model
@@ -72,11 +73,10 @@ def classify_command(
     with DecodePool(workers=1, timeout_s=timeout) as pool:
         classifier = load_classifier(ctx, model, labels)
         ids = model_ids(classifier)
-        todo = [path for path, why in zip(videos, unusable, strict=True) if why is None]
         pool.submit(todo, DecodeSpec(classifier.config.num_frames, classifier.preprocess, views), max_pending=1)
-        for path, why in zip(videos, unusable, strict=True):
-            if why is not None:
-                fail(path, why)
+        for path in videos:
+            if path in unusable:
+                fail(path, unusable[path])
                 continue
             decoded = pool.get()
             assert decoded is not None and decoded is not DONE and decoded.path == path, "one worker answers in order"
@@ -94,7 +94,6 @@ def classify_command(
 
 def _unusable(path: str) -> str | None:
     """Why `path` cannot be a video file, known without opening it; None when it may be one (the decoder decides)."""
-    from vivit_cli.results import shown_path
     from vivit_cli.video.sources import is_url
 
     shown = shown_path(path)

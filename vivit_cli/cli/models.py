@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,26 +15,27 @@ MODEL_HELP = "MODEL: org/name, org/name@revision or a folder, as an argument or 
 
 
 def model_argument(f: Callable[..., Any]) -> Callable[..., Any]:
-    """MODEL as an argument (as it always was) or as --model/-m (as every other command takes it)."""
-    f = model_option(f)
-    return click.argument("model_arg", metavar="[MODEL]", required=False)(f)
+    """MODEL as an argument (as it always was) or as --model/-m (as every other command takes it). The command is
+    given `model`: the argument, else --model (or $VIVIT_MODEL, or the default); both typed, they must agree."""
 
+    @functools.wraps(f)
+    def command(*args: Any, model_arg: str | None, model: str) -> Any:
+        ctx = click.get_current_context()
+        if model_arg is not None:
+            if ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE and model != model_arg:
+                raise click.UsageError(f"two models given: {model_arg} and --model {model}; give one")
+            model = model_arg
+        return f(*args, model=model)
 
-def chosen_model(ctx: click.Context, model_arg: str | None, model: str) -> str:
-    """The argument, else --model (or $VIVIT_MODEL, or the default); both typed, they must agree."""
-    if model_arg is None:
-        return model
-    if ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE and model != model_arg:
-        raise click.UsageError(f"two models given: {model_arg} and --model {model}; give one")
-    return model_arg
+    return click.argument("model_arg", metavar="[MODEL]", required=False)(model_option(command))
 
 
 @click.command("download", epilog=MODEL_HELP)
 @model_argument
 @click.pass_context
-def download_command(ctx: click.Context, model_arg: str | None, model: str) -> None:
+def download_command(ctx: click.Context, model: str) -> None:
     """Fetch MODEL into the Hugging Face cache for offline use; print its folder."""
-    local = fetch_model(ctx, chosen_model(ctx, model_arg, model))
+    local = fetch_model(ctx, model)
     click.echo(local.folder)
     if local.revision and not ctx.obj["quiet"]:
         click.echo(f"{local.model_id} at {local.revision[:7]} is cached: it also works offline.", err=True)
@@ -42,9 +44,9 @@ def download_command(ctx: click.Context, model_arg: str | None, model: str) -> N
 @click.command("labels", epilog=MODEL_HELP)
 @model_argument
 @click.pass_context
-def labels_command(ctx: click.Context, model_arg: str | None, model: str) -> None:
+def labels_command(ctx: click.Context, model: str) -> None:
     """Print MODEL's label names, one per line, in class-id order (fetches config.json only)."""
-    local = fetch_model(ctx, chosen_model(ctx, model_arg, model), weights=False)
+    local = fetch_model(ctx, model, weights=False)
     from vivit_cli.checkpoint import read_config
 
     config, _ = read_config(local.folder)

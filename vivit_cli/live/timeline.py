@@ -251,8 +251,6 @@ def scan(
         probs=np.stack(scanner.probs).astype(np.float32),
         start_s=first_s,
         end_s=end_s,
-        frame_count=count,
-        fps=info.fps,
         every_s=every_s,
         threshold=threshold,
     )

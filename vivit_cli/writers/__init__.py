@@ -1,10 +1,12 @@
 """Results -> rows and tables, with no torch and no OpenCV.
 
-records.py  the shared parts of every record, and the rows of classify --json and batch (BATCH)
-live.py     the rows of timeline (TIMELINE) and webcam --out (WEBCAM)
-formats.py  the format from an --out name, a writer per format (get_writer), rows read back for --resume
-parquet.py  Parquet files for `vivit batch` (pyarrow, imported when used)
-tables.py   the rich tables: one video's top-k, a timeline's segments
+records.py     the shared parts of every record, and the rows of classify --json and batch (BATCH)
+live.py        the rows of timeline (TIMELINE) and webcam --out (WEBCAM)
+embeddings.py  the rows of embed (EMBED)
+evaluation.py  evaluate's report, confusion matrix and tables; train's validation figures
+formats.py     the format from an --out name, a writer per format (get_writer), rows read back for --resume
+parquet.py     Parquet files for `vivit batch` and `vivit embed` (pyarrow, imported when used)
+tables.py      the rich tables: one video's top-k, a timeline's segments
 """
 
 from __future__ import annotations

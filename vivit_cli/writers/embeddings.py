@@ -15,13 +15,8 @@ def embedding_record(embedding: VideoEmbedding) -> Record:
     return ok_record(embedding, {"embedding": [float(f"{x:.{FLOAT32_DIGITS}g}") for x in embedding.vector]})
 
 
-def _no_csv_row(record: Record) -> Record:
-    raise ValueError("embeddings are not written as CSV")  # EMBED's formats have no csv: never reached
-
-
 EMBED = Schema(
     EMBED_COLUMNS,
-    _no_csv_row,
     ("jsonl", "json", "parquet"),
     unknown="cannot tell the format of {path}: embeddings go to a .parquet, .jsonl or .json file, or --format",
 )

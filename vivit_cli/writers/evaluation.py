@@ -16,18 +16,12 @@ CORNER = "true \\ predicted"  # the confusion CSV's first header cell, above the
 TERMINAL_MATRIX_LABELS = 12  # at most this many labels: the confusion matrix is also drawn in the terminal
 TERMINAL_MISSES = 10  # misclassified videos listed in the terminal; the report lists them all
 
-REPORT = Schema(
-    (),
-    lambda record: record,
-    ("json",),
-    unknown="{path}: the report is JSON: give a .json name (or - for stdout)",
-    json_indent=2,
-)
+REPORT = Schema((), ("json",), unknown="{path}: the report is JSON: give a .json name (or - for stdout)", json_indent=2)
 
 
 def confusion_schema(columns: tuple[str, ...]) -> Schema:
     """The confusion CSV: a true label, then one count per predicted column."""
-    return Schema((CORNER, *columns), lambda row: row, ("csv",), unknown="{path}: the matrix is CSV: give a .csv name")
+    return Schema((CORNER, *columns), ("csv",), unknown="{path}: the matrix is CSV: give a .csv name")
 
 
 def confusion_rows(evaluation: Evaluation) -> list[Record]:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO
 
 from vivit_cli.errors import SourceError
 from vivit_cli.writers.records import BATCH, Record, Schema
@@ -46,8 +46,6 @@ def check_folder(path: str | Path) -> None:
 
 class RecordWriter:
     """Takes records one at a time: write() each, then finish() once, also after an interrupt."""
-
-    format: ClassVar[str]
 
     def write(self, record: Record) -> None:
         raise NotImplementedError
@@ -92,8 +90,6 @@ class TextWriter(RecordWriter):
 class CsvWriter(TextWriter):
     """The schema's columns; the top-k joined into cells. A header opens a new file."""
 
-    format = "csv"
-
     def _start(self) -> None:
         self._csv = csv.DictWriter(self.stream, fieldnames=self.schema.columns, lineterminator="\n")
         if self.size == 0:
@@ -106,8 +102,6 @@ class CsvWriter(TextWriter):
 class JsonlWriter(TextWriter):
     """One record per line."""
 
-    format = "jsonl"
-
     def _write(self, record: Record) -> None:
         self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -119,38 +113,31 @@ class JsonWriter(TextWriter):
     moment between records. On a stream that cannot seek (a pipe) finish() closes the list.
     """
 
-    format = "json"
-
     def _start(self) -> None:
         if self.size == 0:
             self.stream.write(JSON_EMPTY if self.seekable else "[\n")
-        # Only "none yet" or "some" matters: it decides whether a comma comes before the next record.
-        self._count = 0 if self.size <= len(JSON_EMPTY) else 1
+        self._empty = self.size <= len(JSON_EMPTY)  # no record yet: no comma before the next one
 
     def _write(self, record: Record) -> None:
         text = json.dumps(record, ensure_ascii=False, indent=self.schema.json_indent)
         if self.schema.json_indent:  # an item of the list: one level deeper than a record on its own
             text = "\n".join(" " * self.schema.json_indent + line for line in text.splitlines())
-        line = ("" if self._count == 0 else ",\n") + text
-        if self.seekable:
-            self._reopen_list()
+        line = ("" if self._empty else ",\n") + text
+        if self.seekable:  # step back over the closing bracket written after the previous record
+            end = self.stream.seek(0, io.SEEK_END)
+            self.stream.seek(end - len(JSON_EMPTY.removeprefix("[\n") if self._empty else JSON_CLOSE))
+            self.stream.truncate()
             line += JSON_CLOSE
         self.stream.write(line)
-        self._count += 1
+        self._empty = False
 
     def finish(self) -> None:
         if not self.seekable:
-            self.stream.write(JSON_CLOSE if self._count else "]\n")
+            self.stream.write("]\n" if self._empty else JSON_CLOSE)
         self.stream.flush()
 
-    def _reopen_list(self) -> None:
-        """Step back over the closing bracket written after the previous record."""
-        end = self.stream.seek(0, io.SEEK_END)
-        self.stream.seek(end - len(JSON_CLOSE if self._count else JSON_EMPTY.removeprefix("[\n")))
-        self.stream.truncate()
 
-
-WRITERS: dict[str, type[TextWriter]] = {w.format: w for w in (CsvWriter, JsonWriter, JsonlWriter)}
+WRITERS: dict[str, type[TextWriter]] = {"csv": CsvWriter, "json": JsonWriter, "jsonl": JsonlWriter}
 
 
 def get_writer(fmt: str, stream: IO[str], schema: Schema = BATCH, append: bool = False) -> TextWriter:
@@ -199,10 +186,8 @@ def _open_text(path: str, schema: Schema, stdout: IO[str]) -> Iterator[IO[str]]:
     if path == STDOUT:
         yield stdout
         return
-    try:
+    with _write_errors(path, schema):
         stream = open(path, "w", encoding="utf-8", newline="")
-    except OSError as e:
-        raise SourceError(schema.unwritable.format(path=path, reason=e.strerror or e)) from None
     with stream:
         yield stream
 
@@ -266,11 +251,10 @@ class LazyWriter(RecordWriter):
     it."""
 
     def __init__(self, open_writer: Callable[[], RecordWriter]) -> None:
-        self._open: Callable[[], RecordWriter] | None = open_writer
+        self._open = open_writer
         self._writer: RecordWriter | None = None
 
     def write(self, record: Record) -> None:
         if self._writer is None:
-            assert self._open is not None
-            self._writer, self._open = self._open(), None
+            self._writer = self._open()
         self._writer.write(record)

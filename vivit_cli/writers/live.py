@@ -45,19 +45,14 @@ TIMELINE_COLUMNS = (
 
 def timeline_records(timeline: Timeline) -> list[Record]:
     """The JSON objects: segments first, then windows; `predictions` is the top-k ([the label] for a segment)."""
-    common = {"path": shown_path(timeline.source), **model_fields(timeline.model)}
     of_window = {w: s.index for s in timeline.segments for w in range(s.first_window, s.last_window + 1)}
     rows = []
     for s in timeline.segments:
         first, last = timeline.windows[s.first_window], timeline.windows[s.last_window]
         label = Prediction(s.label, s.score, first.predictions[0].index)
-        frames = (first.frame_indices[0], last.frame_indices[-1])
-        rows.append(_span_record(common, "segment", s, s.index, (s.first_window, s.last_window), frames, (label,)))
+        rows.append(_span_record(timeline, "segment", s, s.index, first, last, (label,)))
     for w in timeline.windows:
-        frames = (w.frame_indices[0], w.frame_indices[-1])
-        rows.append(
-            _span_record(common, "window", w, of_window.get(w.index), (w.index, w.index), frames, w.predictions)
-        )
+        rows.append(_span_record(timeline, "window", w, of_window.get(w.index), w, w, w.predictions))
     return rows
 
 
@@ -70,18 +65,18 @@ def timeline_row(record: Record) -> Record:
 
 
 def _span_record(
-    common: Record,
+    timeline: Timeline,
     kind: str,
     span: Segment | Window,
     segment: int | None,
-    windows: tuple[int, int],
-    frames: tuple[int, int],
+    first: Window,
+    last: Window,
     predictions: Sequence[Prediction],
 ) -> Record:
     """One row of `kind`: the span's time, the segment it is in, its first and last window and frame, its top-k."""
     top = [prediction_record(p) for p in predictions]
     return {
-        "path": common["path"],
+        "path": shown_path(timeline.source),
         "kind": kind,
         "index": span.index,
         "start_s": round(span.start_s, TIME_DECIMALS),
@@ -89,12 +84,12 @@ def _span_record(
         "label": top[0]["label"] if top else None,  # None: a window with no label (--min-score)
         "score": top[0]["score"] if top else None,
         "segment": segment,
-        "first_window": windows[0],
-        "last_window": windows[1],
-        "first_frame": frames[0],
-        "last_frame": frames[1],
+        "first_window": first.index,
+        "last_window": last.index,
+        "first_frame": first.frame_indices[0],
+        "last_frame": last.frame_indices[-1],
         "predictions": top,
-        **{k: common[k] for k in MODEL_COLUMNS},
+        **model_fields(timeline.model),
     }
 
 
@@ -119,7 +114,7 @@ WEBCAM_COLUMNS = (
 PREDICTION_EVENT = "prediction"  # the `event` of a prediction's row
 
 
-def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None) -> Record:
+def webcam_record(p: LivePrediction, source: str, model: ModelInfo) -> Record:
     """The JSON object for one prediction: wall-clock time, the frame span and the (smoothed) top-k."""
     return {
         "time": _local_time(p.wall_time),
@@ -133,7 +128,7 @@ def webcam_record(p: LivePrediction, source: str, model: ModelInfo | None = None
         "latency_s": round(p.latency_s, SECONDS_DECIMALS),
         "smoothed_over": p.smoothed_over,
         "predictions": [prediction_record(x) for x in p.predictions],
-        **(model_fields(model) if model else dict.fromkeys(MODEL_COLUMNS)),
+        **model_fields(model),
     }
 
 
@@ -162,16 +157,16 @@ def _local_time(wall_time: float) -> str:
 
 TIMELINE = Schema(
     TIMELINE_COLUMNS,
-    timeline_row,
     ("csv", "json", "jsonl"),
     unknown="{path}: cannot tell the format: use a .csv, .json or .jsonl name, or - for JSONL on stdout",
+    csv_row=timeline_row,
     unwritable="{path}: cannot write there ({reason})",
     json_indent=1,
 )
 WEBCAM = Schema(
     WEBCAM_COLUMNS,
-    webcam_row,
     ("csv", "jsonl"),
     unknown="--out {path}: use a .csv or .jsonl name (or - for JSONL on stdout)",
+    csv_row=webcam_row,
     unwritable="--out {path}: cannot be written ({reason})",
 )

@@ -4,7 +4,7 @@ is imported lazily: it comes with the ray extra, or on its own (`pip install pya
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,72 +33,58 @@ def require_pyarrow() -> None:
         ) from None
 
 
-def _video_types() -> dict[str, Any]:
-    """The typed columns every row of a video has; the others are strings."""
-    import pyarrow as pa
-
-    view = pa.struct(
-        [
-            ("clip", pa.int64()),
-            ("crop", pa.string()),
-            ("frame_indices", pa.list_(pa.int64())),
-            ("timestamps_s", pa.list_(pa.float64())),
-        ]
-    )
-    return {"views": pa.list_(view), "duration_s": pa.float64(), "num_frames": pa.int64(), "fps": pa.float64()}
-
-
-def _schema(columns: tuple[str, ...], types: dict[str, Any]) -> Any:
-    import pyarrow as pa
-
-    return pa.schema([(name, types.get(name, pa.string())) for name in columns])
-
-
-def schema() -> Any:
-    """`vivit batch`'s rows: the top-k as a list of structs."""
-    import pyarrow as pa
-
-    prediction = pa.struct([("label", pa.string()), ("score", pa.float64()), ("index", pa.int64())])
-    return _schema(COLUMNS, {"score": pa.float64(), "predictions": pa.list_(prediction), **_video_types()})
-
-
-def to_row(record: Record) -> dict[str, Any]:
-    """A JSON record -> a row of `schema()`: the top-1 label and score as columns of their own."""
-    preds = record.get("predictions") or []
-    row = {name: record.get(name) for name in COLUMNS}
-    row.update(
-        label=preds[0]["label"] if preds else None,
-        score=preds[0]["score"] if preds else None,
-        predictions=preds,
-        views=record.get("views") or [],
-    )
-    return row
-
-
 @dataclass(frozen=True)
 class Table:
-    """How one command's records become Parquet rows: the Arrow schema, and a record's row."""
+    """How one command's records become Parquet rows: its columns, typed where a record holds more than a string.
 
-    schema: Callable[[], Any]
-    to_row: Callable[[Record], dict[str, Any]]
+    `vivit batch`'s rows hold the top-k as a list of structs; `vivit embed`'s hold the embedding as a fixed-size list
+    of `embedding_size` float32 values, a standard Arrow type (an error row's is null).
+    """
 
+    columns: tuple[str, ...]
+    embedding_size: int | None = None  # embed's rows: the model's hidden size
 
-BATCH_TABLE = Table(schema, to_row)
-
-
-def embed_table(dim: int) -> Table:
-    """`vivit embed`'s rows: the embedding as a fixed-size list of `dim` float32 values, a standard Arrow type
-    (an error row's is null)."""
-
-    def embed_schema() -> Any:
+    def schema(self) -> Any:
         import pyarrow as pa
 
-        return _schema(EMBED_COLUMNS, {"embedding": pa.list_(pa.float32(), dim), **_video_types()})
+        prediction = pa.struct([("label", pa.string()), ("score", pa.float64()), ("index", pa.int64())])
+        view = pa.struct(
+            [
+                ("clip", pa.int64()),
+                ("crop", pa.string()),
+                ("frame_indices", pa.list_(pa.int64())),
+                ("timestamps_s", pa.list_(pa.float64())),
+            ]
+        )
+        types = {
+            "score": pa.float64(),
+            "predictions": pa.list_(prediction),
+            "views": pa.list_(view),
+            "duration_s": pa.float64(),
+            "num_frames": pa.int64(),
+            "fps": pa.float64(),
+        }
+        if self.embedding_size is not None:
+            types["embedding"] = pa.list_(pa.float32(), self.embedding_size)
+        return pa.schema([(name, types.get(name, pa.string())) for name in self.columns])
 
-    def embed_row(record: Record) -> dict[str, Any]:
-        return {**{name: record.get(name) for name in EMBED_COLUMNS}, "views": record.get("views") or []}
+    def to_row(self, record: Record) -> dict[str, Any]:
+        """A JSON record -> a row of schema(): a top-k's first label and score as columns of their own."""
+        row = {name: record.get(name) for name in self.columns}
+        row["views"] = record.get("views") or []
+        if "predictions" in self.columns:
+            preds = record.get("predictions") or []
+            best = preds[0] if preds else {}
+            row.update(label=best.get("label"), score=best.get("score"), predictions=preds)
+        return row
 
-    return Table(embed_schema, embed_row)
+
+BATCH_TABLE = Table(COLUMNS)
+
+
+def embed_table(hidden_size: int) -> Table:
+    """`vivit embed`'s rows, for a model of this hidden size."""
+    return Table(EMBED_COLUMNS, hidden_size)
 
 
 class ParquetWriter(RecordWriter):
@@ -107,8 +93,6 @@ class ParquetWriter(RecordWriter):
     A Parquet file is readable only once closed, so the rows stay in the hidden temporary file until then; the
     CLI calls finish() on Ctrl-C and on errors too. A killed process leaves the old `path` as it was.
     """
-
-    format = PARQUET
 
     def __init__(self, path: str, table: Table = BATCH_TABLE) -> None:
         import pyarrow.parquet as pq

@@ -27,9 +27,9 @@ class Schema:
     what it says when an --out name is none of them or cannot be opened."""
 
     columns: tuple[str, ...]
-    csv_row: Callable[[Record], Record]
     formats: tuple[str, ...]
     unknown: str  # the error for a name whose suffix is none of `formats`; {path}: the name
+    csv_row: Callable[[Record], Record] = lambda record: record  # a record -> its CSV row; as it is by default
     unwritable: str = "{path}: cannot be written ({reason})"  # {reason}: the system's words
     json_indent: int | None = None  # a JSON file's layout: None puts each record on a line of its own
 
@@ -158,7 +158,7 @@ def _rounded(value: float | None) -> float | None:
 
 BATCH = Schema(
     BATCH_COLUMNS,
-    batch_row,
     ("csv", "json", "jsonl", "parquet"),
     unknown="cannot tell the format of {path}: use a .csv, .json, .jsonl or .parquet name, or --format",
+    csv_row=batch_row,
 )
