@@ -136,7 +136,7 @@ def _score(
     outcomes: list[Outcome] = []
     failed: list[tuple[str, str]] = []
     # The workers start, and import torch, while the model loads.
-    with DecodePool(p["workers"] or default_workers(resolve_device(ctx.params["device"]).type), p["timeout"]) as pool:
+    with DecodePool(p["workers"] or default_workers(resolve_device(p["device"]).type), p["timeout"]) as pool:
         classifier = load_classifier(ctx, model)
         with progress_bar(ctx, "video", len(examples)) as bar:
             for item in score_examples(classifier, examples, pool, views, p["batch_size"]):

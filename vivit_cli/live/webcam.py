@@ -183,10 +183,10 @@ class _Run:
         """Why to stop between predictions ("duration", or "quit" from the display), else None."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return "duration"
+        if self.on_tick is None:  # no display: nothing to build a status for, frame after frame
+            return None
         status = LiveStatus(self.ring.newest(), self.latest, self.grabber.rate, self.grabber.frames_read)
-        if self.on_tick is not None and self.on_tick(status) is False:
-            return "quit"
-        return None
+        return "quit" if self.on_tick(status) is False else None
 
     def fast(self) -> str:
         """One thread, nothing dropped: every window `every` frames after the last is scored, in order."""
