@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ FRAMES = 12  # per video: a 4-frame clip at stride 2, three clips spread over it
 SIZE = (40, 32)  # width, height
 COLOURS = {"café": (220, 40, 40), "Ελληνικά": (40, 220, 40), "跳舞": (40, 40, 220)}  # label -> RGB, one per label
 PER_LABEL = 6  # videos
-CACHED_RUN_S = 15.0  # a run with every video cached: no model, start-up and the head only
 
 
 def colour_frames(rgb: tuple[int, int, int], seed: int):
@@ -134,12 +132,10 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_second_run_reads_every_video_from_the_cache(
     trained: tuple[Path, str], data: Path, checkpoint: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    no_model(monkeypatch)
+    no_model(monkeypatch)  # loading or running the model fails the run: every video must come from the cache
     out, _ = trained
-    started = time.monotonic()
     result = train(data, checkpoint, out, cache, "--l2", "0.05", "--seed", "3")
     assert result.exit_code == 0, result.output
-    assert time.monotonic() - started < CACHED_RUN_S
     assert "18 cached" in result.stderr and "replacing the model vivit train wrote" in result.stderr
     assert result.stderr.count("val loss") == 1
     assert json.loads((out / "training.json").read_text("utf-8"))["settings"]["l2"] == 0.05
