@@ -77,21 +77,35 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return per_class[labels]
 
 
+class Fitter:
+    """The training samples standardised once, then a head per L2 strength, each warm-started from the last."""
+
+    def __init__(self, train: Videos, num_classes: int, theta: torch.Tensor | None = None) -> None:
+        self.mean = train.features.mean(axis=0, dtype=np.float64)  # (D,)
+        self.std = np.maximum(train.features.std(axis=0, dtype=np.float64), MIN_STD)  # (D,)
+        self.x = torch.from_numpy((train.features - self.mean) / self.std)  # (N, D) float64
+        self.y = torch.from_numpy(train.labels)  # (N,)
+        self.w = torch.from_numpy(class_weights(train.labels, num_classes))  # (N,)
+        self.num_classes = num_classes
+        # W (L, D) then b (L,), flat, in standardised units: a caller may hand back the last one to start from.
+        self.theta = torch.zeros(num_classes * (self.x.shape[1] + 1), dtype=torch.float64) if theta is None else theta
+
+    def fit(self, l2: float) -> Head:
+        """The head for one strength, its Fit figures not yet known (zeros)."""
+        self.theta = _lbfgs(_objective(self.x, self.y, self.w, self.num_classes, l2), self.theta)
+        n = self.num_classes
+        weight, bias = self.theta[:-n].view(n, -1).numpy(), self.theta[-n:].numpy()
+        # Folded back: ((f - mean) / std) @ W.T + b == f @ (W / std).T + (b - (W / std) @ mean).
+        folded = weight / self.std  # (L, D)
+        return Head(folded.astype(np.float32), (bias - folded @ self.mean).astype(np.float32), Fit(l2, 0, 0, 0))
+
+
 def train_head(train: Videos, val: Videos, num_classes: int, l2: float | None, on_fit: Callable[[Fit], None]) -> Head:
     """Fit for each strength (`l2`, or L2_GRID), keep the one with the lowest validation loss (ties: accuracy)."""
-    mean = train.features.mean(axis=0, dtype=np.float64)  # (D,)
-    std = np.maximum(train.features.std(axis=0, dtype=np.float64), MIN_STD)  # (D,)
-    x = torch.from_numpy((train.features - mean) / std)  # (N, D) float64
-    y = torch.from_numpy(train.labels)  # (N,)
-    w = torch.from_numpy(class_weights(train.labels, num_classes))  # (N,)
-    theta = torch.zeros(num_classes * (x.shape[1] + 1), dtype=torch.float64)  # W (L, D) then b (L,), flat
+    fitter = Fitter(train, num_classes)
     best: Head | None = None
     for strength in sorted((l2,) if l2 is not None else L2_GRID, reverse=True):
-        theta = _lbfgs(_objective(x, y, w, num_classes, strength), theta)  # warm start from the last strength
-        weight, bias = theta[:-num_classes].view(num_classes, -1).numpy(), theta[-num_classes:].numpy()
-        # Folded back: ((f - mean) / std) @ W.T + b == f @ (W / std).T + (b - (W / std) @ mean).
-        folded = weight / std  # (L, D)
-        head = Head(folded.astype(np.float32), (bias - folded @ mean).astype(np.float32), Fit(strength, 0, 0, 0))
+        head = fitter.fit(strength)
         train_acc = accuracy(video_probs(head, train), train.video_labels)
         val_p = video_probs(head, val)
         fit = Fit(strength, train_acc, accuracy(val_p, val.video_labels), log_loss(val_p, val.video_labels))
