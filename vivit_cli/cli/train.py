@@ -96,22 +96,19 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
 def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Every video's view features, from the cache or the model, with a bar counted in videos."""
     from vivit_cli.batch.plan import default_workers
-    from vivit_cli.checkpoint import read_config, read_preprocess
     from vivit_cli.device import resolve_device, resolve_dtype
-    from vivit_cli.learn import cache
+    from vivit_cli.learn.cache import open_cache
     from vivit_cli.learn.embed import embed_videos
 
-    config, _ = read_config(local.folder)
-    preprocess = read_preprocess(local.folder)
     device = resolve_device(ctx.params["device"])
     dtype = str(resolve_dtype(ctx.params["dtype"], device)).removeprefix("torch.")
-    settings = cache.settings(local, dtype, config.num_frames, p["views"], preprocess)
-    store = cache.EmbeddingCache(p["cache_dir"] or cache.default_cache_dir(), settings)
+    store = open_cache(local, dtype, p["views"], p["cache_dir"])
+    settings = store.settings
     store.check_writable()
     bar = progress_bar(ctx, "video", len(paths), "Embedding")
     cached = 0
 
-    def on_video(path: str, from_cache: bool) -> None:
+    def on_video(path: str, features: Any, from_cache: bool) -> None:
         nonlocal cached
         cached += from_cache
         bar.set_postfix_str(f"{cached} cached", refresh=False)

@@ -63,6 +63,15 @@ def settings(
     }
 
 
+def open_cache(local: LocalModel, dtype: str, views: Views, root: Path | None = None) -> EmbeddingCache:
+    """The cache of `local`'s features in `dtype` for `views`, under `root` (default_cache_dir() when None)."""
+    from vivit_cli.checkpoint import read_config, read_preprocess
+
+    config, _ = read_config(local.folder)
+    found = settings(local, dtype, config.num_frames, views, read_preprocess(local.folder))
+    return EmbeddingCache(root or default_cache_dir(), found)
+
+
 def _digest(value: Any, length: int) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]

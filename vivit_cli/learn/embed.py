@@ -34,7 +34,8 @@ def embed_videos(
     workers: int,
     timeout_s: float,
     batch_size: int | None,
-    on_video: Callable[[str, bool], None],  # (path, from the cache) for every video answered, failed ones included
+    on_video: Callable[[str, np.ndarray | str, bool], None],  # (path, its features or why it failed, from the cache)
+    # for every video answered; an exception it raises stops the run, and the workers with it
 ) -> Embedded:
     """Every video's features, cached ones first; `load` is called (while the workers start) only when some video
     is not in the cache, so a run with everything cached loads no model."""
@@ -47,17 +48,20 @@ def embed_videos(
             todo.append(path)
         else:
             features[path] = kept
-            on_video(path, True)
+            on_video(path, kept, True)
     if todo:
         with DecodePool(workers, timeout_s) as pool:
             classifier = load()
             for scored in score_files(classifier, todo, pool, views, batch_size, output="features"):
+                result: np.ndarray | str
                 if scored.scores is None:
-                    failed[scored.path] = scored.error or "unknown error"
+                    result = failed[scored.path] = scored.error or "unknown error"
                 elif not np.isfinite(scored.scores).all():  # an overflow (fp16): left out, and not cached
-                    failed[scored.path] = f"its features are not finite (NaN or inf) in {classifier.dtype_name}"
+                    result = failed[scored.path] = (
+                        f"its features are not finite (NaN or inf) in {classifier.dtype_name}"
+                    )
                 else:
                     cache.put(scored.path, scored.scores)
-                    features[scored.path] = scored.scores
-                on_video(scored.path, False)
+                    result = features[scored.path] = scored.scores
+                on_video(scored.path, result, False)
     return Embedded(features, failed)
