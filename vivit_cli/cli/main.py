@@ -16,6 +16,7 @@ from vivit_cli.cli.classify import classify_command
 from vivit_cli.cli.embed import embed_command
 from vivit_cli.cli.env import env_command
 from vivit_cli.cli.evaluate import evaluate_command
+from vivit_cli.cli.label import label_command
 from vivit_cli.cli.models import download_command, labels_command
 from vivit_cli.cli.options import DEBUG_HELP, QUIET_HELP, global_options, said_stopped
 from vivit_cli.cli.timeline import timeline_command
@@ -87,6 +88,7 @@ for command in (
     download_command,
     env_command,
     evaluate_command,
+    label_command,
     labels_command,
     timeline_command,
     train_command,

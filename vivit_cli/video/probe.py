@@ -131,3 +131,10 @@ def shown_name(name: str) -> str:
     """A path fit for a one-line message: bytes that are not UTF-8 as `\\xe9`; quoted if it holds control characters."""
     name = shown_path(name)
     return name if name.isprintable() else ascii(name)
+
+
+def codec(path: VideoPath) -> str:
+    """The video stream's codec as its four-character code in lower case ('avc1', 'vp90', 'mp4v'); '' if unknown."""
+    with _capture(_check_file(path)) as cap:
+        code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    return "".join(chr((code >> 8 * k) & 0xFF) for k in range(4)).strip("\0 ").lower()

@@ -24,13 +24,14 @@ JSON_CLOSE = "\n]\n"  # what follows the last record of a JSON list
 
 def format_for(path: str | Path | None, explicit: str | None = None, schema: Schema = BATCH) -> str:
     """The output format: --format if given, else the suffix of `path`, one of `schema.formats`; no file (or "-")
-    means JSONL on stdout. A name that tells none is the command's own SourceError."""
+    means JSONL on stdout (or the schema's one format, when JSONL is not one). A name that tells none is the command's
+    own SourceError."""
     if explicit:
         if explicit not in schema.formats:
             raise SourceError(f"unknown format {explicit!r}: use one of {', '.join(schema.formats)}")
         return explicit
     if path is None or str(path) == STDOUT:
-        return "jsonl"
+        return "jsonl" if "jsonl" in schema.formats else schema.formats[0]
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in schema.formats:
         raise SourceError(schema.unknown.format(path=path))
