@@ -99,13 +99,9 @@ function renderSuggestion(v) {
   const by = { head: "trained on your answers", model: "the model's own label", nearest: "like an answered video" };
   $("score").textContent = top ? `${percent(top.score)} · ${by[top.by]}` : "";
   $("accept").disabled = !top;
-  $("others").replaceChildren(
-    ...v.others.map((o) => {
-      const li = document.createElement("li");
-      li.textContent = `${o.label} ${percent(o.score)}`;
-      return li;
-    }),
-  );
+  $("others").textContent = v.others.length
+    ? `Then: ${v.others.map((o) => `${o.label} ${percent(o.score)}`).join(", ")}`
+    : "";
 }
 
 function renderLabels(v, s) {
