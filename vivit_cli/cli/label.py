@@ -92,27 +92,27 @@ def label_command(ctx: click.Context, sources: tuple[str, ...], folder: Path, **
 def _run(ctx: click.Context, project: Any, added: int, p: dict[str, Any]) -> None:
     from vivit_cli.checkpoint import read_config, read_weights
     from vivit_cli.device import resolve_device, resolve_dtype
-    from vivit_cli.label import background
+    from vivit_cli.label import background, export
     from vivit_cli.label.loop import Loop
     from vivit_cli.learn.cache import open_cache
 
+    loop = Loop(project)
+    fmt, out = p["export"] or (None, None)
+    if fmt == "csv":  # the answers alone: no model
+        _echo(ctx, f"{export.answers_csv(loop, out, sys.stdout)} answers written to {out}")
+        return
     local = fetch_model(ctx, project.model)
     config, _ = read_config(local.folder)
     device = resolve_device(ctx.params["device"])
     dtype = str(resolve_dtype(ctx.params["dtype"], device)).removeprefix("torch.")
     cache = open_cache(local, dtype, project.views, p["cache_dir"])
     given = _given(p["embeddings"], local.model_id, config.hidden_size)
-    loop = Loop(project)
-    if p["export"]:
-        from vivit_cli.label.export import export
+    if fmt == "labelstudio":
+        from vivit_cli.writers.answers import labelstudio_config
 
-        fmt, out = p["export"]
-        rows = export(loop, fmt, out, given, cache, project.model, sys.stdout)
-        _echo(ctx, f"Wrote {rows} {'answers' if fmt == 'csv' else 'tasks'} to {out}")
-        if fmt == "labelstudio":
-            from vivit_cli.writers.answers import labelstudio_config
-
-            _echo(ctx, "Their labelling config in Label Studio:", labelstudio_config(project.labels))
+        tasks = export.labelstudio_tasks(loop, out, given, cache, local.model_id, sys.stdout)
+        _echo(ctx, f"{tasks} tasks written to {out}; their labelling config in Label Studio:")
+        _echo(ctx, labelstudio_config(project.labels))
         return
     server = _server()  # the extra's error before any work starts
     cache.check_writable()

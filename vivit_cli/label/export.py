@@ -15,17 +15,19 @@ from vivit_cli.learn.cache import EmbeddingCache
 from vivit_cli.writers.answers import ANSWERS, LABEL_STUDIO, answer_record, labelstudio_task
 from vivit_cli.writers.formats import write_all
 
-FORMATS = ("labelstudio", "csv")
 
-
-def export(
-    loop: Loop, fmt: str, out: str, given: Mapping[str, np.ndarray], cache: EmbeddingCache, model: str, stdout: IO[str]
-) -> int:
-    """Write the project's answers (csv) or every video as a task (labelstudio) to `out`; how many rows."""
+def answers_csv(loop: Loop, out: str, stdout: IO[str]) -> int:
+    """The project's answers as `path,label` rows into `out` ("-": stdout); how many."""
     current = loop.answers.state.current
-    if fmt == "csv":
-        write_all(out, [answer_record(p, label) for p, label in current.items()], ANSWERS, stdout)
-        return len(current)
+    write_all(out, [answer_record(p, label) for p, label in current.items()], ANSWERS, stdout)
+    return len(current)
+
+
+def labelstudio_tasks(
+    loop: Loop, out: str, given: Mapping[str, np.ndarray], cache: EmbeddingCache, model: str, stdout: IO[str]
+) -> int:
+    """Every video of the project as a Label Studio task into `out`; how many."""
+    current = loop.answers.state.current
     for path in take_given(loop, given):
         features = cache.get(path)
         if features is not None:
