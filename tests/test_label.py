@@ -374,3 +374,18 @@ def test_without_the_extra_one_line_names_it(tmp_path: Path, videos: Path, model
     )
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].endswith('pip install "vivit-cli[label]"')
+
+
+def test_vivit_train_reads_the_answers_as_they_are(tmp_path: Path, videos: Path, model: Path) -> None:
+    project, _ = open_project(tmp_path / "p", [str(videos)], False, LABELS, str(model))
+    answers = Answers(project.folder)
+    for path in project.videos:
+        answers.answer(path, next(label for label in LABELS if label in Path(path).name))
+    answers.close()
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    out = tmp_path / "my-model"
+    result = CliRunner().invoke(
+        cli, ["train", str(project.folder / "labels.csv"), "-o", str(out), "-m", str(model), *cache]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "blue", "1": "green", "2": "red"}

@@ -234,3 +234,60 @@ def test_a_project_of_2000_videos(tmp_path: Path, model: Path, browser) -> None:
         server.stop()
     assert len(read_answers(tmp_path / "proj")) == 6
     shutil.rmtree(videos)
+
+
+def test_the_page_says_when_an_answer_could_not_be_saved(tmp_path: Path, browser, monkeypatch) -> None:
+    """A full disk as the answer is written: the page says so in red and stays on the video; nothing is recorded."""
+    import errno
+    import socket
+    import threading
+
+    import uvicorn
+
+    from vivit_cli.label.loop import Loop
+    from vivit_cli.label.preview import Media
+    from vivit_cli.label.project import open_project
+    from vivit_cli.label.server import Guard, make_app
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(2):
+        write_video(videos / f"red-{i}.mp4", 12, fourcc="mp4v", frame_fn=coloured(COLOURS["red"], i))
+    project, _ = open_project(tmp_path / "proj", [str(videos)], False, LABELS, "some/model")
+    loop = Loop(project)
+    server = uvicorn.Server(uvicorn.Config(None, log_level="warning", lifespan="off"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    guard = Guard.new("127.0.0.1", port)
+    server.config.app = make_app(loop, Media(project.videos, project.folder, project.views.sampling(8)), guard)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    page = browser.new_page(viewport=WIDE)
+    try:
+        page.goto(guard.url("127.0.0.1", port))
+        page.wait_for_function("document.querySelector('[data-testid=path]').textContent !== ''", timeout=WAIT_MS)
+        shown = path_of(page)
+
+        def full(fd: int) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "fsync", full)
+        page.keyboard.press("1")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=save-status]').textContent.startsWith('Not saved')", timeout=WAIT_MS
+        )
+        assert "No space left on device" in page.get_by_test_id("save-status").inner_text()
+        assert page.locator("[data-testid=save-status].failed").count() == 1
+        assert path_of(page) == shown
+        monkeypatch.undo()
+        page.keyboard.press("1")
+        page.wait_for_function(
+            f"document.querySelector('[data-testid=path]').textContent !== {shown!r}", timeout=WAIT_MS
+        )
+    finally:
+        page.close()
+        server.should_exit = True
+        thread.join(30)
+        loop.answers.close()
+    assert read_answers(project.folder) == {shown: "red"}
