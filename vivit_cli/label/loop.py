@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +94,7 @@ class Loop:
         with self.lock:
             path = self.project.videos[i]
             state = self.answers.state
-            history = [self._index[path_key(p)] for p in state.current]
+            history = self._numbers(state.current)
             suggestions = self.suggestions(i)
             at = history.index(i) if i in history else len(history)
             later = history[at + 1 :] or self.upcoming(i)[:1]
@@ -212,6 +213,10 @@ class Loop:
 
     # Inside
 
+    def _numbers(self, paths: Iterable[str]) -> list[int]:
+        """The numbers of `paths`, in order; a path the project does not list (a hand-edited log) is passed over."""
+        return [n for p in paths if (n := self._index.get(path_key(p))) is not None]
+
     def _brief(self, i: int) -> dict[str, Any]:
         top = self.suggestions(i)[:1]
         return {"index": i, "path": self.project.videos[i], "suggestion": vars(top[0]) if top else None}
@@ -230,9 +235,9 @@ class Loop:
         state = self.answers.state
         n = len(self.project.videos)
         answered = np.zeros(n, bool)
-        answered[[self._index[path_key(p)] for p in state.current]] = True
+        answered[self._numbers(state.current)] = True
         skipped = np.zeros(n, bool)
-        skipped[[self._index[path_key(p)] for p in state.skipped]] = True
+        skipped[self._numbers(state.skipped)] = True
         have = np.zeros(n, bool)
         have[list(self.features)] = True
         open_ = ~answered & ~skipped
