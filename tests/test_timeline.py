@@ -481,3 +481,38 @@ def test_the_plot_without_any_font_warns_once_and_draws_ascii(
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
     assert len(warnings) == 1 and "no TrueType font" in warnings[0]
     assert (legend_text(cv2.imread(str(png))).max(axis=2) < 100).sum() > 50, "the legend is drawn"
+
+
+# ---- Ctrl-C keeps what was scored -------------------------------------------------------------------------------
+
+
+def test_ctrl_c_keeps_the_windows_scored_so_far(
+    checkpoint: Path, two_scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vivit_cli.cli import timeline as command
+
+    stop_after = 4  # windows: past the scene change at 3 s, one a second, before the end of the 6 s video
+
+    def progress(bar):
+        def on_scored(done: int, total: int) -> None:
+            if done == stop_after:
+                raise KeyboardInterrupt  # as Ctrl-C lands, between two batches
+
+        return on_scored
+
+    monkeypatch.setattr(command, "tqdm_progress", progress)
+    out, plot, overlay = tmp_path / "t.csv", tmp_path / "t.png", tmp_path / "t.mp4"
+    result = run(
+        "timeline", str(two_scenes), "-m", str(checkpoint), "--batch-size", "1",
+        "--out", str(out), "--plot", str(plot), "--overlay", str(overlay),
+    )  # fmt: skip
+    assert result.exit_code == 130, result.output
+    rows = csv_rows(out.read_text())
+    assert [r["kind"] for r in rows].count("window") == stop_after
+    assert [r["label"] for r in rows if r["kind"] == "segment"] == ["red", "blue"]
+    assert "red" in result.stdout and "blue" in result.stdout  # the table of those segments
+    assert cv2.imread(str(plot)) is not None and not overlay.exists()
+    said = result.stderr.strip().splitlines()[-1]
+    assert said.startswith(f"Interrupted after {stop_after} of 6 windows (to 0:03.7)")  # the 4th window ends there
+    assert f"wrote their windows and segments to {out} and plot to {plot}; no overlay" in said
+    assert "Interrupted." not in result.stderr

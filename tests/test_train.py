@@ -3,7 +3,9 @@ transformers load alike, runs a second time from the cache alone, goes on after 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -413,3 +415,94 @@ def test_a_csv_where_some_rows_have_a_split_and_others_none_is_refused(data: Pat
     listing.write_text("path,label,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
     result = invoke("train", listing, "--out", tmp_path / "m")
     assert result.exit_code == 2 and f"{len(videos) - 1} videos have no split while others do" in result.stderr
+
+
+# A kill mid-swap, what killed runs leave, a full disk
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at one step of the swap: nothing after it runs (the test also stops the clean-up)."""
+
+
+def model_at(out: Path) -> list[str]:
+    """The labels of the whole model at `out`, as vivit reads it."""
+    from vivit_cli.checkpoint import read_config, read_weights
+
+    config, _ = read_config(out)
+    assert read_weights(out)  # the weights are there and read
+    return list(config.labels)
+
+
+def two_models(tmp_path: Path) -> tuple[Path, Path]:
+    out = write_ours(tmp_path / "models" / "m", labels=["old", "model"])
+    new = write_ours(tmp_path / "models" / ".m.abcdefgh", labels=["new", "model", "here"])  # named as export does
+    return new, out
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["one-step", "two-renames"])
+@pytest.mark.parametrize("kill_at", range(5))  # before each step, and none
+def test_a_kill_at_any_step_of_the_swap_leaves_a_whole_model_after_the_next_run_tidies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool, kill_at: int
+) -> None:
+    from vivit_cli.learn import swap
+
+    new, out = two_models(tmp_path)
+    steps = {"n": 0}
+
+    def step(real):
+        def run(*args):
+            if steps["n"] == kill_at:
+                raise Killed
+            steps["n"] += 1
+            return real(*args)
+
+        return run
+
+    real_exchange = swap._exchange
+    monkeypatch.setattr(swap, "_exchange", step(real_exchange if exchange else lambda a, b: False))
+    monkeypatch.setattr(swap.os, "replace", step(os.replace))
+    monkeypatch.setattr(swap, "_remove", step(swap._remove))
+    with contextlib.suppress(Killed):
+        swap.swap(new, out)
+    monkeypatch.undo()
+    if exchange:  # one step: whenever the kill comes, --out is a whole model, old or new
+        assert model_at(out) in (["old", "model"], ["new", "model", "here"])
+    swap.tidy(out)  # as the next run does, holding --out
+    assert model_at(out) in (["old", "model"], ["new", "model", "here"])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m"]
+
+
+def test_the_next_train_removes_what_a_killed_export_left(
+    data: Path, checkpoint: Path, cache: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "models" / "m"
+    for left in (".m.abcdefgh", ".m.old.ijklmnop"):  # a staging folder, an old model moved aside
+        (out.parent / left).mkdir(parents=True)
+        (out.parent / left / "model.safetensors").write_bytes(b"\0" * 1024)
+    (out.parent / ".m.keep-me").mkdir()  # not a name a run of ours gives
+    result = train(data, checkpoint, out, cache)
+    assert result.exit_code == 0, result.output
+    assert model_at(out) == list(COLOURS)
+    assert sorted(p.name for p in out.parent.iterdir()) == [".m.keep-me", "m"]
+
+
+def test_a_full_disk_while_the_model_is_written_is_one_line_and_keeps_the_old_model(
+    trained: tuple[Path, str], data: Path, checkpoint: Path, cache: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from safetensors import SafetensorError
+
+    from vivit_cli import checkpoint as checkpoints
+
+    out = tmp_path / "m"
+    shutil.copytree(trained[0], out)
+
+    def full(*_: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoints, "write_folder", full)
+    result = train(data, checkpoint, out, cache, "--l2", "1")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines()[-1] == f"Error: no space left on device writing {out}"
+    assert "Traceback" not in result.output and "Wrote" not in result.stderr
+    assert model_at(out) == list(COLOURS)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m")] == []

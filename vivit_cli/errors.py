@@ -9,6 +9,10 @@ class VivitError(Exception):
     exit_code = 1
 
 
+class OutputError(VivitError):
+    """Exit 1: an output that could not be written to the end (a full disk); what was written before stays valid."""
+
+
 class UsageError(VivitError):
     """Exit 2: bad usage: a device, source, output, cluster or label that cannot be had as asked."""
 

@@ -17,6 +17,7 @@ from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S  # re-ex
 from vivit_cli.errors import SourceError
 from vivit_cli.video.sources import collect_videos, path_key
 from vivit_cli.writers import parquet
+from vivit_cli.writers.files import RowFile
 from vivit_cli.writers.formats import PARQUET, RecordWriter, check_folder, format_for, get_writer, read_records
 from vivit_cli.writers.records import BATCH, Schema, views_cell
 
@@ -140,14 +141,14 @@ def open_output(job: Plan, stdout: IO[str]) -> Iterator[RecordWriter]:
         return
     if resume:
         tmp = Path(job.out).with_name(f".{Path(job.out).name}.resume-tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as stream, get_writer(job.fmt, stream, job.schema) as kept:
-            for record in _kept(job):
-                kept.write(record)
-        os.replace(tmp, job.out)
-    with (
-        open(job.out, "a" if resume else "w", encoding="utf-8", newline="") as stream,
-        get_writer(job.fmt, stream, job.schema, append=resume) as writer,
-    ):
+        try:
+            with RowFile(tmp, output=job.out) as stream, get_writer(job.fmt, stream, job.schema) as kept:
+                for record in _kept(job):
+                    kept.write(record)
+            os.replace(tmp, job.out)
+        finally:
+            tmp.unlink(missing_ok=True)  # left only by a rewrite that failed (a full disk): --out is as it was
+    with RowFile(job.out, append=resume) as stream, get_writer(job.fmt, stream, job.schema, append=resume) as writer:
         yield writer
 
 

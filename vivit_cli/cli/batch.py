@@ -31,6 +31,7 @@ from vivit_cli.cli.options import (
 from vivit_cli.cli.progress import progress_bar
 from vivit_cli.labels import LabelSet
 from vivit_cli.video.sampling import Views
+from vivit_cli.writers.files import held_outputs
 from vivit_cli.writers.formats import LazyWriter
 from vivit_cli.writers.records import BATCH, Schema
 
@@ -98,21 +99,28 @@ def batch_command(ctx: click.Context, views: Views, top_k: int, labels: LabelSet
 def run_files(ctx: click.Context, views: Views, kind: Kind, labels: LabelSet = LabelSet()) -> None:
     """A run over ctx.params' SOURCES, writing `kind`'s rows, here or on Ray; `labels`: the label set the model
     predicts in."""
-    from vivit_cli.errors import VideoError
-
     p = ctx.params
-    on_ray = p["ray_address"] is not None  # the same job on Ray Data, with no torch in this process: batch/cluster.py
-    sources = p["sources"]
-    if on_ray:
+    sources, address = p["sources"], None  # an address: the same job on Ray Data, with no torch in this process
+    if p["ray_address"] is not None:
         from vivit_cli.batch import cluster
 
         cluster.require_ray()
         address, sources = cluster.split_address(p["ray_address"], sources)
     elif p["gpus_per_worker"] is not None:
         raise click.UsageError("--gpus-per-worker is for --ray: a local run has one model, on --device")
+    with held_outputs([("--out", p["out"])]):  # a second run on --out is refused before it reads or writes it
+        _run_files(ctx, views, kind, labels, sources, address)
+
+
+def _run_files(
+    ctx: click.Context, views: Views, kind: Kind, labels: LabelSet, sources: tuple[str, ...], address: str | None
+) -> None:
+    from vivit_cli.errors import VideoError
+
+    p = ctx.params
     job = batch.plan(sources, p["recursive"], p["out"], p["fmt"], p["resume"], kind.schema)
     batch.check_views(job, views.clips, views.crops)
-    if not on_ray:
+    if address is None:
         from vivit_cli.device import resolve_device
 
         workers = p["workers"] or batch.default_workers(resolve_device(p["device"]).type)
@@ -121,7 +129,7 @@ def run_files(ctx: click.Context, views: Views, kind: Kind, labels: LabelSet = L
         if not ctx.obj["quiet"]:
             click.echo(tally.summary(job), err=True)
         return
-    if on_ray:
+    if address is not None:
         _run_on_ray(ctx, job, tally, address, views, kind, labels)
     else:
         _run_here(ctx, job, tally, workers, views, kind, labels)
@@ -177,19 +185,23 @@ def _run_on_ray(
 def _progress(ctx: click.Context, job: batch.Plan, tally: batch.Tally) -> Iterator[Callable[[Any], None]]:
     """A bar on stderr counted in videos (the callback moves it a row at a time), and at the end the summary line
     and the first failed files with why, also after Ctrl-C or SIGTERM, when it says how to finish."""
-    quiet, interrupted = ctx.obj["quiet"], False
+    quiet = ctx.obj["quiet"]
     bar = progress_bar(ctx, "video", len(job.todo))
     try:
         yield lambda _: bar.update()
     except KeyboardInterrupt:
-        interrupted = True
+        bar.close()
+        if not quiet:  # the summary says so: the group then adds no "Interrupted." of its own
+            say_stopped(ctx, tally.summary(job, interrupted=True))
+            _say_failures(job, tally)
         raise
     finally:
-        bar.close()
-        if not quiet:
-            if interrupted:  # the summary says so: the group then adds no "Interrupted." of its own
-                say_stopped(ctx, tally.summary(job, interrupted))
-            else:
-                click.echo(tally.summary(job), err=True)
-            for line in tally.failure_lines(job.out):
-                click.echo(line, err=True)
+        bar.close()  # an error (a full disk) is its own line: no summary of a run that did not end
+    if not quiet:
+        click.echo(tally.summary(job), err=True)
+        _say_failures(job, tally)
+
+
+def _say_failures(job: batch.Plan, tally: batch.Tally) -> None:
+    for line in tally.failure_lines(job.out):
+        click.echo(line, err=True)

@@ -59,6 +59,22 @@ def evaluate_command(
     decode are left out of the metrics. Exit codes: 0 done, 4 some videos failed to decode (the report covers
     the rest), 3 model or checkpoint problem, 2 bad usage, DATA or device, 130 Ctrl-C, 143 SIGTERM.
     """
+    from vivit_cli.writers.files import held_outputs
+
+    _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
+    with held_outputs([("--out", out), ("--matrix", matrix), ("--plot", plot)]):
+        _evaluate(ctx, data, views, out, matrix, plot, p)
+
+
+def _evaluate(
+    ctx: click.Context,
+    data: str,
+    views: Views,
+    out: str | None,
+    matrix: str | None,
+    plot: str | None,
+    p: dict[str, Any],
+) -> None:
     from dataclasses import asdict
 
     from rich.console import Console
@@ -72,7 +88,6 @@ def evaluate_command(
     from vivit_cli.writers.evaluation import REPORT, confusion_rows, confusion_schema, print_evaluation, report_record
     from vivit_cli.writers.formats import STDOUT, write_all, write_document
 
-    _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
     dataset = read_data(data)
     chosen = run.select(dataset, p["split"])
     note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}), {len(dataset.labels)} labels")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +16,7 @@ from vivit_cli.cli.options import (
     label_options,
     load_classifier,
     model_options,
+    say_stopped,
     view_options,
     warn_once,
 )
@@ -21,6 +24,9 @@ from vivit_cli.cli.progress import progress_bar, tqdm_progress
 from vivit_cli.labels import LabelSet
 from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 from vivit_cli.video.sampling import Views
+
+if TYPE_CHECKING:
+    from vivit_cli.results import Timeline
 
 
 @click.command("timeline")
@@ -50,38 +56,29 @@ from vivit_cli.video.sampling import Views
 @click.pass_context
 def timeline_command(
     ctx: click.Context,
-    video_path: str,
-    model: str,
     views: Views,
     top_k: int,
     labels: LabelSet,
-    every: float,
-    threshold: float,
-    batch_size: int | None,
     out: str | None,
     plot: str | None,
     overlay: str | None,
+    **_: Any,
 ) -> None:
     """Label VIDEO over time: a window every --every seconds, merged into segments of one label.
 
     Prints the segments (with --out -, JSONL rows instead). A window is one clip, so --clips must be 1.
     Exit codes as for classify.
     """
-    from rich.console import Console
-    from tqdm import tqdm
-
-    from vivit_cli.live import timeline
-    from vivit_cli.live.overlay import check_overlay_path, write_overlay
-    from vivit_cli.live.plot import check_plot_path, save_plot
-    from vivit_cli.results import shown_path
-    from vivit_cli.video import probe
-    from vivit_cli.writers.formats import check_folder, format_for, write_all
-    from vivit_cli.writers.live import TIMELINE, timeline_records
-    from vivit_cli.writers.tables import print_segments_table
+    from vivit_cli.live.overlay import check_overlay_path
+    from vivit_cli.live.plot import check_plot_path
+    from vivit_cli.writers.files import held_outputs
+    from vivit_cli.writers.formats import check_folder, format_for
+    from vivit_cli.writers.live import TIMELINE
 
     if views.clips != 1:
         raise click.BadParameter("each window is one clip: use --every to place windows closer", param_hint="--clips")
-    # Bad output names and a video that cannot be read fail now, not after fetching the model or the scan.
+    # Bad output names, outputs that cannot be written and a video that cannot be read fail now, not after fetching
+    # the model or the scan.
     if out:
         format_for(out, None, TIMELINE)
         check_folder(out)
@@ -89,9 +86,26 @@ def timeline_command(
         check_plot_path(plot)
     if overlay:
         check_overlay_path(overlay)
+    with held_outputs([("--out", out), ("--plot", plot), ("--overlay", overlay)]):
+        _timeline(ctx, views, top_k, labels)
+
+
+def _timeline(ctx: click.Context, views: Views, top_k: int, labels: LabelSet) -> None:
+    """The scan and its outputs, with the command's other options from ctx.params."""
+    from tqdm import tqdm
+
+    from vivit_cli.live import timeline
+    from vivit_cli.live.overlay import write_overlay
+    from vivit_cli.results import clock, shown_path
+    from vivit_cli.video import probe
+
+    p = ctx.params
+    video_path, every, threshold, out, plot, overlay = (
+        p[k] for k in ("video_path", "every", "threshold", "out", "plot", "overlay")
+    )
     info = probe.open_video(video_path)
-    classifier = load_classifier(ctx, model, labels)
-    batch_size = batch_size or default_batch_size(classifier.device.type)
+    classifier = load_classifier(ctx, p["model"], labels)
+    batch_size = p["batch_size"] or default_batch_size(classifier.device.type)
     quiet = ctx.obj["quiet"]
     span = views.sampling(classifier.config.num_frames).span
     windows = timeline.window_count(info.frame_count, info.fps, every, span)
@@ -101,19 +115,33 @@ def timeline_command(
             f"{info.frame_count} frames), {batch_size} per forward pass",
             err=True,
         )
-    with progress_bar(ctx, "window", windows, "scoring") as bar:
-        result = timeline.scan(
-            classifier, video_path, views, every, top_k, batch_size, threshold, tqdm_progress(bar), info
-        )
-    if out:
-        write_all(out, timeline_records(result), TIMELINE, sys.stdout)
-    print_segments_table(Console(stderr=out == "-"), result)
     # The plot and the overlay draw the same labels: what they cannot draw is said once, above the overlay's bar.
     warn = warn_once(lambda line: tqdm.write(line, file=sys.stderr))
-    if plot:
-        save_plot(result, plot, warn=warn)
-        if not quiet:
-            click.echo(f"Wrote {shown_path(plot)}", err=True)
+    stopped: list[Timeline] = []  # the windows scored before Ctrl-C
+    try:
+        with progress_bar(ctx, "window", windows, "scoring") as bar:
+            result = timeline.scan(
+                classifier,
+                video_path,
+                views,
+                every,
+                top_k,
+                batch_size,
+                threshold,
+                tqdm_progress(bar),
+                info,
+                on_stop=stopped.append,
+            )
+    except KeyboardInterrupt:
+        if stopped:  # paid for: written as a whole run's would be, and said so
+            partial = stopped[0]
+            kept = _write(ctx, partial, out, plot, warn)
+            if not quiet:
+                line = f"Interrupted after {len(partial.windows)} of {windows} windows (to {clock(partial.end_s)})"
+                line += f": wrote their {' and '.join(kept)}" if kept else ""
+                say_stopped(ctx, line + ("; no overlay" if overlay else ""))
+        raise
+    _write(ctx, result, out, plot, warn)
     if overlay:
         with progress_bar(ctx, "frame", desc="overlay") as bar:
             written = write_overlay(result, overlay, progress=tqdm_progress(bar), warn=warn)
@@ -121,3 +149,28 @@ def timeline_command(
             if written.note:
                 click.echo(f"Note: {written.note}", err=True)
             click.echo(f"Wrote {shown_path(overlay)} ({written.codec}, {written.frames} frames)", err=True)
+
+
+def _write(
+    ctx: click.Context, result: Timeline, out: str | None, plot: str | None, warn: Callable[[str], None]
+) -> list[str]:
+    """The rows (--out), the segments table and the plot of `result`; what was written, as said on stderr."""
+    from rich.console import Console
+
+    from vivit_cli.live.plot import save_plot
+    from vivit_cli.results import shown_path
+    from vivit_cli.writers.formats import STDOUT, write_all
+    from vivit_cli.writers.live import TIMELINE, timeline_records
+    from vivit_cli.writers.tables import print_segments_table
+
+    kept = []
+    if out:
+        write_all(out, timeline_records(result), TIMELINE, sys.stdout)
+        kept += [] if out == STDOUT else [f"windows and segments to {shown_path(out)}"]
+    print_segments_table(Console(stderr=out == STDOUT), result)
+    if plot:
+        save_plot(result, plot, warn=warn)
+        kept.append(f"plot to {shown_path(plot)}")
+        if not ctx.obj["quiet"]:
+            click.echo(f"Wrote {shown_path(plot)}", err=True)
+    return kept

@@ -63,12 +63,21 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     """
     from vivit_cli.learn import data as datasets
     from vivit_cli.learn import export, train
-    from vivit_cli.writers.evaluation import metrics_lines
 
     everything = datasets.read_data(data)
     dataset = train.usable(everything)
     train.check_trainable(dataset)  # before anything is fetched, loaded or decoded
-    replacing = export.check_out(out, p["force"], [data, p["model"]])  # check_out keeps only those that are folders
+    # Held for the run: a second run on --out is refused. check_out keeps only those of `keep` that are folders.
+    with export.claimed(out, p["force"], [data, p["model"]]) as replacing:
+        _train(ctx, data, out, everything, dataset, replacing, p)
+
+
+def _train(
+    ctx: click.Context, data: str, out: str, everything: Any, dataset: Any, replacing: str | None, p: dict[str, Any]
+) -> None:
+    from vivit_cli.learn import export, train
+    from vivit_cli.writers.evaluation import metrics_lines
+
     if everything.split("test"):
         _echo(ctx, f"{len(everything.split('test'))} test videos are left for vivit evaluate")
     local = fetch_model(ctx, p["model"])

@@ -6,16 +6,23 @@ The backbone's tensors are copied from the base checkpoint's file as they are: e
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safetensors import SafetensorError
+
 from vivit_cli.errors import SourceError
+from vivit_cli.learn.swap import swap, tidy
+from vivit_cli.locks import held
 from vivit_cli.results import shown_path
+from vivit_cli.writers.files import FULL, probe_folder, write_error
 
 if TYPE_CHECKING:
     from vivit_cli.learn.head import Head
@@ -39,8 +46,11 @@ def check_out(out: str | Path, force: bool, keep: Sequence[str | Path] = ()) -> 
     if where == Path.cwd().resolve():
         raise SourceError("--out is the current folder: give the model a folder of its own")
     parent = next((p for p in where.parents if p.exists()), where.anchor)
-    if not Path(parent).is_dir() or not os.access(parent, os.W_OK):
-        raise SourceError(f"--out {shown_path(path)}: {shown_path(parent)} is not a folder that can be written")
+    try:
+        probe_folder(Path(parent))
+    except OSError:
+        where_to = shown_path(parent)
+        raise SourceError(f"--out {shown_path(path)}: {where_to} is not a folder that can be written") from None
     if not os.path.lexists(path):
         return None
     if path.is_dir() and (path / TRAINING_FILE).is_file():
@@ -51,6 +61,17 @@ def check_out(out: str | Path, force: bool, keep: Sequence[str | Path] = ()) -> 
         return f"--force: replacing {shown_path(path)}"
     what = "a folder that is not a model vivit train wrote" if path.is_dir() else "a file"
     raise SourceError(f"--out {shown_path(path)} is {what}: choose another --out, or add --force to replace it")
+
+
+@contextmanager
+def claimed(out: str | Path, force: bool, keep: Sequence[str | Path] = ()) -> Iterator[str | None]:
+    """--out checked (check_out) and held for the run: a second run on it is refused at once. What a killed run
+    left beside it is cleaned up first (tidy). Yields check_out's note."""
+    check_out(out, force, keep)  # before any folder is made
+    Path(out).absolute().parent.mkdir(parents=True, exist_ok=True)  # where the hold is kept
+    with held(out, "--out"):
+        tidy(out)
+        yield check_out(out, force, keep)
 
 
 def export(
@@ -85,23 +106,18 @@ def export(
             text = json.dumps(training, indent=2, ensure_ascii=False) + "\n"
             (staging / TRAINING_FILE).write_text(text, encoding="utf-8")
             (staging / CARD_FILE).write_text(card, encoding="utf-8")
-            _swap(staging, out)
+            swap(staging, out)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)  # the new model that failed, or the old one it replaced
     except OSError as e:
+        if e.errno in FULL:
+            raise write_error(out, e) from None
         raise SourceError(f"cannot write --out {shown_path(out)}: {e.strerror or e}") from None
+    except SafetensorError as e:  # the weights' writer says "No space left on device (os error 28)" in its words
+        if f"os error {errno.ENOSPC}" in str(e):
+            raise write_error(out, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
+        raise SourceError(f"cannot write --out {shown_path(out)}: {e}") from None
     return out
-
-
-def _swap(new: Path, out: Path) -> None:
-    """`new` takes `out`'s name; what was there is removed only once the new folder is in place."""
-    if not os.path.lexists(out):
-        os.replace(new, out)
-        return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
-    os.replace(out, old / "was")
-    os.replace(new, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: str) -> str:

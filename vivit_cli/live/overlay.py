@@ -24,6 +24,7 @@ from vivit_cli.live.text import Warn
 from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video import decode, probe
 from vivit_cli.video.names import ffmpeg_name
+from vivit_cli.writers.files import check_folder
 
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
 SUFFIXES = (*MP4_SUFFIXES, ".mkv")  # containers both H.264 and mp4v go into
@@ -99,8 +100,7 @@ def check_overlay_path(out: str | Path) -> Path:
     if out.suffix.lower() not in SUFFIXES:
         names = ", ".join("*" + s for s in SUFFIXES)
         raise SourceError(f"{shown_path(out)}: the overlay must be a video file named {names}")
-    if not out.absolute().parent.is_dir():
-        raise SourceError(f"{shown_path(out)}: no folder {shown_path(out.absolute().parent)} to write the overlay into")
+    check_folder(out)
     return out
 
 

@@ -14,6 +14,7 @@ from vivit_cli.errors import SourceError
 from vivit_cli.live.text import Warn, draw_text, text_width
 from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video.names import ffmpeg_name
+from vivit_cli.writers.files import check_folder
 
 WIDTH_PX = 1200
 MARGIN_LEFT_PX = 64  # room for the score axis' "100%"
@@ -148,8 +149,7 @@ def check_plot_path(path: str | Path) -> Path:
         writable = bool(path.suffix) and cv2.haveImageWriter(name)
     if not writable:
         raise SourceError(f"{shown_path(path)}: the plot must be an image file: use a .png name")
-    if not path.absolute().parent.is_dir():
-        raise SourceError(f"{shown_path(path)}: no folder {shown_path(path.absolute().parent)} to write the plot into")
+    check_folder(path)
     return path
 
 

@@ -198,18 +198,18 @@ def scan(
     threshold: float = DEFAULT_THRESHOLD,
     progress: Callable[[int, int], None] | None = None,
     info: VideoInfo | None = None,
+    on_stop: Callable[[Timeline], None] | None = None,
 ) -> Timeline:
     """Read `path` once, front to back, scoring a window every `every_s` seconds.
 
     `progress(windows scored, windows in the video)` is called after each batch, the model being what takes
     the time; the total is `window_count`'s, and the last call gives the windows there really were.
-    `info` is the video's probe (`probe.open_video`), when the caller has it already.
+    `info` is the video's probe (`probe.open_video`), when the caller has it already. On Ctrl-C (or SIGTERM)
+    `on_stop` is handed the timeline of the windows scored so far, if any, before the interrupt goes on.
 
     Memory stays bounded whatever the length: frames are kept (preprocessed) only while an open window or
     a window waiting for its batch samples them, at most a clip's span plus `batch_size` windows' frames.
     """
-    import numpy as np
-
     from vivit_cli.video import decode, probe
     from vivit_cli.video.sampling import Views
 
@@ -226,31 +226,44 @@ def scan(
     first_s = last_s = None
     period_s = 1.0 / info.fps  # until two frames give the real one
     count = 0
-    with contextlib.closing(decode.iter_frames(path, info, scanner.wants)) as frames:
-        for index, t, rgb in frames:
-            first_s = t if first_s is None else first_s
-            period_s = t - last_s if last_s is not None else period_s
-            last_s = t
-            scanner.add(index, t, rgb)
-            count += 1
-    if first_s is None or last_s is None:
-        raise VideoError(f"{path}: contains no decodable video frames")
-    end_s = last_s + period_s  # the last frame lasts as long as the one before it (variable frame rate)
-    scanner.finish(count - 1, end_s)
-    windows = tuple(scanner.windows)
+    try:
+        with contextlib.closing(decode.iter_frames(path, info, scanner.wants)) as frames:
+            for index, t, rgb in frames:
+                first_s = t if first_s is None else first_s
+                period_s = t - last_s if last_s is not None else period_s
+                last_s = t
+                scanner.add(index, t, rgb)
+                count += 1
+        if first_s is None or last_s is None:
+            raise VideoError(f"{path}: contains no decodable video frames")
+        end_s = last_s + period_s  # the last frame lasts as long as the one before it (variable frame rate)
+        scanner.finish(count - 1, end_s)
+    except KeyboardInterrupt:
+        if on_stop is not None and scanner.windows and first_s is not None:  # the windows paid for so far
+            on_stop(_timeline(path, scanner, first_s, scanner.windows[-1].end_s, threshold))
+        raise
     if progress:
-        progress(len(windows), len(windows))
-    spans = cells(windows, first_s, end_s)
+        progress(len(scanner.windows), len(scanner.windows))
+    return _timeline(path, scanner, first_s, end_s, threshold)
+
+
+def _timeline(path: str | Path, scanner: _Scanner, start_s: float, end_s: float, threshold: float) -> Timeline:
+    """The scanner's windows scored so far, as a timeline from `start_s` to `end_s`."""
+    import numpy as np
+
+    scored = min(len(scanner.windows), len(scanner.probs))  # equal, unless Ctrl-C fell between the two appends
+    windows = tuple(scanner.windows[:scored])
+    spans = cells(windows, start_s, end_s)
     return Timeline(
         source=str(path),
-        model=classifier.info,
-        labels=tuple(classifier.labels),
+        model=scanner.classifier.info,
+        labels=tuple(scanner.classifier.labels),
         windows=windows,
         segments=merge_segments(windows, spans, threshold),
         cells=spans,
-        probs=np.stack(scanner.probs).astype(np.float32),
-        start_s=first_s,
+        probs=np.stack(scanner.probs[:scored]).astype(np.float32),
+        start_s=start_s,
         end_s=end_s,
-        every_s=every_s,
+        every_s=scanner.every_s,
         threshold=threshold,
     )

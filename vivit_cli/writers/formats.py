@@ -5,6 +5,7 @@ No torch, no OpenCV: nothing in `vivit_cli.writers` imports them, directly or th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -13,10 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from vivit_cli.errors import SourceError
+from vivit_cli.errors import OutputError, SourceError
+from vivit_cli.writers.files import FULL, RowFile, write_error
+from vivit_cli.writers.files import STDOUT as STDOUT  # as an --out name: JSONL on stdout
+from vivit_cli.writers.files import check_folder as check_folder  # the one check of an output, for every command
 from vivit_cli.writers.records import BATCH, Record, Schema
 
-STDOUT = "-"  # as an --out name: JSONL on stdout
 PARQUET = "parquet"
 JSON_EMPTY = "[\n]\n"  # an empty JSON list as JsonWriter writes it
 JSON_CLOSE = "\n]\n"  # what follows the last record of a JSON list
@@ -36,13 +39,6 @@ def format_for(path: str | Path | None, explicit: str | None = None, schema: Sch
     if suffix not in schema.formats:
         raise SourceError(schema.unknown.format(path=path))
     return suffix
-
-
-def check_folder(path: str | Path) -> None:
-    """A file name whose folder exists (checked before a long run, which writes only at the end)."""
-    folder = Path(path).absolute().parent
-    if str(path) != STDOUT and not folder.is_dir():
-        raise SourceError(f"{path}: no folder {folder} to write into")
 
 
 class RecordWriter:
@@ -75,11 +71,30 @@ class TextWriter(RecordWriter):
         stream.flush()
 
     def write(self, record: Record) -> None:
-        self._write(record)
-        self.stream.flush()
+        start = self.stream.tell() if self.seekable else None
+        try:
+            self._write(record)
+            self.stream.flush()
+        except BaseException:  # a full disk, or Ctrl-C mid-record: no torn record stays
+            if start is not None:
+                self._undo(start)
+            raise
 
     def finish(self) -> None:
         self.stream.flush()
+
+    def _undo(self, start: int) -> None:
+        """Cut off what a failed write left after `start` (where the file ended before it), and put back the tail
+        that the write replaced."""
+        tail = self._tail()
+        with contextlib.suppress(OSError, OutputError, ValueError):
+            self.stream.truncate(start - len(tail.encode("utf-8")))
+            self.stream.seek(0, io.SEEK_END)
+            self.stream.write(tail)
+
+    def _tail(self) -> str:
+        """What the file holds after its last record, that the next record replaces."""
+        return ""
 
     def _start(self) -> None:
         """Whatever comes before the first record of a new file."""
@@ -126,11 +141,14 @@ class JsonWriter(TextWriter):
         line = ("" if self._empty else ",\n") + text
         if self.seekable:  # step back over the closing bracket written after the previous record
             end = self.stream.seek(0, io.SEEK_END)
-            self.stream.seek(end - len(JSON_EMPTY.removeprefix("[\n") if self._empty else JSON_CLOSE))
+            self.stream.seek(end - len(self._tail()))
             self.stream.truncate()
             line += JSON_CLOSE
         self.stream.write(line)
         self._empty = False
+
+    def _tail(self) -> str:
+        return "" if not self.seekable else JSON_EMPTY.removeprefix("[\n") if self._empty else JSON_CLOSE
 
     def finish(self) -> None:
         if not self.seekable:
@@ -179,6 +197,8 @@ def _write_errors(path: str, schema: Schema) -> Iterator[None]:
     except OSError as e:
         if path == STDOUT:
             raise
+        if e.errno in FULL:
+            raise write_error(path, e) from None
         raise SourceError(schema.unwritable.format(path=path, reason=e.strerror or e)) from None
 
 
@@ -188,7 +208,7 @@ def _open_text(path: str, schema: Schema, stdout: IO[str]) -> Iterator[IO[str]]:
         yield stdout
         return
     with _write_errors(path, schema):
-        stream = open(path, "w", encoding="utf-8", newline="")
+        stream = RowFile(path)
     with stream:
         yield stream
 

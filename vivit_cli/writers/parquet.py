@@ -3,8 +3,9 @@ is imported lazily: it comes with the ray extra, or on its own (`pip install pya
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from vivit_cli.errors import SourceError
 from vivit_cli.writers.embeddings import EMBED_COLUMNS
+from vivit_cli.writers.files import FULL, write_error
 from vivit_cli.writers.formats import PARQUET, RecordWriter
 from vivit_cli.writers.records import BATCH_COLUMNS, Record
 
@@ -101,26 +103,47 @@ class ParquetWriter(RecordWriter):
         self._schema = table.schema()
         self._tmp = Path(path).with_name(f".{Path(path).name}.partial")
         self._rows: list[dict[str, Any]] = []
+        self._done = False  # finished, or abandoned after a failed write
         try:
             self._file = pq.ParquetWriter(self._tmp, self._schema)
         except OSError as e:
+            self._tmp.unlink(missing_ok=True)
+            if e.errno in FULL:
+                raise write_error(path, e) from None
             raise SourceError(f"cannot write {path}: {e}") from None
 
     def write(self, record: Record) -> None:
         self._rows.append(self.table.to_row(record))
         if len(self._rows) >= ROW_GROUP_ROWS:
-            self._flush()
+            self._failing(self._flush)
 
     def finish(self) -> None:
         """Write the last rows, close the file and give it its name."""
-        self._flush()
-        self._file.close()
-        os.replace(self._tmp, self.path)
+        if not self._done:
+            self._failing(self._close)
 
     def abandon(self) -> None:
         """Close and delete the temporary file: `path` keeps what it held."""
-        self._file.close()
+        self._done = True
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+    def _failing(self, step: Callable[[], None]) -> None:
+        """`step`, or when the disk is full, the temporary file given up (it is unreadable without the footer that
+        could not be written) and the error: `path` keeps what it held, the rows of an earlier run included."""
+        try:
+            step()
+        except OSError as e:
+            self.abandon()
+            raise write_error(self.path, e, f"; a Parquet file is readable only when whole: {self.path} is as it was "
+                              "before this run") from None  # fmt: skip
+
+    def _close(self) -> None:
+        self._flush()
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        self._done = True
 
     def _flush(self) -> None:
         import pyarrow as pa
