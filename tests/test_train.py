@@ -506,3 +506,15 @@ def test_a_full_disk_while_the_model_is_written_is_one_line_and_keeps_the_old_mo
     assert "Traceback" not in result.output and "Wrote" not in result.stderr
     assert model_at(out) == list(COLOURS)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m")] == []
+
+
+def test_what_embed_computed_train_does_not_compute_again(
+    data: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "vivit-cache"  # own_cache's $VIVIT_CACHE: where embed keeps each video's view features
+    done = invoke("embed", data, "-r", "--model", checkpoint, "--clips", "3", "--out", tmp_path / "e.jsonl", "-j", "1")
+    assert done.exit_code == 0, done.output
+    no_model(monkeypatch)  # train's default views are embed's --clips 3: every video comes from the cache
+    result = train(data, checkpoint, tmp_path / "m", cache / "embeddings")
+    assert result.exit_code == 0, result.output
+    assert f"{3 * PER_LABEL} cached" in result.stderr

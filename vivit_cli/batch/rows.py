@@ -6,16 +6,17 @@ row; the local run and the Ray workers take one and do the rest the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from vivit_cli.writers import parquet
 from vivit_cli.writers.embeddings import EMBED, embedding_record
 from vivit_cli.writers.records import BATCH, Record, Schema, error_record, result_record
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from vivit_cli.pipeline import Classifier, Output
     from vivit_cli.results import ModelInfo
     from vivit_cli.video.views import PreparedVideo
@@ -42,12 +43,16 @@ class Labels:
 
 @dataclass(frozen=True)
 class Embeddings:
-    """A row of the embedding, the views' features averaged."""
+    """A row of the embedding, the views' features averaged; `keep` also hears every view's features (V, D), to
+    cache them for `vivit train` and `vivit label`."""
 
     output: Output = "features"
     schema: Schema = EMBED
+    keep: Callable[[str, np.ndarray], None] | None = None
 
     def record(self, classifier: Classifier, prepared: PreparedVideo, scores: np.ndarray) -> Record:
+        if self.keep is not None and np.isfinite(scores).all():
+            self.keep(prepared.source, scores)
         return embedding_record(classifier.embedding(prepared, scores))
 
     def error(self, path: str, message: str, info: ModelInfo) -> Record:

@@ -13,7 +13,7 @@ import click
 from vivit_cli.batch import local
 from vivit_cli.batch import plan as batch
 from vivit_cli.batch.pool import DecodePool
-from vivit_cli.batch.rows import Kind, Labels
+from vivit_cli.batch.rows import Embeddings, Kind, Labels
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
@@ -152,8 +152,25 @@ def _run_here(
     # The workers start, and import torch, while the model loads.
     with DecodePool(workers, p["timeout"]) as pool:
         classifier = load_classifier(ctx, local_model.pinned, labels)
+        if isinstance(kind, Embeddings):
+            kind = replace(kind, keep=_cache(ctx, local_model, classifier.dtype_name, views))
         with _progress(ctx, job, tally) as on_row, batch.open_output(job, sys.stdout) as writer:
             local.run(classifier, job.todo, pool, writer, views, kind, p["batch_size"], tally, on_row)
+
+
+def _cache(ctx: click.Context, local: Any, dtype: str, views: Views) -> Any:
+    """Where `vivit embed` keeps each video's view features for `vivit train` and `vivit label` (which then embed it
+    no more): the cache they read, for these views; None, with a note, when it cannot be written."""
+    from vivit_cli.errors import SourceError
+    from vivit_cli.learn.cache import open_cache
+
+    cache = open_cache(local, dtype, views)
+    try:
+        cache.check_writable()
+    except SourceError as e:
+        note(ctx, f"the features are not cached for vivit train and vivit label: {e}")
+        return None
+    return cache.put
 
 
 def _run_on_ray(
