@@ -408,3 +408,13 @@ def test_webcam_labels_and_min_score(checkpoint: Path, clip: Path, tmp_path: Pat
                 assert row["predictions"] == kept
             else:
                 assert row["label"] == (kept[0]["label"] if kept else "")
+
+
+def test_a_model_whose_labels_hold_line_breaks_draws_them_escaped(clip: Path, tmp_path: Path) -> None:
+    """A model trained before such labels were refused (or a foreign one) made Pillow's layout fail
+    (`raqm_layout() failed`, a traceback) in timeline --plot and --overlay."""
+    model = write_ours(tmp_path / "model", labels=["run\nfast", "\n", "walk"])
+    plot, overlay = tmp_path / "t.png", tmp_path / "t.mp4"
+    result = invoke("timeline", str(clip), "-m", str(model), "--plot", str(plot), "--overlay", str(overlay))
+    assert result.exit_code == 0, result.stderr
+    assert plot.stat().st_size > 0 and overlay.stat().st_size > 0

@@ -102,6 +102,14 @@ def label_problem(name: str) -> str | None:
     return None
 
 
+def one_line_label(name: str) -> str:
+    """`name` with its control characters and line breaks written as escapes (`\\n`): how a label that
+    label_problem would refuse (a foreign model's) is drawn, rather than breaking a line or the text layout."""
+    if not any(unicodedata.category(c) in UNPRINTABLE for c in name):
+        return name
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in UNPRINTABLE else c for c in name)
+
+
 def unknown_message(unknown: Sequence[str], known: Sequence[str]) -> str:
     """'unknown label(s) ...', each with the closest known labels (case ignored), and where to see them all."""
     parts = []
