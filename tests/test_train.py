@@ -104,6 +104,19 @@ def test_learns_the_colours_and_says_how_well(trained: tuple[Path, str]) -> None
     )
 
 
+def test_the_model_card_keeps_one_row_per_label(trained: tuple[Path, str]) -> None:
+    """A label with a `|` or a line break (a record written before DATA refused those) stays in its own row."""
+    from vivit_cli.learn.export import model_card
+
+    out, _ = trained
+    record = json.loads((out / "training.json").read_text("utf-8"))
+    odd = "ca|fé\nnoir"
+    record["labels"] = [odd if label == "café" else label for label in record["labels"]]
+    record["counts"] = {s: {odd if k == "café" else k: n for k, n in c.items()} for s, c in record["counts"].items()}
+    rows = [line for line in model_card(record, [], str(out)).splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + len(COLOURS) and "| ca\\|fé\\nnoir | 5 | 1 |" in rows
+
+
 def test_a_strength_at_an_end_of_the_grid_or_few_validation_videos_are_said() -> None:
     from vivit_cli.learn.data import Example
     from vivit_cli.learn.head import L2_GRID, Fit, Head

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vivit_cli.errors import SourceError
+from vivit_cli.labels import one_line_label
 from vivit_cli.results import shown_path
 
 if TYPE_CHECKING:
@@ -170,5 +171,5 @@ def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: st
 
 
 def _cell(text: str) -> str:
-    """A label as a Markdown table cell: a `|` in it would start another cell."""
-    return text.replace("|", "\\|")
+    """A label as a Markdown table cell: a `|` in it would start another cell, a line break another row."""
+    return one_line_label(text).replace("|", "\\|")
