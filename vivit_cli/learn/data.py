@@ -92,8 +92,11 @@ def _once_each(examples: list[Example], source: str) -> list[Example]:
     the videos it trained on, and every figure would count it again."""
     first: dict[str, Example] = {}
     repeats: Counter[str] = Counter()
+    keys: dict[str, str] = {}  # a path repeated a million times is resolved once
     for e in examples:
-        kept = first.setdefault(video_key(e.path), e)
+        if e.path not in keys:
+            keys[e.path] = video_key(e.path)
+        kept = first.setdefault(keys[e.path], e)
         if kept is e:
             continue
         if (kept.label, kept.split) != (e.label, e.split):
