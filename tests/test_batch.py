@@ -97,6 +97,21 @@ def test_sources_folder_glob_file_and_list(folder: Path, tmp_path: Path, monkeyp
     assert sources.collect_videos([f"@{listing}"]) == ["b.mp4", "missing.mp4", "sub/d.avi"]
 
 
+def test_a_link_back_up_the_tree_lists_no_video_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ln -s "$PWD/D" D/loop`: -r does not follow it, and `**`, which does, skips what it finds through it."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("D/a/1.mp4", "D/b/2.mp4"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_bytes(b"")
+    Path("D/loop").symlink_to(tmp_path / "D")
+    videos = ["D/a/1.mp4", "D/b/2.mp4"]
+    assert sources.collect_videos(["D"], recursive=True) == videos
+    assert sources.collect_videos(["D/**/*.mp4"]) == videos
+    assert sources.collect_videos(["D/loop/**/*.mp4"]) == ["D/loop/a/1.mp4", "D/loop/b/2.mp4"]  # asked for by name
+    with pytest.raises(SourceError, match="only paths through a link back into a folder above it"):
+        sources.collect_videos(["D/*/*/*.mp4"])
+
+
 @pytest.mark.parametrize(
     "source, needle",
     [

@@ -49,7 +49,7 @@ PAIRS = [("a", "a"), ("a", "a"), ("a", "b"), ("b", "b"), ("b", "a"), ("c", "a"),
 
 
 def test_the_metrics_of_a_small_confusion_matrix_by_hand() -> None:
-    result = evaluate(outcomes(PAIRS), ["a", "b", "c", "d"])
+    result = evaluate(outcomes(PAIRS), ["a", "b", "c", "d"], len(MODEL_LABELS))
     assert result.columns == ("a", "b", "c", "d", OTHER)
     assert result.confusion == ((2, 1, 0, 0, 0), (1, 1, 0, 0, 0), (1, 0, 0, 0, 1), (0, 0, 0, 0, 0))
     assert result.top1 == pytest.approx(3 / 7) and result.top5 == 1.0
@@ -61,6 +61,13 @@ def test_the_metrics_of_a_small_confusion_matrix_by_hand() -> None:
     macro = result.macro
     assert (macro.precision, macro.recall, macro.f1, macro.support) == pytest.approx((1 / 3, 7 / 18, 5 / 14, 7))
     assert [(o.label, o.predicted) for o in result.misclassified] == [("a", "b"), ("b", "a"), ("c", "a"), ("c", "x")]
+
+
+def test_top_5_is_reported_only_for_a_model_of_more_than_5_labels() -> None:
+    """A 3-label model's true label is always among its 5 best: "top-5 100.0%" says nothing."""
+    assert evaluate(outcomes(PAIRS), ["a", "b", "c", "d"], 6).top5 == 1.0
+    assert evaluate(outcomes(PAIRS), ["a", "b", "c", "d"], 5).top5 is None
+    assert evaluate(outcomes(PAIRS), ["a", "b", "c", "d"]).top5 is None  # the model's labels are DATA's: 4
 
 
 def test_confusion_counts_predictions_outside_the_labels_as_other() -> None:
@@ -302,3 +309,33 @@ def test_bad_options_stop_before_the_model(tmp_path: Path, args: list[str], need
     data = label_folders(tmp_path / "data", ["running"], 1)
     result = invoke("evaluate", str(data), "-m", str(tmp_path / "no model here"), *args)
     assert result.exit_code == 2 and needle in result.stderr, result.stderr
+
+
+def test_evaluate_right_after_train_leaves_out_the_videos_it_learnt_from(checkpoint: Path, tmp_path: Path) -> None:
+    """No split folders: train held out one video per label; evaluate, told nothing, scored every video and
+    found the model near perfect. Now it keeps to the held-out ones, and says so; --all scores them all, with a
+    warning. A model of 3 labels reports no top-5: it would always be 100%."""
+    data = label_folders(tmp_path / "data", DATA_LABELS, 3)
+    trained = tmp_path / "trained"
+    result = invoke("train", str(data), "-m", str(checkpoint), "--out", str(trained), "--clips", "1")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads((trained / "training.json").read_text("utf-8"))
+    assert len(record["train_videos"]) == 6 and all(Path(p).is_absolute() for p in record["train_videos"])
+    result = invoke("evaluate", str(data), "-m", str(trained), "--clips", "1", "--out", "-")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    held_out = sorted(Path(p).resolve() for p in record["val_videos"])
+    assert sorted(Path(v["path"]).resolve() for v in report["videos"]) == held_out
+    assert "evaluating 3 videos of" in result.stderr
+    assert "6 it was trained on left out (--all keeps them)" in result.stderr
+    assert report["accuracy"]["top5"] is None and "top-5" not in result.stderr and "top-1" in result.stderr
+    assert "Warning" not in result.stderr
+    result = invoke("evaluate", str(data), "-m", str(trained), "--clips", "1", "--out", "-", "--all")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["num_videos"] == 9
+    assert "Warning: the model was trained on 6 of these videos (--all): the figures are not held out" in result.stderr
+    seen = tmp_path / "seen.csv"  # only videos it learnt from
+    seen.write_text("path,label\n" + "".join(f"{p},{Path(p).parent.name}\n" for p in record["train_videos"]))
+    result = invoke("evaluate", str(seen), "-m", str(trained), "--out", "-")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "the model was trained on each of the 6 videos to evaluate (every video): none is held out" in result.stderr

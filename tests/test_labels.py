@@ -3,10 +3,15 @@ a score, the same in classify, batch, timeline and webcam."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +106,66 @@ def test_parse_labels_from_a_file_keeps_commas(subset_file: Path) -> None:
 def test_parse_labels_errors(text: str, needle: str) -> None:
     with pytest.raises(LabelError, match=needle):
         parse_labels(text)
+
+
+def test_a_label_file_is_read_with_a_bound(tmp_path: Path) -> None:
+    """`--labels @/dev/zero` grew memory without limit: under a 1 GiB address-space limit it is now an error."""
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from vivit_cli.errors import LabelError\n"
+        "from vivit_cli.labels import parse_labels\n"
+        "try:\n"
+        "    parse_labels('@/dev/zero')\n"
+        "except LabelError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0 and "--labels @/dev/zero: larger than 4 MiB" in done.stdout, done.stderr
+
+
+LINES_BYTES = 7 * 4096  # what the fifo's writer writes at a time
+
+
+def test_a_fifo_that_never_ends_is_refused_after_the_bound(tmp_path: Path) -> None:
+    fifo = tmp_path / "labels"
+    os.mkfifo(fifo)
+
+    def write_forever() -> None:  # 64 MiB: "forever" to a reader that keeps what it reads
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as f:
+            for _ in range(64 * 1024 * 1024 // LINES_BYTES):
+                f.write(b"waving\n" * (LINES_BYTES // 7))
+
+    writer = threading.Thread(target=write_forever, daemon=True)
+    writer.start()
+    with pytest.raises(LabelError, match="larger than 4 MiB"):
+        parse_labels(f"@{fifo}")
+    writer.join()
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("waving\n" * 700_000, "larger than 4 MiB, not a list of labels"),  # 4.9 MB
+        ("waving\n" + "x" * 5000 + "\n", "line 2: a label of 5000 characters, more than 1000"),
+        ("waving\nrun\x00ning\n", r"line 2: label 'run\\x00ning' holds a control character"),
+        ("waving\nrun\x1b[31mning\n", r"line 2: label 'run\\x1b\[31mning' holds a control character"),
+    ],
+)
+def test_label_files_that_are_no_list_of_labels(tmp_path: Path, content: str, needle: str) -> None:
+    path = tmp_path / "labels.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(LabelError, match=needle) as e:
+        parse_labels(f"@{path}")
+    assert "\n" not in str(e.value)
+
+
+def test_a_label_with_a_control_character_is_refused_on_the_command_line(checkpoint: Path, clip: Path) -> None:
+    result = invoke("classify", "--model", str(checkpoint), "--labels", "waving,run\tning\x07", str(clip))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "name 2: label 'run\\tning\\x07' holds a control character" in result.stderr
+    result = invoke("classify", "--model", str(checkpoint), "--labels", "@/dev/zero", str(clip))
+    assert result.exit_code == 2 and "larger than 4 MiB" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_label_set_checks_names_and_score() -> None:
@@ -343,3 +408,13 @@ def test_webcam_labels_and_min_score(checkpoint: Path, clip: Path, tmp_path: Pat
                 assert row["predictions"] == kept
             else:
                 assert row["label"] == (kept[0]["label"] if kept else "")
+
+
+def test_a_model_whose_labels_hold_line_breaks_draws_them_escaped(clip: Path, tmp_path: Path) -> None:
+    """A model trained before such labels were refused (or a foreign one) made Pillow's layout fail
+    (`raqm_layout() failed`, a traceback) in timeline --plot and --overlay."""
+    model = write_ours(tmp_path / "model", labels=["run\nfast", "\n", "walk"])
+    plot, overlay = tmp_path / "t.png", tmp_path / "t.mp4"
+    result = invoke("timeline", str(clip), "-m", str(model), "--plot", str(plot), "--overlay", str(overlay))
+    assert result.exit_code == 0, result.stderr
+    assert plot.stat().st_size > 0 and overlay.stat().st_size > 0

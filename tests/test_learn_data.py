@@ -149,3 +149,69 @@ def test_stratified_split(fraction: float) -> None:
 def test_split_fraction_checked() -> None:
     with pytest.raises(SourceError, match="between 0 and 1"):
         stratified_split(examples({"a": 2}), 1.0, seed=0)
+
+
+def hostile_inputs(tmp_path: Path) -> list[tuple[Path, str]]:
+    """DATA that would mislead rather than fail: a link back into itself, labels no table or plot can show, one
+    video under two labels."""
+    loop = label_folders(tmp_path / "loop", {"a": 2, "b": 2})
+    (loop / "again").symlink_to(loop.resolve())  # ln -s "$PWD/D" D/loop: every video again, as a third label
+    up = label_folders(tmp_path / "up", {"a": 2, "b": 2})
+    (up / "a" / "parent").symlink_to("..")  # inside a label folder: not followed, nothing to report
+    (up / "c").symlink_to(tmp_path)  # above DATA: DATA again, and more
+    split_loop = label_folders(tmp_path / "split_loop", {"a": 2}, "train")
+    (split_loop / "val").mkdir()
+    (split_loop / "val" / "a").symlink_to(split_loop / "train" / "a")  # the same videos as val too
+    newline = label_folders(tmp_path / "newline", {"a": 1, "b\nc": 1})
+    blank = label_folders(tmp_path / "blank", {"a": 1, "\n": 1})
+    spaces = label_folders(tmp_path / "spaces", {"a": 1, "   ": 1})
+    touch(tmp_path / "t" / "x.mp4")
+    touch(tmp_path / "t" / "y.mp4")
+    tab = tmp_path / "t" / "tab.csv"
+    tab.write_text('path,label\nx.mp4,"run\tfast"\n')
+    separator = tmp_path / "t" / "separator.jsonl"
+    separator.write_text(json.dumps({"path": "x.mp4", "label": "run\u2028fast"}) + "\n")
+    two_labels = tmp_path / "t" / "two.csv"
+    two_labels.write_text("path,label\nx.mp4,run\ny.mp4,walk\n./x.mp4,walk\n")
+    two_splits = tmp_path / "t" / "splits.csv"
+    two_splits.write_text("path,label,split\nx.mp4,run,train\nx.mp4,run,val\n")
+    return [
+        (loop, r"loop/again: a link back into .*loop .*remove the link"),
+        (up, r"up/c: a link back into"),
+        (split_loop, r"split_loop/val/a: a link back into"),
+        (newline, r"'.*newline/b\\nc': label 'b\\nc' holds a control character or line break"),
+        (blank, r"'.*blank/\\n': an empty label; rename the folder"),
+        (spaces, r"spaces/   : an empty label; rename the folder"),
+        (tab, r"tab\.csv, line 2: label 'run\\tfast' holds a control character"),
+        (separator, r"separator\.jsonl, line 1: label 'run\\u2028fast' holds a control character or line break"),
+        (two_labels, r"x\.mp4 is listed as 'run' and as 'walk': a video has one label"),
+        (two_splits, r"x\.mp4 is listed as 'run' \(train\) and as 'run' \(val\)"),
+    ]
+
+
+def test_hostile_inputs_are_one_line_errors_naming_the_cause(tmp_path: Path) -> None:
+    for source, message in hostile_inputs(tmp_path):
+        with pytest.raises(SourceError, match=message) as e:
+            read_data(source)
+        assert "\n" not in str(e.value) and "\u2028" not in str(e.value)
+
+
+def test_a_link_inside_a_label_folder_is_not_followed(tmp_path: Path) -> None:
+    root = label_folders(tmp_path / "data", {"a": 2, "b": 1})
+    (root / "a" / "up").symlink_to("..")
+    assert read_data(root).counts() == {"a": 2, "b": 1}
+
+
+def test_a_video_listed_again_with_its_label_is_one_video_and_a_warning(tmp_path: Path) -> None:
+    """Each video five times (as `./x` and `x`, or through a link): counted five times, validation would judge
+    videos the head trained on, and every figure would count them again."""
+    for name in ("x.mp4", "y.mp4", "z.mp4"):
+        touch(tmp_path / name)
+    (tmp_path / "link.mp4").symlink_to("z.mp4")
+    rows = "".join(f"{p},{lab}\n" for _ in range(5) for p, lab in (("x.mp4", "a"), ("./y.mp4", "b"), ("y.mp4", "b")))
+    table = tmp_path / "l.csv"
+    table.write_text("path,label\n" + rows + "z.mp4,a\nlink.mp4,a\n")
+    with pytest.warns(UserWarning, match=r"3 videos are listed more than once: .*y\.mp4 \(10 times\), .*x\.mp4 "):
+        data = read_data(table)
+    assert [(Path(e.path).name, e.label) for e in data.examples] == [("x.mp4", "a"), ("y.mp4", "b"), ("z.mp4", "a")]
+    assert data.counts() == {"a": 2, "b": 1}

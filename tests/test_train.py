@@ -98,6 +98,45 @@ def test_learns_the_colours_and_says_how_well(trained: tuple[Path, str]) -> None
     assert "18 cached" not in stderr and "precision" in stderr and "accuracy" in stderr
     card = (out / "README.md").read_text("utf-8")
     assert "vivit classify --model" in card and "跳舞" in card and "accuracy" in card
+    rough = "Warning: 3 of 3 labels have fewer than 5 validation videos: 'café' (1), 'Ελληνικά' (1), '跳舞' (1)"
+    assert rough in stderr and "the validation figures are rough" in stderr  # one video each: 0% or 100% recall
+    assert record["warnings"][0] in stderr
+    assert sorted(map(Path, record["train_videos"])) == sorted(
+        p.resolve() for p in Path(record["data"]).rglob("*.avi") if str(p) not in record["val_videos"]
+    )
+
+
+def test_the_model_card_keeps_one_row_per_label(trained: tuple[Path, str]) -> None:
+    """A label with a `|` or a line break (a record written before DATA refused those) stays in its own row."""
+    from vivit_cli.learn.export import model_card
+
+    out, _ = trained
+    record = json.loads((out / "training.json").read_text("utf-8"))
+    odd = "ca|fé\nnoir"
+    record["labels"] = [odd if label == "café" else label for label in record["labels"]]
+    record["counts"] = {s: {odd if k == "café" else k: n for k, n in c.items()} for s, c in record["counts"].items()}
+    rows = [line for line in model_card(record, [], str(out)).splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + len(COLOURS) and "| ca\\|fé\\nnoir | 5 | 1 |" in rows
+
+
+def test_a_strength_at_an_end_of_the_grid_or_few_validation_videos_are_said() -> None:
+    from vivit_cli.learn.data import Example
+    from vivit_cli.learn.head import L2_GRID, Fit, Head
+    from vivit_cli.learn.train import Split, Trained, cautions
+
+    val = tuple(Example(f"{label}{i}.mp4", label, None) for label, n in (("a", 5), ("b", 2)) for i in range(n))
+    split = Split((), val, "")
+
+    def said(l2: float, fixed: bool = False) -> list[str]:
+        head = Head(np.zeros((2, 1)), np.zeros(2), Fit(l2, 1.0, 1.0, 0.1))
+        return cautions(split, Trained(head, None), ["a", "b"], fixed)  # type: ignore[arg-type]
+
+    few = "1 of 2 labels have fewer than 5 validation videos: 'b' (2)"
+    inside = said(L2_GRID[1])
+    assert len(inside) == 1 and few in inside[0]
+    assert "is the strongest tried" in said(L2_GRID[-1])[1] and "--l2 10" in said(L2_GRID[-1])[1]
+    assert "is the weakest tried" in said(L2_GRID[0])[1] and "--l2 1e-05" in said(L2_GRID[0])[1]
+    assert len(said(L2_GRID[-1], fixed=True)) == 1  # --l2 given: no grid to be at the end of
 
 
 def test_the_folder_loads_in_transformers_with_equal_logits(trained: tuple[Path, str], checkpoint: Path) -> None:
@@ -150,12 +189,14 @@ def test_the_other_forms_of_data_use_the_same_cache(
     videos = sorted(data.rglob("*.avi"))
     rows = [(str(v.relative_to(data)), v.parent.name, "val" if v.stem == "0" else "train") for v in videos]
     (data / "list.csv").write_text("path,label,split\n" + "".join(",".join(r) + "\n" for r in rows), "utf-8")
-    lines = [json.dumps({"path": str(v), "label": v.parent.name}, ensure_ascii=False) for v in videos]
-    (tmp_path / "list.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    lines = [json.dumps({"path": str(v), "label": v.parent.name}, ensure_ascii=False) for v in videos] * 5
+    (tmp_path / "list.jsonl").write_text("\n".join(lines) + "\n", "utf-8")  # each video five times: one video
     for source, how in ((data / "list.csv", "DATA's val split"), (tmp_path / "list.jsonl", "20%")):
         result = train(source, checkpoint, tmp_path / f"from-{source.suffix[1:]}", cache)
         assert result.exit_code == 0, result.output
         assert how in result.stderr and "18 cached" in result.stderr
+    assert "Warning: " in result.stderr and "18 videos are listed more than once" in result.stderr
+    assert "15 videos train, 3 validate" in result.stderr
     record = json.loads((tmp_path / "from-csv" / "training.json").read_text("utf-8"))
     assert record["counts"]["val"] == dict.fromkeys(sorted(COLOURS), 1)
     assert sorted(Path(p).name for p in record["val_videos"]) == ["0.avi"] * len(COLOURS)
@@ -207,9 +248,10 @@ def test_videos_that_fail_to_decode_are_left_out(checkpoint: Path, tmp_path: Pat
         write_labelled(root, label, 2)
     (root / "café" / "broken.avi").write_bytes(b"not a video")
     result = train(root, checkpoint, tmp_path / "m", tmp_path / "cache", "--clips", "1")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output  # as batch and evaluate: the model is written from the rest
+    assert (tmp_path / "m" / "training.json").is_file() and "Wrote" in result.stderr
     assert "Failed: 1 of 5 videos could not be decoded; they are left out" in result.stderr
-    assert "broken.avi" in result.stderr
+    assert result.stderr.count("broken.avi") == 1 and "broken.avi: not a video" in result.stderr  # the path once
     (root / "跳舞" / "1.avi").write_bytes(b"")  # now 跳舞 keeps one video
     result = train(root, checkpoint, tmp_path / "m", tmp_path / "cache", "--clips", "1")
     assert result.exit_code == 2
@@ -231,6 +273,18 @@ def bad_data(tmp_path: Path, data: Path) -> list[tuple[Path, str]]:
     no_label.write_text("path,class\nx.avi,a\n")
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("path,label\nx.avi,a\ny.avi,b\n")
+    loop = tmp_path / "loop"
+    shutil.copytree(data, loop, ignore=shutil.ignore_patterns("*.csv"))
+    (loop / "again").symlink_to(loop)  # ln -s "$PWD/D" D/again: a fourth label holding every video again
+    newline = tmp_path / "newline"
+    shutil.copytree(data / "café", newline / "café")
+    shutil.copytree(data / "跳舞", newline / "跳\n舞")
+    videos = sorted(data.rglob("*.avi"))
+    labels = sorted(COLOURS)
+    random_labels = tmp_path / "random.csv"  # each video five times, each time with any label
+    random_labels.write_text(
+        "path,label\n" + "".join(f"{v},{labels[(i * 7 + k) % 3]}\n" for k in range(5) for i, v in enumerate(videos))
+    )
     return [
         (one_label, "only one label ('café')"),
         (one_video, "too few: '跳舞' (1)"),
@@ -238,6 +292,9 @@ def bad_data(tmp_path: Path, data: Path) -> list[tuple[Path, str]]:
         (no_label, "no label column"),
         (unknown, "2 of 2 rows name files that do not exist"),
         (tmp_path / "nowhere", "no such folder or file"),
+        (loop, "again: a link back into"),
+        (newline, "label '跳\\n舞' holds a control character or line break"),
+        (random_labels, "0.avi is listed as"),
     ]
 
 
@@ -403,7 +460,7 @@ def test_videos_whose_features_are_not_finite_are_left_out_and_not_cached(
     monkeypatch.setattr(Classifier, "forward", overflow_once)
     cache = tmp_path / "cache"
     result = train(root, checkpoint, tmp_path / "m", cache, "--clips", "1", "--l2", "0.1")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output
     assert "Failed: 1 of 6 videos" in result.stderr and "not finite" in result.stderr
     assert len(list(cache.rglob("*.npy"))) == 5
 

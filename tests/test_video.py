@@ -354,6 +354,10 @@ def _bad_file(tmp: Path, kind: str) -> Path:
         return tmp / "line\nbreak.mp4"
     if kind == "directory":
         path.mkdir()
+    elif kind == "link loop":
+        path.symlink_to(path.name)
+    elif kind == "broken link":
+        path.symlink_to("gone.mp4")
     elif kind == "fifo":
         os.mkfifo(path)
     elif kind == "empty":
@@ -377,6 +381,8 @@ def _bad_file(tmp: Path, kind: str) -> Path:
 BAD_FILES = {
     "missing": "no such file",
     "control chars": "no such file",
+    "link loop": "a symbolic link loop",
+    "broken link": "a symbolic link to gone.mp4, which does not exist",
     "directory": "is a directory",
     "fifo": "not a regular file",
     "empty": "empty file",

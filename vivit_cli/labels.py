@@ -4,9 +4,9 @@ against a checkpoint's labels. No torch, no files beyond a --labels @file."""
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from vivit_cli.errors import LabelError
 
@@ -14,6 +14,11 @@ LIST_PREFIX = "@"  # --labels @file.txt: one label per line
 SEPARATOR = ","  # --labels a,b,c
 SUGGESTIONS = 3  # close known labels named for each unknown one
 SHOWN_UNKNOWN = 10  # unknown names the error spells out; the rest are counted
+MAX_LIST_BYTES = 4 * 1024 * 1024  # a --labels @file larger than this is not a list of labels (/dev/zero, a video)
+MAX_LABEL_CHARS = 1000  # characters in one label; Kinetics' longest has 48
+# Unicode categories a label may not hold: control characters (a newline, a tab, NUL) and line or paragraph
+# separators, which break a table's row, a CSV cell read by hand, a plot's text and the model card's Markdown.
+UNPRINTABLE = frozenset({"Cc", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -48,19 +53,61 @@ def parse_labels(text: str) -> tuple[str, ...]:
     """--labels' value -> names: 'a,b,c', or '@file.txt' with one label per line (for labels holding a comma).
     Spaces around a name and empty names (blank lines) are dropped; duplicates are kept once."""
     if text.startswith(LIST_PREFIX):
-        path = Path(text[len(LIST_PREFIX) :])
-        try:
-            parts = path.read_text(encoding="utf-8-sig").splitlines()
-        except FileNotFoundError:
-            raise LabelError(f"--labels {text}: no such file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise LabelError(f"--labels {text}: cannot be read as UTF-8 text ({e})") from None
+        parts = _read_list(text).splitlines()
     else:
         parts = text.split(SEPARATOR)
+    for n, part in enumerate(parts, 1):
+        problem = label_problem(part.strip()) if part.strip() else None
+        if problem:
+            where = f"line {n}" if text.startswith(LIST_PREFIX) else f"name {n}"
+            raise LabelError(f"--labels {text if text.isprintable() else repr(text)}, {where}: {problem}")
     names = tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
     if not names:
         raise LabelError(f"--labels {text!r} names no label")
     return names
+
+
+def _read_list(text: str) -> str:
+    """A --labels @file's text, read no further than MAX_LIST_BYTES: a device or a huge file is refused, not
+    held in memory."""
+    path = text[len(LIST_PREFIX) :]
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LIST_BYTES + 1)
+    except FileNotFoundError:
+        raise LabelError(f"--labels {text}: no such file") from None
+    except OSError as e:
+        raise LabelError(f"--labels {text}: cannot be read ({e.strerror or e})") from None
+    if len(data) > MAX_LIST_BYTES:
+        raise LabelError(
+            f"--labels {text}: larger than {MAX_LIST_BYTES // 1024 // 1024} MiB, not a list of labels "
+            "(one label per line)"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LabelError(f"--labels {text}: cannot be read as UTF-8 text ({e})") from None
+
+
+def label_problem(name: str) -> str | None:
+    """What makes `name` unfit to be a label, or None: empty, too long, or holding a control character or a line
+    break (it would break every table, plot and file that shows it)."""
+    if not name.strip():
+        return "an empty label"
+    if len(name) > MAX_LABEL_CHARS:
+        return f"a label of {len(name)} characters, more than {MAX_LABEL_CHARS}"
+    bad = next((c for c in name if unicodedata.category(c) in UNPRINTABLE), None)
+    if bad is not None:
+        return f"label {name!r} holds a control character or line break ({bad!r})"
+    return None
+
+
+def one_line_label(name: str) -> str:
+    """`name` with its control characters and line breaks written as escapes (`\\n`): how a label that
+    label_problem would refuse (a foreign model's) is drawn, rather than breaking a line or the text layout."""
+    if not any(unicodedata.category(c) in UNPRINTABLE for c in name):
+        return name
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in UNPRINTABLE else c for c in name)
 
 
 def unknown_message(unknown: Sequence[str], known: Sequence[str]) -> str:

@@ -25,6 +25,13 @@ def shown_path(path: str | os.PathLike[str]) -> str:
     return name
 
 
+def one_line(path: str | os.PathLike[str]) -> str:
+    """A path fit for one line of a message: shown_path's, quoted (as Python writes it) only if it holds control
+    characters, so that a name with a newline in it cannot split the line."""
+    name = shown_path(path)
+    return name if name.isprintable() else ascii(name)
+
+
 @dataclass(frozen=True)
 class Prediction:
     label: str

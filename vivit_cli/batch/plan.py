@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S  # re-exported: a run's defaults together
 from vivit_cli.errors import SourceError
+from vivit_cli.results import one_line
 from vivit_cli.video.sources import collect_videos, path_key
 from vivit_cli.writers import parquet
 from vivit_cli.writers.files import RowFile
@@ -220,16 +221,11 @@ class Tally:
         """What follows the summary when files failed: 'Failed:', then 'path: why' for the first few."""
         if not self.failed:
             return []
-        lines = ["Failed:"] + [f"  {_printable(path)}: {why}" for path, why in self.failures]
+        lines = ["Failed:"] + [f"  {one_line(path)}: {why}" for path, why in self.failures]
         more = self.failed - len(self.failures)
         if more:
             lines.append(f"  and {more} more: see their error rows" + (f" in {out}" if out is not None else ""))
         return lines
-
-
-def _printable(path: str) -> str:
-    """A path fit for one line of a terminal: quoted only if it holds control characters."""
-    return path if path.isprintable() else ascii(path)
 
 
 @dataclass

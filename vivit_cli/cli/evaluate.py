@@ -40,6 +40,13 @@ PNG_SUFFIX = ".png"
     type=click.Choice(["train", "val", "test"]),
     help="The split of DATA to evaluate. [default: test if DATA has it, else val, else every video]",
 )
+@click.option(
+    "--all",
+    "keep_trained",
+    is_flag=True,
+    help="Also score the videos the model was trained on (a model from vivit train names them); its figures are "
+    "then not held out. [default: they are left out]",
+)
 @file_option("--out", "-o", help="The whole report as JSON: .json, or - for stdout (the tables then go to stderr).")
 @file_option("--matrix", help="The confusion matrix as a .csv file.")
 @file_option("--plot", help="The confusion matrix as a .png heat map.")
@@ -53,11 +60,12 @@ def evaluate_command(
     """Score the labelled videos of DATA and report how well MODEL labels them.
 
     DATA is a folder of label folders (DATA/<label>/*.mp4), split folders above them (DATA/test/<label>/...),
-    or a .csv/.jsonl of path,label[,split]. Its labels must be the model's. Prints top-1 and top-5 accuracy,
-    per-label precision, recall and F1, the confusion matrix and the videos it got wrong; the confusion matrix's
-    last column, (other), counts predictions of the model's labels that DATA does not have. Videos that do not
-    decode are left out of the metrics. Exit codes: 0 done, 4 some videos failed to decode (the report covers
-    the rest), 3 model or checkpoint problem, 2 bad usage, DATA or device, 130 Ctrl-C, 143 SIGTERM.
+    or a .csv/.jsonl of path,label[,split]. Its labels must be the model's. A model that vivit train wrote names
+    the videos it learnt from: they are left out (--all keeps them). Prints top-1 accuracy (and top-5, for a model
+    of more than 5 labels), per-label precision, recall and F1, the confusion matrix and the videos it got wrong;
+    the confusion matrix's last column, (other), counts predictions of the model's labels that DATA does not have.
+    Videos that do not decode are left out of the metrics. Exit codes: 0 done, 4 some videos failed to decode (the
+    report covers the rest), 3 model or checkpoint problem, 2 bad usage, DATA or device, 130 Ctrl-C, 143 SIGTERM.
     """
     from vivit_cli.writers.files import held_outputs
 
@@ -90,8 +98,14 @@ def _evaluate(
 
     dataset = read_data(data)
     chosen = run.select(dataset, p["split"])
-    note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}), {len(dataset.labels)} labels")
     local = fetch_model(ctx, p["model"], weights=False)
+    chosen = run.hold_out(chosen, run.trained_videos(local.folder), p["keep_trained"])
+    left_out = f"; {chosen.left_out} it was trained on left out (--all keeps them)" if chosen.left_out else ""
+    note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}{left_out}), "
+              f"{len(dataset.labels)} labels")  # fmt: skip
+    if chosen.not_held_out:
+        warn_once()(f"the model was trained on {chosen.not_held_out} of these videos (--all): the figures are not "
+                    "held out, and flatter it")  # fmt: skip
     config, _ = read_config(local.folder)
     run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded
     info, outcomes, failed = _score(ctx, local.pinned, chosen.examples, views)
@@ -99,7 +113,7 @@ def _evaluate(
     say_failed(ctx, failed, len(chosen.examples), "the metrics leave them out", listed_in)
     if not outcomes:
         raise VideoError(f"none of the {len(chosen.examples)} videos could be decoded: nothing to evaluate")
-    evaluation = evaluate(outcomes, dataset.labels)
+    evaluation = evaluate(outcomes, dataset.labels, len(config.labels))
     if out is not None:
         record = report_record(evaluation, info, data, chosen.split, asdict(views), failed)
         write_document(out, record, REPORT, sys.stdout)

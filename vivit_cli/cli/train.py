@@ -16,6 +16,7 @@ from vivit_cli.cli.options import (
     say_stopped,
     timeout_option,
     views_options,
+    warn_once,
     workers_option,
 )
 from vivit_cli.cli.progress import progress_bar, say_failed
@@ -58,8 +59,8 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
 
     DATA is a folder with a subfolder per label (DATA/<label>/*.mp4), the same under train/ and val/ (and test/)
     folders, or a .csv or .jsonl of path,label[,split]. Each video's features are cached: a second run with other
-    head settings takes seconds. Exit codes: 0 done, 2 bad DATA or --out, 3 model problem, 130 Ctrl-C (run again
-    to go on from the cache).
+    head settings takes seconds. Exit codes: 0 done, 2 bad DATA or --out, 3 model problem, 4 some videos failed to
+    decode (the model is written from the rest), 130 Ctrl-C (run again to go on from the cache).
     """
     from vivit_cli.learn import data as datasets
     from vivit_cli.learn import export, train
@@ -75,6 +76,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
 def _train(
     ctx: click.Context, data: str, out: str, everything: Any, dataset: Any, replacing: str | None, p: dict[str, Any]
 ) -> None:
+    from vivit_cli.errors import VideoError
     from vivit_cli.learn import export, train
     from vivit_cli.writers.evaluation import metrics_lines
 
@@ -96,10 +98,16 @@ def _train(
     trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit)
     lines = metrics_lines(trained.evaluation)
     _echo(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
-    record = train.record(dataset, split, (local.model_id, local.revision), settings, trained, embedded.failed)
+    cautions = train.cautions(split, trained, dataset.labels, p["l2"] is not None)
+    for caution in cautions:
+        warn_once()(caution)
+    base = (local.model_id, local.revision)
+    record = train.record(dataset, split, base, settings, trained, embedded.failed, cautions)
     note(ctx, replacing)
     export.export(local.folder, out, dataset.labels, trained.head, record, export.model_card(record, lines, out))
     _echo(ctx, f"Wrote {out} ({len(dataset.labels)} labels): vivit classify --model {out} VIDEO")
+    if embedded.failed:
+        ctx.exit(VideoError.exit_code)  # as batch and evaluate: the model is written, from the videos that decoded
 
 
 def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import unicodedata
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from vivit_cli.errors import SourceError
-from vivit_cli.results import shown_path
+from vivit_cli.labels import label_problem
+from vivit_cli.results import one_line, shown_path
 from vivit_cli.video.sources import collect_videos, is_video_name
 
 SPLITS = ("train", "val", "test")
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 TABLE_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MISSING_SHOWN = 3  # files named in the error about rows whose files do not exist
+REPEATS_SHOWN = 3  # videos named in the warning about videos listed more than once
 FORMS = (
     "DATA/<label>/*.mp4, DATA/train|val|test/<label>/*.mp4, or a .csv/.jsonl with path and label (and optionally split)"
 )
@@ -74,7 +77,42 @@ def read_data(source: str | Path) -> Dataset:
         raise SourceError(f"{shown_path(text)}: no such folder or file; DATA is {FORMS}")
     if not examples:
         raise SourceError(f"{shown_path(text)}: no videos found; DATA is {FORMS}")
+    examples = _once_each(examples, text)
     return Dataset(text, tuple(examples), tuple(sorted({e.label for e in examples})))
+
+
+def video_key(path: str) -> str:
+    """One video, however DATA reaches it: a row's `./x.mp4` and `x.mp4`, or a link to a file listed too."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _once_each(examples: list[Example], source: str) -> list[Example]:
+    """A video listed twice is one video: kept once (its first row), with a warning, when every listing gives it
+    the same label and split; else a SourceError naming it. Counted twice it would train twice, or be judged on
+    the videos it trained on, and every figure would count it again."""
+    first: dict[str, Example] = {}
+    repeats: Counter[str] = Counter()
+    keys: dict[str, str] = {}  # a path repeated a million times is resolved once
+    for e in examples:
+        if e.path not in keys:
+            keys[e.path] = video_key(e.path)
+        kept = first.setdefault(keys[e.path], e)
+        if kept is e:
+            continue
+        if (kept.label, kept.split) != (e.label, e.split):
+            a, b = (f"{x.label!r}" + (f" ({x.split})" if x.split else "") for x in (kept, e))
+            raise SourceError(
+                f"{one_line(e.path)} is listed as {a} and as {b}: a video has one label and one split; list it once"
+            )
+        repeats[kept.path] += 1
+    if repeats:
+        shown = ", ".join(f"{one_line(p)} ({n + 1} times)" for p, n in repeats.most_common(REPEATS_SHOWN))
+        more = f" and {len(repeats) - REPEATS_SHOWN} more" if len(repeats) > REPEATS_SHOWN else ""
+        many = f"{len(repeats)} videos are" if len(repeats) > 1 else "1 video is"
+        warnings.warn(
+            f"{one_line(source)}: {many} listed more than once: {shown}{more}; each is kept once", stacklevel=3
+        )
+    return list(first.values())
 
 
 def stratified_split(
@@ -100,19 +138,40 @@ def stratified_split(
     return train, val
 
 
-def _label(name: str) -> str:
+def _label(name: str, where: str, fix: str) -> str:
     """One spelling per label: macOS writes folder names decomposed (NFD), a CSV typed by hand is composed; bytes
-    of a folder name that are not UTF-8 written as `\\xe9`, so that config.json can hold it."""
-    return unicodedata.normalize("NFC", shown_path(name).strip())
+    of a folder name that are not UTF-8 written as `\\xe9`, so that config.json can hold it. A name with a
+    control character or a line break, or nothing but spaces, is refused: `where` it is and how to `fix` it."""
+    name = unicodedata.normalize("NFC", shown_path(name))
+    problem = label_problem(name)
+    if problem:
+        raise SourceError(f"{where}: {problem}; {fix}")
+    return name.strip()
 
 
-def _subfolders(folder: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+def _subfolders(folder: str, root: str) -> list[str]:
+    """The folders in `folder`, hidden ones left out; a link among them back into `root` (DATA) is an error."""
+    names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    for name in names:
+        _check_link(os.path.join(folder, name), root)
+    return names
+
+
+def _check_link(path: str, root: str) -> None:
+    """A link to DATA, into it or above it would list DATA's videos again, as another label (or forever)."""
+    if not os.path.islink(path):
+        return
+    target, top = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([target, top]) in (target, top):
+        raise SourceError(
+            f"{one_line(path)}: a link back into {one_line(root)} (it leads to {one_line(target)}), which would "
+            "list its videos again: remove the link"
+        )
 
 
 def _read_folder(folder: str) -> list[Example]:
     """DATA/<label>/... or DATA/<split>/<label>/...: the split layout when every subfolder is a split's name."""
-    subfolders = _subfolders(folder)
+    subfolders = _subfolders(folder, folder)
     loose = [n for n in sorted(os.listdir(folder)) if is_video_name(n) and os.path.isfile(os.path.join(folder, n))]
     if loose:
         raise SourceError(
@@ -122,27 +181,28 @@ def _read_folder(folder: str) -> list[Example]:
     if not subfolders:
         raise SourceError(f"{shown_path(folder)}: no label folders; DATA is {FORMS}")
     if not all(s.lower() in SPLIT_NAMES for s in subfolders):
-        return list(_read_labels(folder, None))
+        return list(_read_labels(folder, None, folder))
     examples = []
     for s in subfolders:
         split_folder = os.path.join(folder, s)
-        if not _subfolders(split_folder):
-            raise SourceError(f"{shown_path(split_folder)}: a split folder without label folders (<split>/<label>/)")
-        examples += _read_labels(split_folder, SPLIT_NAMES[s.lower()])
+        if not _subfolders(split_folder, folder):
+            raise SourceError(f"{one_line(split_folder)}: a split folder without label folders (<split>/<label>/)")
+        examples += _read_labels(split_folder, SPLIT_NAMES[s.lower()], folder)
     return examples
 
 
-def _read_labels(folder: str, split: str | None) -> Iterator[Example]:
-    for name in _subfolders(folder):
+def _read_labels(folder: str, split: str | None, root: str) -> Iterator[Example]:
+    for name in _subfolders(folder, root):
         label_folder = os.path.join(folder, name)
+        label = _label(name, one_line(label_folder), "rename the folder")
         try:
             paths = collect_videos([label_folder], recursive=True)
         except SourceError:
             raise SourceError(
-                f"{shown_path(label_folder)}: label folder {name!r} holds no videos; add some or remove it"
+                f"{one_line(label_folder)}: label folder {name!r} holds no videos; add some or remove it"
             ) from None
         for path in paths:
-            yield Example(path, _label(name), split)
+            yield Example(path, label, split)
 
 
 def _read_table(path: str, kind: str) -> list[Example]:
@@ -164,7 +224,8 @@ def _read_table(path: str, kind: str) -> list[Example]:
         if not os.path.exists(full):
             missing.append(full)
             continue
-        examples.append(Example(full, _label(label), SPLIT_NAMES[split.lower()] if split else None))
+        label = _label(label, f"{one_line(path)}, line {line}", "fix the row")
+        examples.append(Example(full, label, SPLIT_NAMES[split.lower()] if split else None))
     if missing:
         shown = ", ".join(shown_path(m) for m in missing[:MISSING_SHOWN])
         more = f" (+{len(missing) - MISSING_SHOWN} more)" if len(missing) > MISSING_SHOWN else ""

@@ -6,12 +6,16 @@ No printing: the command says what was chosen and shows the results.
 from __future__ import annotations
 
 import difflib
+import json
+import os
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vivit_cli.errors import SourceError
+from vivit_cli.learn.data import video_key
+from vivit_cli.learn.export import TRAINING_FILE
 from vivit_cli.learn.metrics import Outcome, outcome
 from vivit_cli.results import shown_path
 
@@ -35,6 +39,8 @@ class Selection:
     examples: tuple[Example, ...]
     split: str | None  # None: every video of DATA
     reason: str  # which part of DATA and why, for the command's note: "the test split"
+    left_out: int = 0  # videos of that part left out: the model was trained on them
+    not_held_out: int = 0  # videos kept (--all) that the model was trained on
 
 
 def select(dataset: Dataset, split: str | None = None) -> Selection:
@@ -50,6 +56,36 @@ def select(dataset: Dataset, split: str | None = None) -> Selection:
     if dataset.splits:
         return Selection(dataset.examples, None, f"every split: there is no {' or '.join(DEFAULT_SPLITS)} split")
     return Selection(dataset.examples, None, "every video")
+
+
+def trained_videos(model_folder: str | os.PathLike[str]) -> frozenset[str] | None:
+    """The videos a model learnt from (each as video_key), when it is a folder whose training.json (vivit train's)
+    names them; None when it does not say."""
+    try:
+        with open(os.path.join(model_folder, TRAINING_FILE), encoding="utf-8") as f:
+            paths = json.load(f).get("train_videos")
+    except (OSError, ValueError, AttributeError):  # no record, or not one vivit train wrote: nothing is known
+        return None
+    if not isinstance(paths, list):
+        return None
+    return frozenset(video_key(p) for p in paths if isinstance(p, str))
+
+
+def hold_out(chosen: Selection, learnt: frozenset[str] | None, keep: bool = False) -> Selection:
+    """The chosen videos less those the model learnt from (`learnt`: trained_videos), which would score as if
+    seen for the first time; with `keep` (--all) all of them, counted as not held out. None left is an error."""
+    if not learnt:
+        return chosen
+    rest = tuple(e for e in chosen.examples if video_key(e.path) not in learnt)
+    seen = len(chosen.examples) - len(rest)
+    if keep or not seen:
+        return replace(chosen, not_held_out=seen)
+    if not rest:
+        raise SourceError(
+            f"the model was trained on each of the {seen} videos to evaluate ({chosen.reason}): none is held out; "
+            "give other videos, or add --all to score these anyway (the figures would not be held out)"
+        )
+    return replace(chosen, examples=rest, left_out=seen)
 
 
 def _key(label: str) -> str:

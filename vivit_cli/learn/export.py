@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors import SafetensorError
 
 from vivit_cli.errors import SourceError
+from vivit_cli.labels import one_line_label
 from vivit_cli.learn.swap import swap, tidy
 from vivit_cli.locks import held
 from vivit_cli.results import shown_path
@@ -186,5 +187,5 @@ def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: st
 
 
 def _cell(text: str) -> str:
-    """A label as a Markdown table cell: a `|` in it would start another cell."""
-    return text.replace("|", "\\|")
+    """A label as a Markdown table cell: a `|` in it would start another cell, a line break another row."""
+    return one_line_label(text).replace("|", "\\|")

@@ -1,5 +1,5 @@
-"""How well a model labels a data set: top-1 and top-5 accuracy, per-label precision, recall and F1, the confusion
-matrix and the videos it got wrong. NumPy only: no model, no files.
+"""How well a model labels a data set: top-1 and top-5 accuracy (top-5 only for a model of more than 5 labels),
+per-label precision, recall and F1, the confusion matrix and the videos it got wrong. NumPy only: no model, no files.
 
 A ratio whose denominator is zero (precision of a label never predicted, recall of a label with no videos, F1 when
 both are zero) is 0, as scikit-learn's zero_division=0 makes it. Macro averages are over the labels that have
@@ -51,7 +51,7 @@ class Evaluation:
     labels: tuple[str, ...]  # DATA's labels: the confusion matrix's rows, and its columns before OTHER
     confusion: tuple[tuple[int, ...], ...]  # (L, L + 1): rows true, columns predicted, the last one OTHER
     top1: float
-    top5: float
+    top5: float | None  # None when the model has TOP_K labels or fewer: its true label is always among the k best
     per_label: tuple[LabelMetrics, ...]
     macro: LabelMetrics  # averages over the labels with support; support: every video
     outcomes: tuple[Outcome, ...]  # sorted by path
@@ -87,6 +87,11 @@ def outcome(path: str, label: str, probs: np.ndarray, model_labels: Sequence[str
     )
 
 
+def _top_k(outcomes: Sequence[Outcome], k: int) -> float:
+    """The share of outcomes whose true label is among the model's k best."""
+    return sum(o.rank <= k for o in outcomes) / len(outcomes) if outcomes else 0.0
+
+
 def confusion_matrix(true: Sequence[int], predicted: Sequence[int], num_labels: int) -> np.ndarray:
     """Label indices -> counts (L, L + 1), rows true, columns predicted; a predicted index outside 0..L-1 (-1) is
     counted in the last column, OTHER."""
@@ -119,8 +124,9 @@ def precision_recall_f1(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return precision, recall, f1, support
 
 
-def evaluate(outcomes: Sequence[Outcome], labels: Sequence[str]) -> Evaluation:
-    """Outcomes of the videos scored -> every metric, over DATA's `labels` (each outcome's label is one)."""
+def evaluate(outcomes: Sequence[Outcome], labels: Sequence[str], model_labels: int | None = None) -> Evaluation:
+    """Outcomes of the videos scored -> every metric, over DATA's `labels` (each outcome's label is one);
+    `model_labels`: how many labels the model ranks (default: DATA's), which says whether top-5 means anything."""
     labels = tuple(labels)
     index = {label: i for i, label in enumerate(labels)}
     outcomes = tuple(sorted(outcomes, key=lambda o: o.path))
@@ -140,7 +146,7 @@ def evaluate(outcomes: Sequence[Outcome], labels: Sequence[str]) -> Evaluation:
         labels=labels,
         confusion=tuple(tuple(int(c) for c in row) for row in confusion),
         top1=sum(o.correct for o in outcomes) / count if count else 0.0,
-        top5=sum(o.rank <= TOP_K for o in outcomes) / count if count else 0.0,
+        top5=_top_k(outcomes, TOP_K) if TOP_K < (model_labels or len(labels)) else None,
         per_label=per_label,
         macro=macro,
         outcomes=outcomes,

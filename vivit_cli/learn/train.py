@@ -3,6 +3,7 @@ dataset trainable, the features stacked for the head, and the record of what was
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 FAILED_SHOWN = 5  # labels named in an error
+FIRM_VALIDATION = 5  # validation videos a label needs before its figures are more than rough
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,30 @@ def fit(
     return Trained(head, evaluate(outcomes, labels))
 
 
+def cautions(split: Split, trained: Trained, labels: Sequence[str], l2_fixed: bool) -> list[str]:
+    """What makes the validation figures, or the head, less sure than they look: labels with few validation
+    videos (one video more or less moves their recall by a large step), and a strength picked at an end of the
+    grid (a stronger or weaker one, untried, might do better)."""
+    said = []
+    val = Counter(e.label for e in split.val)
+    few = [label for label in labels if val[label] < FIRM_VALIDATION]
+    if few:
+        shown = ", ".join(f"{label!r} ({val[label]})" for label in few[:FAILED_SHOWN])
+        more = f" and {len(few) - FAILED_SHOWN} more" if len(few) > FAILED_SHOWN else ""
+        said.append(
+            f"{len(few)} of {len(labels)} labels have fewer than {FIRM_VALIDATION} validation videos: {shown}{more}; "
+            "the validation figures are rough (more videos, or a larger --val, make them firmer)"
+        )
+    l2 = trained.head.fit.l2
+    if not l2_fixed and l2 in (L2_GRID[0], L2_GRID[-1]):
+        end, beyond, other = ("weakest", "weaker", l2 / 10) if l2 == L2_GRID[0] else ("strongest", "stronger", l2 * 10)
+        said.append(
+            f"the L2 strength picked, {l2:g}, is the {end} tried ({', '.join(f'{g:g}' for g in L2_GRID)}): "
+            f"a {beyond} one might do better; try --l2 {other:g}"
+        )
+    return said
+
+
 def record(
     data: Dataset,
     split: Split,
@@ -110,6 +136,7 @@ def record(
     settings: Mapping[str, Any],
     trained: Trained,
     failed: Mapping[str, str],
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """training.json: what the model was made from and with, and how it did; the model card is written from it."""
     ev = trained.evaluation
@@ -120,7 +147,9 @@ def record(
         "labels": list(data.labels),
         "counts": {"train": data.counts(split.train), "val": data.counts(split.val)},
         "val_videos": [e.path for e in split.val],  # so that evaluate can keep to videos the head never saw
+        "train_videos": [os.path.abspath(e.path) for e in split.train],  # what evaluate leaves out by default
         "failed": dict(failed),
+        "warnings": list(warnings),
         "settings": {
             **settings,
             "l2": trained.head.fit.l2,  # the strength chosen, in the place of the one asked for (None: the grid)

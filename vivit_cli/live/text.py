@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vivit_cli.labels import one_line_label
 from vivit_cli.live.fonts import Warn, book, load, notes
 
 HERSHEY = cv2.FONT_HERSHEY_SIMPLEX
@@ -19,7 +20,7 @@ OPENCV_FONT = "OpenCV's own font"  # what draws text when there is no TrueType f
 
 def text_width(text: str, px: int) -> int:
     """Width in pixels of `text` drawn `px` high (the font size)."""
-    text = unicodedata.normalize("NFC", text)
+    text = unicodedata.normalize("NFC", one_line_label(text))  # a line break would fail the layout
     pick = book().pick(text)
     if pick.path is None:
         return cv2.getTextSize(_ascii(text), HERSHEY, *_hershey(px))[0][0]
@@ -36,7 +37,7 @@ def draw_text(
 ) -> None:
     """Draw `text` onto `frame` (H, W, 3) uint8 in place, its baseline starting at `origin` (x, y); `colour` is
     in the frame's channel order. Characters no font has are drawn as the font's box, and `warn` hears why."""
-    text = unicodedata.normalize("NFC", text)
+    text = unicodedata.normalize("NFC", one_line_label(text))  # a line break would fail the layout
     pick = book().pick(text)
     if warn is not None:
         for note in notes(pick, OPENCV_FONT):

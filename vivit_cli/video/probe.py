@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import statistics
@@ -69,7 +70,7 @@ def _check_file(path: VideoPath) -> str:
     """The path as a string, or a VideoError saying why it cannot be a readable video file."""
     name = os.fspath(path)
     if not os.path.exists(name):
-        raise VideoError(f"{shown_name(name)}: no such file")
+        raise VideoError(f"{shown_name(name)}: {_missing(name)}")
     if os.path.isdir(name):
         raise VideoError(f"{shown_name(name)}: is a directory, not a video file")
     if not os.path.isfile(name):  # a FIFO or device would block or stream forever
@@ -82,6 +83,18 @@ def _check_file(path: VideoPath) -> str:
     if empty:
         raise VideoError(f"{shown_name(name)}: empty file (0 bytes)")
     return name
+
+
+def _missing(name: str) -> str:
+    """Why a name that `exists` denies is not there: a link loop and a broken link are not a missing file."""
+    try:
+        os.stat(name)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop (it leads back to itself)"
+        if os.path.islink(name) and e.errno == errno.ENOENT:
+            return f"a symbolic link to {shown_name(os.readlink(name))}, which does not exist"
+    return "no such file"
 
 
 @contextlib.contextmanager

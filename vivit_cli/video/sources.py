@@ -58,7 +58,10 @@ def _expand(source: str, recursive: bool) -> list[str]:
     if os.path.lexists(source):  # a file named outright is taken whatever it is, so it gets a row
         return [source]
     if glob.has_magic(source):
-        matches = sorted(glob.glob(source, recursive=True))
+        found = sorted(glob.glob(source, recursive=True))
+        matches = _without_loops(source, found)
+        if found and not matches:
+            raise SourceError(f"{source}: the pattern matches only paths through a link back into a folder above it")
         videos = [p for p in matches if is_video_name(p)]
         if not videos:
             raise SourceError(
@@ -77,6 +80,27 @@ def _walk(folder: str, recursive: bool) -> list[str]:
         if not recursive:
             break
     return out
+
+
+def _without_loops(pattern: str, paths: list[str]) -> list[str]:
+    """Glob's matches less those that pass a folder twice: `**` follows links, and a link to a folder above it
+    (`ln -s "$PWD" loop`) would list every video again under loop/, loop/loop/, ... until the system gives up."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    root = str(Path(*parts[:fixed])) if fixed else os.curdir
+    real: dict[str, str] = {}
+
+    def looped(path: str) -> bool:
+        folder, seen = root, {os.path.realpath(root)}
+        for part in Path(os.path.relpath(path, root)).parts[:-1]:
+            folder = os.path.join(folder, part)
+            where = real.setdefault(folder, os.path.realpath(folder))
+            if where in seen:
+                return True
+            seen.add(where)
+        return False
+
+    return [p for p in paths if not looped(p)]
 
 
 def _read_list(list_path: str) -> list[str]:

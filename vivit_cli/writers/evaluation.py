@@ -36,6 +36,10 @@ def _round(value: float) -> float:
     return round(value, SCORE_DECIMALS)
 
 
+def _optional(value: float | None) -> float | None:
+    return None if value is None else _round(value)
+
+
 def _metrics(m: LabelMetrics) -> Record:
     return {"precision": _round(m.precision), "recall": _round(m.recall), "f1": _round(m.f1), "support": m.support}
 
@@ -68,7 +72,8 @@ def report_record(
         "split": split,  # null: every video of DATA
         "num_videos": evaluation.count,  # scored, in the metrics
         "num_failed": len(failed),  # not decoded, left out of the metrics
-        "accuracy": {"top1": _round(evaluation.top1), "top5": _round(evaluation.top5)},
+        # top5 is null for a model of 5 labels or fewer: every video would count
+        "accuracy": {"top1": _round(evaluation.top1), "top5": _optional(evaluation.top5)},
         "macro": {k: v for k, v in _metrics(evaluation.macro).items() if k != "support"},
         "per_label": [{"label": m.label, **_metrics(m)} for m in evaluation.per_label],
         "confusion": {
@@ -103,7 +108,9 @@ def print_evaluation(console: Any, evaluation: Evaluation, model: ModelInfo, wha
     labels are few; the first mistakes."""
     from rich.markup import escape
 
-    accuracy = f"top-1 {percent(evaluation.top1)}  top-5 {percent(evaluation.top5)}"
+    accuracy = f"top-1 {percent(evaluation.top1)}"
+    if evaluation.top5 is not None:
+        accuracy += f"  top-5 {percent(evaluation.top5)}"
     title = f"{accuracy}  [dim]{evaluation.count} videos of {escape(what)}[/dim]"
     table = titled_table(title, model_caption(model), show_footer=True)
     macro = evaluation.macro
