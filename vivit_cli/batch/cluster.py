@@ -31,6 +31,7 @@ EXTRA = 'pip install "vivit-cli[ray]"'
 LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, else a local one
 MAX_DECODE_BLOCKS = 10_000  # one file per decode task up to this many files, so a crash costs one file's work
 MAX_MESSAGE_CHARS = 300  # of a Ray failure, in our one-line error
+RAY_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # the --device values a Ray worker takes (checked on the driver)
 GPU_WORKER_CPUS = 1  # CPUs a model worker on a GPU reserves (for its feeding); one on a CPU device reserves none
 # Set on the driver, these reach the workers too: which Hugging Face cache and Hub to use.
 FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "VIVIT_DEVICE")
@@ -131,6 +132,8 @@ def size_workers(device: str, workers: int | None, gpus_per_worker: float | None
     node using its cores, with decoding held to the share of the cores a local run gives it."""
     import ray
 
+    if not RAY_DEVICE.fullmatch(device):
+        raise ClusterError(f"--device {device} under --ray: the workers run on auto, cpu, cuda or cuda:N")
     # Nodes that can run tasks: a head started with --num-cpus 0 (a common setup) is left out.
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
     if not nodes:

@@ -64,6 +64,10 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(f)
     def command(*args: Any, device: str, dtype: str, **kwargs: Any) -> Any:
+        if kwargs.get("ray_address") is None:  # on Ray, the devices are the workers' (cluster.size_workers)
+            from vivit_cli.device import resolve_device
+
+            resolve_device(device)  # a device this machine lacks: refused before anything is read, fetched or loaded
         return f(*args, **kwargs)
 
     command = click.option(
@@ -75,7 +79,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "(AVX512_BF16, AMX), else fp32; float32 gives transformers-exact numbers. [env: VIVIT_DTYPE]",
     )(command)
     command = click.option(
-        "--device", default="auto", envvar="VIVIT_DEVICE", help="auto, cpu, cuda or cuda:N. [env: VIVIT_DEVICE]"
+        "--device", default="auto", envvar="VIVIT_DEVICE", help="auto, cpu, cuda, cuda:N or mps. [env: VIVIT_DEVICE]"
     )(command)
     return model_option(command)
 
