@@ -12,7 +12,7 @@ from vivit_cli.batch.plan import default_batch_size
 from vivit_cli.cli.options import label_options, load_classifier, model_ids, model_options, timeout_option, view_options
 from vivit_cli.cli.progress import above_bars, progress_bar, views_postfix
 from vivit_cli.labels import LabelSet
-from vivit_cli.results import shown_path
+from vivit_cli.results import short_names, shown_path
 from vivit_cli.video.sampling import Views
 
 
@@ -67,6 +67,7 @@ def classify_command(
     # Paths that cannot be videos are known before the model loads: when none can, it is not loaded (or downloaded).
     unusable = {path: why for path in videos if (why := _unusable(path))}
     todo = [path for path in videos if path not in unusable]
+    names = short_names(videos)  # each table's title: as few folders as tell the videos apart
     if not todo:
         for path in videos:
             fail(path, unusable[path])
@@ -94,7 +95,7 @@ def classify_command(
                 if as_json:
                     click.echo(json.dumps(result_record(result), ensure_ascii=False))
                 else:
-                    print_results_table(console, result)
+                    print_results_table(console, result, names[path])
 
         # A bar where a person watches (not in a log): counted in videos, with a long video's views after it.
         with progress_bar(ctx, "video", len(videos), terminal_only=True) as bar:

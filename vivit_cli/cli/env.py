@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from vivit_cli import __version__
+from vivit_cli.results import counted
 
 OPTIONAL = {"ray": "Ray", "av": "PyAV", "pyarrow": "pyarrow"}  # distribution -> name shown; vivit runs without them
 FFMPEG_LIBS = ("avcodec", "avformat", "avutil", "swscale")  # the FFmpeg libraries OpenCV's build info lists
@@ -89,7 +90,7 @@ def _device() -> dict[str, Any]:
                     "capability": f"{props.major}.{props.minor}",
                 }
             )
-        why = f"CUDA {torch.version.cuda} is available, with {_count(len(gpus), 'GPU')}"
+        why = f"CUDA {torch.version.cuda} is available, with {counted(len(gpus), 'GPU')}"
     elif torch.version.cuda is None:
         why = f"CUDA is not available: torch {torch.__version__} is a CPU-only build"
     else:
@@ -184,17 +185,12 @@ def lines(report: dict[str, Any]) -> list[tuple[str, str]]:
     out.append(("Hub endpoint", hub["endpoint"]))
     vivit = [m for m in hub["models"] if m["model_type"] == "vivit"]
     others = len({m["repo_id"] for m in hub["models"] if m["model_type"] != "vivit"})
-    out.append(("cached ViViT", _count(len(vivit), "revision") if vivit else "none"))
+    out.append(("cached ViViT", counted(len(vivit), "revision") if vivit else "none"))
     for m in vivit[:SHOWN_MODELS]:
         refs = f" ({', '.join(m['refs'])})" if m["refs"] else ""
         out.append(("", f"{m['repo_id']} {m['revision'][:7]}{refs}, {m['size_bytes'] / 1e6:.1f} MB"))
     if len(vivit) > SHOWN_MODELS:
         out.append(("", f"and {len(vivit) - SHOWN_MODELS} more (--json lists them)"))
     if others:
-        out.append(("", f"and {_count(others, 'other model')} (--json lists them)"))
+        out.append(("", f"and {counted(others, 'other model')} (--json lists them)"))
     return out
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 GPU', '2 GPUs'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -21,6 +21,7 @@ from vivit_cli.cli.options import (
     workers_option,
 )
 from vivit_cli.cli.progress import progress_bar, say_failed
+from vivit_cli.results import counted
 
 if TYPE_CHECKING:
     from vivit_cli.learn.data import Example
@@ -75,7 +76,8 @@ def evaluate_command(
     _check_outputs(out, matrix, plot)  # before anything is read, fetched or loaded
     dataset = read_data(data)
     chosen = run.select(dataset, p["split"])
-    note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}), {len(dataset.labels)} labels")
+    videos = counted(len(chosen.examples), "video")
+    note(ctx, f"evaluating {videos} of {data} ({chosen.reason}), {counted(len(dataset.labels), 'label')}")
     local = fetch_model(ctx, p["model"], weights=False)
     config, _ = read_config(local.folder)
     run.check_labels(dataset.labels, config.labels, local.model_id)  # before the weights are fetched or loaded
@@ -92,7 +94,7 @@ def evaluate_command(
         write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
     what = f"{data}, {chosen.split} split" if chosen.split else data
     if plot is not None:
-        title = f"{info.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
+        title = f"{info.model_id} on {what}: top-1 {evaluation.top1:.1%}, {counted(evaluation.count, 'video')}"
         save_confusion(evaluation, title, plot, warn_once())
     if not (out == STDOUT and ctx.obj["quiet"]):  # the tables go to stderr when the report is on stdout
         print_evaluation(Console(stderr=out == STDOUT), evaluation, info, what)

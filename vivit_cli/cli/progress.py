@@ -59,11 +59,11 @@ def say_failed(
     """How many of `total` videos did not decode and what became of them (`then`), the first few with why, and
     where the rest are listed."""
     from vivit_cli.batch.plan import LISTED_FAILURES
-    from vivit_cli.results import shown_path
+    from vivit_cli.results import counted, shown_path
 
     if not failed or ctx.obj["quiet"]:
         return
-    click.echo(f"Failed: {len(failed)} of {total} videos could not be decoded; {then}:", err=True)
+    click.echo(f"Failed: {len(failed)} of {counted(total, 'video')} could not be decoded; {then}:", err=True)
     for path, why in failed[:LISTED_FAILURES]:
         click.echo(f"  {shown_path(path)}: {why}", err=True)
     more = len(failed) - LISTED_FAILURES

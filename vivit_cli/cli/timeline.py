@@ -73,7 +73,7 @@ def timeline_command(
     from vivit_cli.live import timeline
     from vivit_cli.live.overlay import check_overlay_path, write_overlay
     from vivit_cli.live.plot import check_plot_path, save_plot
-    from vivit_cli.results import shown_path
+    from vivit_cli.results import counted, shown_path
     from vivit_cli.video import probe
     from vivit_cli.writers.formats import check_folder, format_for, write_all
     from vivit_cli.writers.live import TIMELINE, timeline_records
@@ -97,8 +97,8 @@ def timeline_command(
     windows = timeline.window_count(info.frame_count, info.fps, every, span)
     if not quiet:
         click.echo(
-            f"Scoring {windows} windows of {span} frames (one every {every:g} s over {info.duration_s:.1f} s, "
-            f"{info.frame_count} frames), {batch_size} per forward pass",
+            f"Scoring {counted(windows, 'window')} of {span} frames (one every {every:g} s over "
+            f"{info.duration_s:.1f} s, {info.frame_count} frames), {batch_size} per forward pass",
             err=True,
         )
     with progress_bar(ctx, "window", windows, "scoring") as bar:

@@ -19,6 +19,7 @@ from vivit_cli.cli.options import (
     workers_option,
 )
 from vivit_cli.cli.progress import progress_bar, say_failed
+from vivit_cli.results import counted
 
 DEFAULT_CLIPS = 3  # views per training video: each is one sample, a cheap augmentation
 DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val split
@@ -70,7 +71,8 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     train.check_trainable(dataset)  # before anything is fetched, loaded or decoded
     replacing = export.check_out(out, p["force"], [data, p["model"]])  # check_out keeps only those that are folders
     if everything.split("test"):
-        _echo(ctx, f"{len(everything.split('test'))} test videos are left for vivit evaluate")
+        tests = len(everything.split("test"))
+        _echo(ctx, f"{counted(tests, 'test video')} {'is' if tests == 1 else 'are'} left for vivit evaluate")
     local = fetch_model(ctx, p["model"])
     embedded, settings = _embed(ctx, local, [e.path for e in dataset.examples], p)
     if embedded.failed:
@@ -78,7 +80,7 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
         dataset = train.leave_out(dataset, embedded.failed)
         train.check_trainable(dataset, f", once {len(embedded.failed)} failed videos are left out")
     split = train.choose_split(dataset, p["val_fraction"], p["seed"])
-    _echo(ctx, f"{len(split.train)} videos train, {len(split.val)} validate: {split.how}")
+    _echo(ctx, f"{counted(len(split.train), 'video')} train, {len(split.val)} validate: {split.how}")
 
     def on_fit(fit: Any) -> None:
         _echo(ctx, f"l2 {fit.l2:<7g} train acc {fit.train_accuracy:.3f}  val acc {fit.val_accuracy:.3f}  "

@@ -12,7 +12,7 @@ import numpy as np
 
 from vivit_cli.errors import SourceError
 from vivit_cli.live.text import Warn, draw_text, text_width
-from vivit_cli.results import Timeline, clock, shown_path
+from vivit_cli.results import Timeline, clock, counted, shown_path
 from vivit_cli.video.names import ffmpeg_name
 
 WIDTH_PX = 1200
@@ -75,7 +75,7 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None =
 
     name = Path(shown_path(timeline.source)).name
     title = (
-        f"{name}   {clock(t1 - t0, 1)}   {len(timeline.windows)} windows every {timeline.every_s:g} s   "
+        f"{name}   {clock(t1 - t0, 1)}   {counted(len(timeline.windows), 'window')} every {timeline.every_s:g} s   "
         f"model {timeline.model.model_id}"
     )
     draw_text(img, _fit(title, width - 2 * GAP_PX, TITLE_PX), (GAP_PX, 27), TITLE_PX, INK, warn)
