@@ -80,6 +80,7 @@ def export(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        staging.chmod(0o777 & ~_umask())  # not mkdtemp's 0700: it becomes --out, an output like any other
         try:
             write_folder(staging, raw, state, read_preprocess(base_folder))
             text = json.dumps(training, indent=2, ensure_ascii=False) + "\n"
@@ -102,6 +103,13 @@ def _swap(new: Path, out: Path) -> None:
     os.replace(out, old / "was")
     os.replace(new, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, so set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: str) -> str:
