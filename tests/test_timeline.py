@@ -400,12 +400,26 @@ def test_merge_segments(tops, threshold, expected) -> None:
         assert (s.start_s, s.end_s) == (spans[s.first_window][0], spans[s.last_window][1])
 
 
+def test_the_plot_is_a_png_or_a_jpeg_by_its_name(checkpoint: Path, two_scenes: Path, tmp_path: Path) -> None:
+    jpg = tmp_path / "timeline.jpg"
+    result = run("-q", "timeline", str(two_scenes), "-m", str(checkpoint), "--plot", str(jpg))
+    assert result.exit_code == 0, result.stderr
+    assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG's start of image
+    assert cv2.imread(str(jpg)).shape[1] == plot.WIDTH_PX
+
+
+def test_help_offers_no_clips_it_would_refuse() -> None:
+    help_text = run("timeline", "--help").stdout
+    assert "--clips" not in help_text and "--crops" in help_text and ".png or .jpg" in help_text
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
         (["--clips", "2"], "--every"),
         (["--out", "t.txt"], ".csv, .json or .jsonl"),
-        (["--plot", "t"], ".png"),
+        (["--plot", "t"], "give a .png or .jpg name"),
+        (["--plot", "t.bmp"], "give a .png or .jpg name"),
         (["--overlay", "t.avi"], ".mp4"),
     ],
 )

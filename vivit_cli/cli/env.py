@@ -22,10 +22,19 @@ KEY_WIDTH = 16  # characters of the key column on screen
 
 
 @click.command("env")
+@click.option(
+    "--model",
+    "-m",
+    envvar="VIVIT_MODEL",
+    help="Also report on this model (Hub repo id or folder): its commit, folder, labels and frames; a Hub model is "
+    "fetched without its weights. [env: VIVIT_MODEL] [default: none]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object on stdout.")
-def env_command(as_json: bool) -> None:
+def env_command(model: str | None, as_json: bool) -> None:
     """Show versions, the device and dtype auto picks and why, and the cached models: for bug reports."""
     report = collect()
+    if model:
+        report["model"] = model_report(model)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -62,6 +71,32 @@ def collect() -> dict[str, Any]:
         "dtype": _dtype(),
         "cpu": {"name": cpu_name(), "count": os.cpu_count(), "native_bf16": cpu_has_native_bf16()},
         "hub": _hub(),
+    }
+
+
+def model_report(model: str) -> dict[str, Any]:
+    """What a bug report needs of a model: what the string resolved to and the config's shape; a model that cannot
+    be had is reported as such (an env report is not refused for it)."""
+    from vivit_cli import hub
+    from vivit_cli.checkpoint import read_config
+    from vivit_cli.errors import VivitError
+
+    try:
+        local = hub.fetch(hub.parse_model(model), weights=False)
+        config, _ = read_config(local.folder)
+    except VivitError as e:
+        return {"asked": model, "error": str(e)}
+    return {
+        "asked": model,
+        "model_id": local.model_id,
+        "revision": local.revision,  # None for a folder
+        "folder": str(local.folder),
+        "note": local.note,
+        "labels": config.num_labels,
+        "num_frames": config.num_frames,
+        "image_size": config.image_size,
+        "hidden_size": config.hidden_size,
+        "weights": sorted(p.name for p in local.folder.glob("*") if p.suffix in (".safetensors", ".bin")),
     }
 
 
@@ -193,4 +228,23 @@ def lines(report: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("", f"and {len(vivit) - SHOWN_MODELS} more (--json lists them)"))
     if others:
         out.append(("", f"and {counted(others, 'other model')} (--json lists them)"))
+    if "model" in report:
+        out += _model_lines(report["model"])
     return out
+
+
+def _model_lines(m: dict[str, Any]) -> list[tuple[str, str]]:
+    if "error" in m:
+        return [("model", f"{m['asked']}: {m['error']}")]
+    if m["revision"]:
+        lines = [("model", f"{m['model_id']} @ {m['revision'][:12]}, in {m['folder']}")]
+    else:
+        lines = [("model", f"{m['folder']} (a folder)")]
+    size = m["image_size"]
+    size_text = f"{size}x{size}" if isinstance(size, int) else "x".join(map(str, size))
+    lines.append(("", f"{counted(m['labels'], 'label')}, {m['num_frames']} frames of {size_text}, "
+                      f"hidden size {m['hidden_size']}"))  # fmt: skip
+    lines.append(("", "weights: " + (", ".join(m["weights"]) or "not fetched")))
+    if m["note"]:
+        lines.append(("", m["note"]))
+    return lines

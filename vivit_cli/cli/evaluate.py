@@ -22,14 +22,13 @@ from vivit_cli.cli.options import (
 )
 from vivit_cli.cli.progress import progress_bar, say_failed
 from vivit_cli.results import counted
+from vivit_cli.writers.pictures import PICTURE_NAMES
 
 if TYPE_CHECKING:
     from vivit_cli.learn.data import Example
     from vivit_cli.learn.metrics import Outcome
     from vivit_cli.results import ModelInfo
     from vivit_cli.video.sampling import Views
-
-PNG_SUFFIX = ".png"
 
 
 @click.command("evaluate")
@@ -43,7 +42,7 @@ PNG_SUFFIX = ".png"
 )
 @file_option("--out", "-o", help="The whole report as JSON: .json, or - for stdout (the tables then go to stderr).")
 @file_option("--matrix", help="The confusion matrix as a .csv file.")
-@file_option("--plot", help="The confusion matrix as a .png heat map.")
+@file_option("--plot", help=f"The confusion matrix as a heat map: a {PICTURE_NAMES} picture.")
 @workers_option()
 @batch_size_option("Views (clips x crops) per forward pass", "the progress bar moves a video at a time")
 @timeout_option("the video counts as failed")
@@ -107,6 +106,7 @@ def _check_outputs(out: str | None, matrix: str | None, plot: str | None) -> Non
     from vivit_cli.errors import SourceError
     from vivit_cli.writers.evaluation import REPORT, confusion_schema
     from vivit_cli.writers.formats import STDOUT, check_folder, format_for
+    from vivit_cli.writers.pictures import check_picture_path
 
     if out is not None and out != STDOUT:
         format_for(out, None, REPORT)
@@ -118,8 +118,8 @@ def _check_outputs(out: str | None, matrix: str | None, plot: str | None) -> Non
             check_folder(name)
     if matrix is not None:
         format_for(matrix, None, confusion_schema(()))
-    if plot is not None and not plot.lower().endswith(PNG_SUFFIX):
-        raise SourceError(f"{plot}: the plot is a PNG picture: give a {PNG_SUFFIX} name")
+    if plot is not None:
+        check_picture_path(plot)
 
 
 def _score(

@@ -14,19 +14,20 @@ from vivit_cli.cli.options import (
     label_options,
     load_classifier,
     model_options,
-    view_options,
     warn_once,
+    window_options,
 )
 from vivit_cli.cli.progress import progress_bar, tqdm_progress
 from vivit_cli.labels import LabelSet
 from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 from vivit_cli.video.sampling import Views
+from vivit_cli.writers.pictures import PICTURE_NAMES
 
 
 @click.command("timeline")
 @click.argument("video_path", metavar="VIDEO", type=click.Path(path_type=str))
 @model_options
-@view_options
+@window_options
 @label_options
 @click.option(
     "--every",
@@ -43,7 +44,7 @@ from vivit_cli.video.sampling import Views
 )
 @batch_size_option("Windows per forward pass (each is --crops views)", "the bar then moves window by window")
 @file_option("--out", "-o", help="Segment and window rows: a .csv, .json or .jsonl file, or - for JSONL on stdout.")
-@file_option("--plot", help="Draw the timeline into a .png.")
+@file_option("--plot", help=f"Draw the timeline into a {PICTURE_NAMES} picture.")
 @file_option(
     "--overlay", help="Write the video with each frame's labels drawn on it (.mp4; H.264 with PyAV installed)."
 )
@@ -64,8 +65,7 @@ def timeline_command(
 ) -> None:
     """Label VIDEO over time: a window every --every seconds, merged into segments of one label.
 
-    Prints the segments (with --out -, JSONL rows instead). A window is one clip, so --clips must be 1.
-    Exit codes as for classify.
+    Prints the segments (with --out -, JSONL rows instead). Exit codes as for classify.
     """
     from rich.console import Console
     from tqdm import tqdm

@@ -49,8 +49,8 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where each video's features are kept between runs. "
-    "[default: $VIVIT_CACHE/embeddings, else $XDG_CACHE_HOME or ~/.cache, /vivit/embeddings]",
+    help="Where each video's features are kept between runs. [default: $VIVIT_CACHE/embeddings where "
+    "VIVIT_CACHE is set, else $XDG_CACHE_HOME/vivit/embeddings, else ~/.cache/vivit/embeddings]",
 )
 @click.option("--force", is_flag=True, help="Replace an --out that exists and is not a model vivit train wrote.")
 @click.pass_context
