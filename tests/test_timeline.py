@@ -200,6 +200,47 @@ def test_overlay_keeps_every_frame(checkpoint: Path, tmp_path: Path, monkeypatch
     assert not np.array_equal(frames[0], decode_all(src)[0][: even[0], : even[1]])  # the labels are drawn
 
 
+def with_sound(path: Path, seconds: float, fps: float, size: tuple[int, int], codec: str, rate: int = 22050) -> Path:
+    """A video (MPEG-4 Part 2, grey frames) with a 440 Hz tone as its audio track (`codec`), made with PyAV."""
+    import av
+
+    width, height = size
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=round(fps))
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream(codec, rate=rate)
+        audio.layout = "mono"
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 8 * i, np.uint8), format="rgb24")
+            container.mux(video.encode(frame))
+        for start in range(0, len(tone), 1024):
+            chunk = tone[start : start + 1024][None]  # (channels, samples)
+            sound = av.AudioFrame.from_ndarray(chunk if codec == "aac" else (chunk * 32767).astype(np.int16),
+                                               format="fltp" if codec == "aac" else "s16", layout="mono")  # fmt: skip
+            sound.sample_rate, sound.pts = rate, start
+            container.mux(audio.encode(sound))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, codec", [("talk.mp4", "aac"), ("talk.mkv", "pcm_s16le")])
+def test_overlay_keeps_the_sound(checkpoint: Path, tmp_path: Path, name: str, codec: str) -> None:
+    av = pytest.importorskip("av")
+    src = with_sound(tmp_path / name, 2.0, FPS, (32, 32), codec)
+    out = tmp_path / "overlay.mp4"
+    result = run("timeline", str(src), "-m", str(checkpoint), "--overlay", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "(h264 + aac, " in result.stderr
+    with av.open(str(out)) as container:
+        (audio,) = container.streams.audio
+        samples = sum(frame.samples for frame in container.decode(audio))
+        assert audio.codec_context.name == "aac" and audio.rate == 22050
+    assert samples >= 2.0 * 22050  # all of it (AAC adds a little at the ends)
+    assert len(decode_all(out)) == round(2 * FPS)  # and every picture
+
+
 def test_overlay_of_a_portrait_video_keeps_its_labels_inside(tmp_path: Path) -> None:
     """A landscape file with rotation metadata is portrait upright: labels sized to its width, scores inside."""
     long_label = "passing American football (not in game)"

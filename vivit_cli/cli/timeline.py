@@ -120,4 +120,5 @@ def timeline_command(
         if not quiet:
             if written.note:
                 click.echo(f"Note: {written.note}", err=True)
-            click.echo(f"Wrote {shown_path(overlay)} ({written.codec}, {written.frames} frames)", err=True)
+            codecs = written.codec + (f" + {written.audio}" if written.audio else "")  # sound kept: its codec too
+            click.echo(f"Wrote {shown_path(overlay)} ({codecs}, {written.frames} frames)", err=True)
