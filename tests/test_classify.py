@@ -288,3 +288,50 @@ def test_an_interrupt_during_the_model_stops_the_decode_worker(
     assert (result.exit_code, result.stdout, result.stderr) == (130, "", "Interrupted.\n")
     assert not any(t.name.startswith("vivit-decode") for t in threading.enumerate())
     assert not [p for p in multiprocessing.active_children() if p.name == "vivit-decode"]
+
+
+def on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """`vivit ARGS` in a process whose stderr is a 120-column terminal (a pty) and stdout a pipe, as a user runs
+    `vivit classify ... > out.txt`: (exit code, stdout, what the terminal showed)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    main_fd, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vivit_cli", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(main_fd, 1 << 16)
+        except OSError:  # EIO: every process that held the terminal has ended
+            break
+        if not data:
+            break
+        shown += data
+    os.close(main_fd)
+    stdout, _ = proc.communicate()
+    return proc.returncode, stdout.decode(), shown.decode(errors="replace")
+
+
+def test_progress_shows_on_a_terminal_per_video_and_per_view(checkpoint: Path, clip: Path, tmp_path: Path) -> None:
+    import re
+
+    other = write_video(tmp_path / "other.avi", 40, size=(64, 48))
+    args = ["classify", str(clip), str(other), "--model", str(checkpoint), "--device", "cpu", "--clips", "4"]
+    code, stdout, shown = on_a_terminal(*args, "--crops", "3")
+    assert code == 0, shown
+    assert "clip.avi" in stdout and "other.avi" in stdout  # the tables, on stdout
+    assert re.search(r"views \d+/12", shown), shown  # 12 views, one forward pass each on a CPU
+    assert re.search(r"2/2 \[", shown), shown  # and the videos
+    code, _, shown = on_a_terminal(*args, "-q")
+    assert code == 0 and "video" not in shown and "views" not in shown, shown
+    piped = run(*args)  # stderr is not a terminal: a log gets no bar
+    assert piped.exit_code == 0 and piped.stderr == "", piped.stderr

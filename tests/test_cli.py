@@ -229,3 +229,23 @@ def test_ffmpeg_versions_from_opencv_build_information() -> None:
         "swscale": "9.5.101",
     }
     assert ffmpeg_versions(BUILD_INFO.replace("FFMPEG:                      YES", "FFMPEG: NO")) is None
+
+
+def test_env_takes_model_as_every_command_does(tmp_path: Path) -> None:
+    folder = write_ours(tmp_path / "m", labels=["a", "b", "c"])
+    result = run("env", "-m", str(folder), "--json")
+    assert result.exit_code == 0, result.stderr
+    model = json.loads(result.stdout)["model"]
+    assert (model["labels"], model["revision"], model["weights"]) == (3, None, ["model.safetensors"])
+    assert "3 labels, 4 frames of 32x32" in run("env", "--model", str(folder)).stdout
+    missing = run("env", "-m", "nobody/absent")  # offline and not cached: said in the report, which still comes
+    assert missing.exit_code == 0 and "nobody/absent" in missing.stdout and "offline" in missing.stdout
+    assert "model" not in json.loads(run("env", "--json").stdout)  # none asked: nothing fetched
+
+
+def test_cache_dir_help_reads_as_three_places() -> None:
+    help_text = " ".join(run("train", "--help").stdout.split())
+    assert (
+        "[default: $VIVIT_CACHE/embeddings where VIVIT_CACHE is set, else $XDG_CACHE_HOME/vivit/embeddings, else "
+        "~/.cache/vivit/embeddings]" in help_text
+    )

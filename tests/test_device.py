@@ -84,3 +84,65 @@ def test_every_output_says_where_and_in_what_the_model_ran(tmp_path: Path, monke
     CliRunner().invoke(cli, ["batch", str(video), *common, "--out", str(out), "--workers", "1"])
     header, row = out.read_text().splitlines()
     assert dict(zip(header.split(","), row.split(","), strict=True))["dtype"] == "bfloat16"
+
+
+MISSING_DEVICES = ["mps", "xla", "gpu"]  # built without (this CPU torch), not one vivit runs on, not a device
+
+
+@pytest.mark.parametrize("device", MISSING_DEVICES)
+@pytest.mark.parametrize("command", ["classify", "batch", "embed", "timeline", "evaluate", "train", "webcam"])
+def test_a_device_this_machine_lacks_is_refused_before_the_model(tmp_path: Path, command: str, device: str) -> None:
+    """Exit 2 and one line naming the devices there are, before anything is fetched: the model asked for is not
+    in the (offline) cache, so an error about it would mean the device was checked too late."""
+    from click.testing import CliRunner
+
+    from tests.videos import write_video
+    from vivit_cli.cli import cli
+
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(2):
+            write_video(tmp_path / "data" / label / f"{i}.avi", 12, size=(40, 32))
+    video = str(tmp_path / "data" / "a" / "0.avi")
+    target = {
+        "classify": [video],
+        "batch": [video],
+        "embed": [video],
+        "timeline": [video],
+        "evaluate": [str(tmp_path / "data")],
+        "train": [str(tmp_path / "data"), "--out", str(tmp_path / "trained")],
+        "webcam": ["--source", video],
+    }[command]
+    result = CliRunner().invoke(cli, [command, *target, "--model", "nobody/absent", "--device", device])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert repr(device) in result.stderr and "devices here: auto, cpu" in result.stderr
+    assert "absent" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "dtype, flags, said",
+    [
+        ("float16", ZEN4, "float16 is emulated"),  # AVX512 BF16 is not FP16
+        ("bfloat16", ZEN3, "bfloat16 is emulated"),
+        ("float16", SAPPHIRE_RAPIDS | {"avx512_fp16"}, None),
+        ("bfloat16", ZEN4, None),
+        ("float32", ZEN3, None),
+    ],
+)
+def test_a_16_bit_dtype_the_cpu_emulates_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: str, flags: frozenset[str], said: str | None
+) -> None:
+    from click.testing import CliRunner
+
+    from tests.videos import write_video
+    from vivit_cli.cli import cli
+
+    folder = write_ours(tmp_path / "m", labels=["a", "b", "c"])
+    videos = [str(write_video(tmp_path / f"v{i}.avi", 12, size=(40, 32))) for i in range(2)]
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    result = CliRunner().invoke(cli, ["classify", *videos, "--model", str(folder), "--device", "cpu", "--dtype", dtype])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == (said is not None), result.stderr
+    assert said is None or said in warnings[0]

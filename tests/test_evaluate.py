@@ -300,7 +300,7 @@ def test_labels_the_model_lacks_stop_before_its_weights_load(checkpoint: Path, t
     [
         (["--split", "test"], "no 'test' split: it has no split folders"),
         (["--matrix", "-"], "--matrix goes to a file"),
-        (["--plot", "x.jpg"], "give a .png name"),
+        (["--plot", "x.bmp"], "give a .png or .jpg name"),
         (["--out", "x.csv"], "the report is JSON"),
         (["--out", "nowhere/x.json"], "no folder"),
     ],
@@ -339,3 +339,16 @@ def test_evaluate_right_after_train_leaves_out_the_videos_it_learnt_from(checkpo
     result = invoke("evaluate", str(seen), "-m", str(trained), "--out", "-")
     assert result.exit_code == 2 and result.stdout == ""
     assert "the model was trained on each of the 6 videos to evaluate (every video): none is held out" in result.stderr
+
+
+def test_the_confusion_picture_is_a_png_or_a_jpeg_by_its_name(tmp_path: Path) -> None:
+    """One rule for every --plot: .png or .jpg (timeline's takes the same names)."""
+    from vivit_cli.learn.confusion import save_confusion
+
+    evaluation = evaluate(outcomes(PAIRS), ["a", "b", "c"])
+    for name, fmt in (("c.png", "PNG"), ("c.jpg", "JPEG"), ("c.JPEG", "JPEG")):
+        save_confusion(evaluation, "title", tmp_path / name, print)
+        assert Image.open(tmp_path / name).format == fmt
+    data = label_folders(tmp_path / "data", ["running"], 1)
+    result = invoke("evaluate", str(data), "-m", str(tmp_path / "no model here"), "--plot", str(tmp_path / "c.jpg"))
+    assert result.exit_code == 3 and "no model here" in result.stderr  # the name passed: the model is what failed

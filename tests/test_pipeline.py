@@ -42,6 +42,14 @@ def test_videos_complete_in_order_and_as_soon_as_their_last_view_ran(classifier)
     assert [key for key, scores in batcher.drain()] == ["b"] and batcher.pending == 0
 
 
+def test_each_forward_pass_is_heard_of_and_a_videos_scores_do_not_depend_on_its_batches(classifier) -> None:
+    x = views(classifier, 5, 4)
+    passes: list[int] = []
+    (one_by_one,) = score_videos(classifier, [x], batch_size=2, on_batch=passes.append)
+    assert passes == [2, 2, 1]
+    np.testing.assert_allclose(one_by_one, classifier.scores(torch.from_numpy(x)), atol=SCORE_TOLERANCE)
+
+
 def test_views_of_other_sizes_never_share_a_batch(classifier) -> None:
     seen = []
     real = classifier.forward

@@ -17,8 +17,11 @@ from tests.checkpoints import write_ours
 from tests.videos import write_video
 from vivit_cli import hub
 from vivit_cli.batch import cluster as ray_runner
+from vivit_cli.batch import session
 from vivit_cli.batch.rows import Labels
 from vivit_cli.cli import cli
+from vivit_cli.device import NATIVE_FP16_FLAGS
+from vivit_cli.device import cpu_flags as REAL_CPU_FLAGS  # taken before conftest fakes it for every test
 from vivit_cli.writers import read_records
 
 FRAMES = 12  # per test video: enough for a 4-frame clip at stride 2
@@ -206,17 +209,39 @@ def test_without_ray_the_error_names_the_extra(folder: Path, checkpoint: Path, m
 def test_an_unreachable_cluster_is_one_line(
     local_ray, folder: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Ray's message names `ray start`'s --address flag: vivit's says what vivit takes."""
+
     def refuse(**_: object) -> None:
-        raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to.")
+        raise ConnectionError(
+            "Could not find any running Ray instance. Please specify the one to connect to by setting `--address` "
+            "flag or `RAY_ADDRESS` environment variable."
+        )
 
     monkeypatch.setattr(local_ray, "is_initialized", lambda: False)  # as in a fresh `vivit` process
     monkeypatch.setattr(local_ray, "init", refuse)
     result = invoke("batch", str(folder), "--model", str(checkpoint), "--ray=auto")
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.strip() == (
-        "Error: cannot reach a Ray cluster at auto: Could not find any running Ray "
-        "instance. Please specify the one to connect to."
-    )
+    assert result.stderr.strip() == f"Error: cannot reach a Ray cluster at auto: {session.NO_CLUSTER}"
+    assert "--address" not in result.stderr and "--ray=HOST:PORT" in result.stderr
+
+
+def test_a_local_run_keeps_rays_own_lines_off_stderr(folder: Path, checkpoint: Path, tmp_path: Path) -> None:
+    """A fresh `vivit` process that starts its own local Ray: stderr holds vivit's lines only (Ray's token warning,
+    its workers' output and its C++ core's `E` lines stay in Ray's logs), and a float16 the CPU emulates is said
+    once, by vivit."""
+    import os
+    import re
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"VIVIT_DTYPE": "float16"}
+    args = [sys.executable, "-m", "vivit_cli", "batch", str(folder / "a.avi"), "--model", str(checkpoint)]
+    run = subprocess.run([*args, "--out", str(tmp_path / "rows.csv"), "--ray"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in re.split(r"[\r\n]", run.stderr) if line.strip()]
+    ours = [line for line in lines if line.startswith(("Warning: ", "Done: ")) or re.match(r" *\d+%\|", line)]
+    assert ours == lines, run.stderr  # nothing of Ray's
+    emulated = not REAL_CPU_FLAGS() & NATIVE_FP16_FLAGS
+    assert sum("float16 is emulated" in line for line in lines) == emulated, run.stderr
 
 
 @pytest.mark.parametrize(
@@ -389,3 +414,12 @@ def test_labels_and_min_score_reach_the_model_workers(
     ok = [r for r in ray_rows if r["status"] == "ok"]
     assert {p["label"] for r in ok for p in r["predictions"]} <= {"waving", "running"}
     assert any(r["predictions"] == [] for r in ok) and any(r["predictions"] for r in ok)
+
+
+@pytest.mark.parametrize("device", ["mps", "xla", "cuda:x"])
+def test_a_device_the_workers_cannot_take_is_refused_before_the_job(device: str) -> None:
+    pytest.importorskip("ray")
+    from vivit_cli.errors import ClusterError
+
+    with pytest.raises(ClusterError, match=f"--device {device} under --ray: the workers run on auto, cpu, cuda"):
+        ray_runner.size_workers(device, None, None)

@@ -200,6 +200,47 @@ def test_overlay_keeps_every_frame(checkpoint: Path, tmp_path: Path, monkeypatch
     assert not np.array_equal(frames[0], decode_all(src)[0][: even[0], : even[1]])  # the labels are drawn
 
 
+def with_sound(path: Path, seconds: float, fps: float, size: tuple[int, int], codec: str, rate: int = 22050) -> Path:
+    """A video (MPEG-4 Part 2, grey frames) with a 440 Hz tone as its audio track (`codec`), made with PyAV."""
+    import av
+
+    width, height = size
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=round(fps))
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream(codec, rate=rate)
+        audio.layout = "mono"
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 8 * i, np.uint8), format="rgb24")
+            container.mux(video.encode(frame))
+        for start in range(0, len(tone), 1024):
+            chunk = tone[start : start + 1024][None]  # (channels, samples)
+            sound = av.AudioFrame.from_ndarray(chunk if codec == "aac" else (chunk * 32767).astype(np.int16),
+                                               format="fltp" if codec == "aac" else "s16", layout="mono")  # fmt: skip
+            sound.sample_rate, sound.pts = rate, start
+            container.mux(audio.encode(sound))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, codec", [("talk.mp4", "aac"), ("talk.mkv", "pcm_s16le")])
+def test_overlay_keeps_the_sound(checkpoint: Path, tmp_path: Path, name: str, codec: str) -> None:
+    av = pytest.importorskip("av")
+    src = with_sound(tmp_path / name, 2.0, FPS, (32, 32), codec)
+    out = tmp_path / "overlay.mp4"
+    result = run("timeline", str(src), "-m", str(checkpoint), "--overlay", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "(h264 + aac, " in result.stderr
+    with av.open(str(out)) as container:
+        (audio,) = container.streams.audio
+        samples = sum(frame.samples for frame in container.decode(audio))
+        assert audio.codec_context.name == "aac" and audio.rate == 22050
+    assert samples >= 2.0 * 22050  # all of it (AAC adds a little at the ends)
+    assert len(decode_all(out)) == round(2 * FPS)  # and every picture
+
+
 def test_overlay_of_a_portrait_video_keeps_its_labels_inside(tmp_path: Path) -> None:
     """A landscape file with rotation metadata is portrait upright: labels sized to its width, scores inside."""
     long_label = "passing American football (not in game)"
@@ -400,12 +441,26 @@ def test_merge_segments(tops, threshold, expected) -> None:
         assert (s.start_s, s.end_s) == (spans[s.first_window][0], spans[s.last_window][1])
 
 
+def test_the_plot_is_a_png_or_a_jpeg_by_its_name(checkpoint: Path, two_scenes: Path, tmp_path: Path) -> None:
+    jpg = tmp_path / "timeline.jpg"
+    result = run("-q", "timeline", str(two_scenes), "-m", str(checkpoint), "--plot", str(jpg))
+    assert result.exit_code == 0, result.stderr
+    assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG's start of image
+    assert cv2.imread(str(jpg)).shape[1] == plot.WIDTH_PX
+
+
+def test_help_offers_no_clips_it_would_refuse() -> None:
+    help_text = run("timeline", "--help").stdout
+    assert "--clips" not in help_text and "--crops" in help_text and ".png or .jpg" in help_text
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
         (["--clips", "2"], "--every"),
         (["--out", "t.txt"], ".csv, .json or .jsonl"),
-        (["--plot", "t"], ".png"),
+        (["--plot", "t"], "give a .png or .jpg name"),
+        (["--plot", "t.bmp"], "give a .png or .jpg name"),
         (["--overlay", "t.avi"], ".mp4"),
     ],
 )

@@ -139,6 +139,15 @@ def test_a_strength_at_an_end_of_the_grid_or_few_validation_videos_are_said() ->
     assert len(said(L2_GRID[-1], fixed=True)) == 1  # --l2 given: no grid to be at the end of
 
 
+def test_the_model_folder_is_made_as_the_users_umask_makes_folders(trained: tuple[Path, str]) -> None:
+    import stat
+
+    out, _ = trained
+    sibling = out.parent / "made-by-mkdir"
+    sibling.mkdir(exist_ok=True)
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(sibling.stat().st_mode)  # 0755 under umask 022, not 0700
+
+
 def test_the_folder_loads_in_transformers_with_equal_logits(trained: tuple[Path, str], checkpoint: Path) -> None:
     out, _ = trained
     raw = json.loads((out / "config.json").read_text("utf-8"))

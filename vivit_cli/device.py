@@ -16,27 +16,51 @@ if TYPE_CHECKING:
 
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")  # what --dtype takes
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # CPU flags of hardware bf16 matrix products
+NATIVE_FP16_FLAGS = frozenset({"avx512_fp16", "amx_fp16"})  # and of fp16 ones
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # also taken from Python
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """None or "auto": the first GPU when there is one, else the CPU; a named GPU must exist."""
+    """None or "auto": the first GPU when there is one, else the CPU; a named device must exist here (a device this
+    torch was built without is refused here, not by the first tensor sent to it)."""
     import torch
 
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = str(device)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+        raise DeviceError(f"unknown device {name!r}; {devices_here()}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} asked for, but CUDA is not available on this machine")
+            raise DeviceError(f"device {name!r} asked for, but CUDA is not available; {devices_here()}")
         if (dev.index or 0) >= torch.cuda.device_count():
-            raise DeviceError(f"no GPU {dev.index}: this machine has {torch.cuda.device_count()}")
-    elif dev.type not in ("cpu", "mps"):
-        raise DeviceError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+            raise DeviceError(f"no GPU {dev.index}: this machine has {torch.cuda.device_count()}; {devices_here()}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            why = "finds no Apple GPU" if torch.backends.mps.is_built() else "is built without MPS"
+            raise DeviceError(f"device {name!r} asked for, but torch {torch.__version__} {why}; {devices_here()}")
+    elif dev.type != "cpu":
+        raise DeviceError(f"unsupported device {name!r}: vivit runs on cpu, cuda or mps; {devices_here()}")
     return dev
+
+
+def available_devices() -> list[str]:
+    """What --device takes on this machine: auto, cpu, each GPU CUDA finds, and mps where torch has it."""
+    import torch
+
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def devices_here() -> str:
+    """'devices here: auto, cpu', for a message that refuses a device."""
+    return "devices here: " + ", ".join(available_devices())
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
@@ -63,6 +87,22 @@ def cpu_has_native_bf16() -> bool:
     return bool(cpu_flags() & NATIVE_BF16_FLAGS)
 
 
+SLOWER = "several times slower than float32 (the CPU default) here"
+
+
+def slow_dtype_warning(dtype: str, device_type: str) -> str | None:
+    """What to tell a user who runs the model in `dtype` (a torch dtype's name) where it is emulated: a 16-bit
+    float on a CPU without the instructions for it, where each matrix product is several times slower than in
+    float32 (8x for bf16, 7x for fp16: a ViViT-B-sized one on one thread of an AVX2 CPU). None where it is not."""
+    if device_type != "cpu":
+        return None
+    if dtype == "bfloat16" and not cpu_has_native_bf16():
+        return f"this CPU has no native bf16 (AVX512_BF16 or AMX): bfloat16 is emulated, {SLOWER}"
+    if dtype == "float16" and not cpu_flags() & NATIVE_FP16_FLAGS:
+        return f"this CPU has no native float16 (AVX512_FP16 or AMX-FP16): float16 is emulated, {SLOWER}"
+    return None
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """None or "auto": bf16 on a GPU that has it (else fp16), as whisper picks; on a CPU, bf16 where the CPU
     computes it natively (about 1.6x faster per clip there, logits within 0.05 of fp32), else fp32. float32 is
@@ -78,10 +118,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         if name not in DTYPE_NAMES[1:]:
             raise DeviceError(f"unknown dtype {dtype!r}: use {', '.join(DTYPE_NAMES[:-1])} or {DTYPE_NAMES[-1]}")
         dtype = getattr(torch, name)
-    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
-        warnings.warn("this CPU has no native bf16: bfloat16 runs about 4x slower than float32 here", stacklevel=2)
-    elif device.type == "cpu" and dtype == torch.float16:
-        warnings.warn("float16 on a CPU is slow and less precise; float32 is the CPU default", stacklevel=2)
+    slow = slow_dtype_warning(str(dtype).removeprefix("torch."), device.type)
+    if slow:
+        warnings.warn(slow, stacklevel=2)
     return dtype
 
 

@@ -7,7 +7,7 @@ Every command scores through `ViewBatcher` (or `score_videos` when all its video
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -124,9 +124,17 @@ class Classifier:
         """One video, all its views (default: one centred clip) in one batch."""
         return self.classify_prepared(prepare_video(path, self.config.num_frames, self.preprocess, views or Views()), k)
 
-    def classify_prepared(self, prepared: PreparedVideo, k: int = 5) -> VideoResult:
-        """classify() for a video already decoded and preprocessed (by a decode worker): its views in one batch."""
-        (probs,) = score_videos(self, [prepared.pixel_values], len(prepared.pixel_values))
+    def classify_prepared(
+        self,
+        prepared: PreparedVideo,
+        k: int = 5,
+        batch_size: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> VideoResult:
+        """classify() for a video already decoded and preprocessed (by a decode worker): its views `batch_size` at a
+        time (default: all in one batch); `on_batch(views)` after each forward pass."""
+        views = len(prepared.pixel_values)
+        (probs,) = score_videos(self, [prepared.pixel_values], min(batch_size or views, views), on_batch=on_batch)
         return self.result(prepared, probs, k)
 
 
@@ -149,12 +157,19 @@ class ViewBatcher:
 
     Views of several videos share a batch, and a video's views may span batches; only views of one shape go
     together (without a centre crop, frame sizes differ between videos). Videos complete in the order added.
+    `on_batch(views)` hears of each forward pass as it ends: a progress bar's callback.
     """
 
-    def __init__(self, classifier: Classifier, batch_size: int, output: Output = "probs") -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        batch_size: int,
+        output: Output = "probs",
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         if batch_size < 1:
             raise VivitError(f"batch_size must be at least 1, got {batch_size}")
-        self.classifier, self.batch_size, self.output = classifier, batch_size, output
+        self.classifier, self.batch_size, self.output, self.on_batch = classifier, batch_size, output, on_batch
         self._queue: deque[_Entry] = deque()
 
     @property
@@ -186,6 +201,8 @@ class ViewBatcher:
             taken += n
         x = torch.cat([torch.as_tensor(e.views[a:b]) for e, a, b in parts])  # (B, T, C, S, S)
         out = self.classifier.forward(x, self.output)  # (B, L) or (B, D)
+        if self.on_batch:
+            self.on_batch(len(x))
         offset = 0
         for entry, a, b in parts:
             entry.scores.append(out[offset : offset + b - a])
@@ -205,10 +222,15 @@ class ViewBatcher:
 
 
 def score_videos(
-    classifier: Classifier, videos: Sequence[torch.Tensor | np.ndarray], batch_size: int, output: Output = "probs"
+    classifier: Classifier,
+    videos: Sequence[torch.Tensor | np.ndarray],
+    batch_size: int,
+    output: Output = "probs",
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
-    """Each video's views (V, T, C, S, S) -> its scores (V, L) or features (V, D), batch_size views per pass."""
-    batcher = ViewBatcher(classifier, batch_size, output)
+    """Each video's views (V, T, C, S, S) -> its scores (V, L) or features (V, D), batch_size views per pass;
+    `on_batch(views)` after each pass."""
+    batcher = ViewBatcher(classifier, batch_size, output, on_batch)
     found: dict[Hashable, np.ndarray] = {}
     for i, views in enumerate(videos):
         found.update(batcher.add(i, views))

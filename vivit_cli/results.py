@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -180,3 +181,26 @@ def clock(t: float, decimals: int = 1) -> str:
     m, s = divmod(rest, 60)
     sec = f"{s:0{3 + decimals}.{decimals}f}" if decimals else f"{int(s):02d}"
     return f"{int(h)}:{int(m):02d}:{sec}" if h else f"{int(m)}:{sec}"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 video', '3 videos', '0 videos': a count as every message and table writes it."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def short_names(paths: Sequence[str]) -> dict[str, str]:
+    """Each path as the fewest of its last components that no other of `paths` ends in: `n0.mp4` where the base
+    names differ, `a/n0.mp4` and `b/n0.mp4` where they do not (a path that is the tail of another is written whole,
+    the other with one component more)."""
+    parts = {p: shown_path(p).replace(os.sep, "/").rstrip("/").split("/") for p in paths}
+    taken = dict.fromkeys(parts, 1)  # components shown, from the end
+    while True:
+        names: dict[tuple[str, ...], list[str]] = {}
+        for p, n in taken.items():
+            names.setdefault(tuple(parts[p][-n:]), []).append(p)
+        clashes = [p for same in names.values() if len({tuple(parts[q]) for q in same}) > 1 for p in same]
+        grown = [p for p in clashes if taken[p] < len(parts[p])]
+        if not grown:
+            return {p: "/".join(parts[p][-n:]) if n < len(parts[p]) else shown_path(p) for p, n in taken.items()}
+        for p in grown:
+            taken[p] += 1

@@ -7,9 +7,8 @@ import logging
 import math
 import os
 import re
-import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,39 +17,24 @@ from vivit_cli.batch import plan as batch
 from vivit_cli.batch import worker
 from vivit_cli.batch.actors import DecodeJob, Ledger, ModelWorker, decode_row
 from vivit_cli.batch.rows import Kind
+from vivit_cli.batch.session import connect as connect  # re-exported: to the command, a run on Ray is cluster.*
+from vivit_cli.batch.session import require_ray as require_ray
+from vivit_cli.batch.session import split_address as split_address
 from vivit_cli.batch.worker import DecodeSpec, one_line
 from vivit_cli.errors import ClusterError, VivitError
 from vivit_cli.labels import LabelSet
 from vivit_cli.results import ModelInfo
 from vivit_cli.video.preprocess import PreprocessConfig
 from vivit_cli.video.sampling import Views
-from vivit_cli.video.sources import LIST_PREFIX, path_key
+from vivit_cli.video.sources import path_key
 from vivit_cli.writers.formats import RecordWriter
 
-EXTRA = 'pip install "vivit-cli[ray]"'
-LOCAL = ""  # --ray with no address: a running cluster if ray.init() finds one, else a local one
 MAX_DECODE_BLOCKS = 10_000  # one file per decode task up to this many files, so a crash costs one file's work
 MAX_MESSAGE_CHARS = 300  # of a Ray failure, in our one-line error
+RAY_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # the --device values a Ray worker takes (checked on the driver)
 GPU_WORKER_CPUS = 1  # CPUs a model worker on a GPU reserves (for its feeding); one on a CPU device reserves none
 # Set on the driver, these reach the workers too: which Hugging Face cache and Hub to use.
 FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "VIVIT_DEVICE")
-
-
-def require_ray() -> Any:
-    """The ray module, or our one-line error that names the extra to install."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (the [data] part of the extra)
-    except ImportError:
-        raise ClusterError(f"--ray needs Ray, which is not installed: {EXTRA}") from None
-    return ray
-
-
-def split_address(address: str, sources: Sequence[str]) -> tuple[str, tuple[str, ...]]:
-    """`--ray videos/` takes the folder as its address: an existing path or @list is a source, never an address."""
-    if address != LOCAL and (os.path.exists(address) or address.startswith(LIST_PREFIX)):
-        return LOCAL, (address, *sources)
-    return address, tuple(sources)
 
 
 @dataclass(frozen=True)
@@ -85,35 +69,6 @@ def resolve_model(model: str | hub.ModelRef, labels: LabelSet = LabelSet()) -> C
     )
 
 
-@contextmanager
-def connect(address: str, quiet: bool = False) -> Iterator[None]:
-    """Join the cluster at `address` (LOCAL: the one ray.init() finds, else a new local one); leave it after.
-
-    Ray prints its own messages (a worker died, a task is retried) on stdout: while connected, stdout is stderr,
-    so a caller that writes rows to stdout takes the stream before. A Ray already initialised in this process (a
-    test, a notebook) is used as it is.
-    """
-    ray = require_ray()
-    with redirect_stdout(sys.stderr):
-        if ray.is_initialized():
-            yield
-            return
-        try:
-            ray.init(
-                address=address or None,
-                include_dashboard=False,
-                log_to_driver=not quiet,
-                logging_level=logging.ERROR if quiet else logging.WARNING,
-            )
-        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
-            where = f"at {address}" if address else "(ray.init() found none and could not start one)"
-            raise ClusterError(f"cannot reach a Ray cluster {where}: {one_line(str(e))}") from None
-        try:
-            yield
-        finally:
-            ray.shutdown()
-
-
 @dataclass(frozen=True)
 class WorkerSizes:
     """How many model workers, what each reserves and uses, and how many decode tasks run at once."""
@@ -131,6 +86,8 @@ def size_workers(device: str, workers: int | None, gpus_per_worker: float | None
     node using its cores, with decoding held to the share of the cores a local run gives it."""
     import ray
 
+    if not RAY_DEVICE.fullmatch(device):
+        raise ClusterError(f"--device {device} under --ray: the workers run on auto, cpu, cuda or cuda:N")
     # Nodes that can run tasks: a head started with --num-cpus 0 (a common setup) is left out.
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
     if not nodes:
@@ -176,6 +133,11 @@ def run(
 
     import ray
 
+    from vivit_cli.device import slow_dtype_warning
+
+    slow = slow_dtype_warning(dtype, sizes.device)  # judged by this machine's CPU: the workers' say stays in Ray's logs
+    if slow:
+        warnings.warn(slow, stacklevel=2)
     batch_size = batch_size or batch.default_batch_size(sizes.device)
     tally = tally or batch.Tally()
     rows = batch.Rows(writer, tally, on_row)

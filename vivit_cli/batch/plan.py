@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S  # re-exported: a run's defaults together
 from vivit_cli.errors import SourceError
-from vivit_cli.results import one_line
+from vivit_cli.results import counted, one_line
 from vivit_cli.video.sources import collect_videos, path_key
 from vivit_cli.writers import parquet
 from vivit_cli.writers.files import RowFile
@@ -209,7 +209,7 @@ class Tally:
         line = (
             f"{'Interrupted' if interrupted else 'Done'}: {self.ok} ok, {self.failed} failed"
             + (f", {job.skipped} already done" if job.skipped else "")
-            + f"; {done} videos in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.2f} videos/s)"
+            + f"; {counted(done, 'video')} in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.2f} videos/s)"
         )
         if job.out is not None:
             line += f" -> {job.out}"

@@ -188,7 +188,7 @@ def _run_on_ray(
     job = replace(job, table=kind.table(model.hidden_size))
     note(ctx, model.note)
     stdout = sys.stdout  # taken before Ray's messages move to stderr
-    with cluster.connect(address, ctx.obj["quiet"]):
+    with cluster.connect(address, chatter=ctx.obj["debug"]):
         sizes = cluster.size_workers(p["device"], p["workers"], p["gpus_per_worker"])
         # The output opens with the first row: a job that fails before leaves an existing --out as it was.
         with _progress(ctx, job, tally) as on_row, ExitStack() as stack:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shlex
+from typing import Any
 
 import click
 
+from vivit_cli.batch.plan import default_batch_size
 from vivit_cli.cli.options import label_options, load_classifier, model_ids, model_options, timeout_option, view_options
+from vivit_cli.cli.progress import above_bars, progress_bar, views_postfix
 from vivit_cli.labels import LabelSet
-from vivit_cli.results import shown_path
+from vivit_cli.results import short_names, shown_path
 from vivit_cli.video.sampling import Views
 
 
@@ -55,14 +58,16 @@ def classify_command(
         if ctx.obj["debug"]:
             raise VideoError(message)
         failed += 1
-        # One line names the file and says why, whether the message named the file or not (a crash does not).
-        click.secho(f"Error: {shown_path(path)}: {shown_path(reason(path, message))}", fg="red", err=True)
-        if as_json:
-            click.echo(json.dumps(error_record(path, message, *ids), ensure_ascii=False))
+        with above_bars():
+            # One line names the file and says why, whether the message named the file or not (a crash does not).
+            click.secho(f"Error: {shown_path(path)}: {shown_path(reason(path, message))}", fg="red", err=True)
+            if as_json:
+                click.echo(json.dumps(error_record(path, message, *ids), ensure_ascii=False))
 
     # Paths that cannot be videos are known before the model loads: when none can, it is not loaded (or downloaded).
     unusable = {path: why for path in videos if (why := _unusable(path))}
     todo = [path for path in videos if path not in unusable]
+    names = short_names(videos)  # each table's title: as few folders as tell the videos apart
     if not todo:
         for path in videos:
             fail(path, unusable[path])
@@ -73,21 +78,33 @@ def classify_command(
     with DecodePool(workers=1, timeout_s=timeout) as pool:
         classifier = load_classifier(ctx, model, labels)
         ids = model_ids(classifier)
+        # A video's views go through the model as a batch would take them (on a CPU, one at a time): many views of
+        # a long video then move the bar as they are scored, at no cost (batching gains little on a CPU).
+        batch_size = default_batch_size(classifier.device.type)
         pool.submit(todo, DecodeSpec(classifier.config.num_frames, classifier.preprocess, views), max_pending=1)
-        for path in videos:
-            if path in unusable:
-                fail(path, unusable[path])
-                continue
+
+        def classify_next(path: str, bar: Any) -> None:
+            """The next decoded video through the model, its views moving the bar; then its table or JSON line."""
             decoded = pool.get()
             assert decoded is not None and decoded is not DONE and decoded.path == path, "one worker answers in order"
             if decoded.prepared is None:
-                fail(path, decoded.error or "unknown error")
-                continue
-            result = classifier.classify_prepared(decoded.prepared, top_k)
-            if as_json:
-                click.echo(json.dumps(result_record(result), ensure_ascii=False))
-            else:
-                print_results_table(console, result)
+                return fail(path, decoded.error or "unknown error")
+            scored = views_postfix(bar, len(decoded.prepared.pixel_values))
+            result = classifier.classify_prepared(decoded.prepared, top_k, batch_size, scored)
+            with above_bars():
+                if as_json:
+                    click.echo(json.dumps(result_record(result), ensure_ascii=False))
+                else:
+                    print_results_table(console, result, names[path])
+
+        # A bar where a person watches (not in a log): counted in videos, with a long video's views after it.
+        with progress_bar(ctx, "video", len(videos), terminal_only=True) as bar:
+            for path in videos:
+                if path in unusable:
+                    fail(path, unusable[path])
+                else:
+                    classify_next(path, bar)
+                bar.update()
     if failed:
         ctx.exit(VideoError.exit_code)
 

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from vivit_cli import __version__
+from vivit_cli.results import counted
 
 OPTIONAL = {"ray": "Ray", "av": "PyAV", "pyarrow": "pyarrow"}  # distribution -> name shown; vivit runs without them
 FFMPEG_LIBS = ("avcodec", "avformat", "avutil", "swscale")  # the FFmpeg libraries OpenCV's build info lists
@@ -21,10 +22,19 @@ KEY_WIDTH = 16  # characters of the key column on screen
 
 
 @click.command("env")
+@click.option(
+    "--model",
+    "-m",
+    envvar="VIVIT_MODEL",
+    help="Also report on this model (Hub repo id or folder): its commit, folder, labels and frames; a Hub model is "
+    "fetched without its weights. [env: VIVIT_MODEL] [default: none]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object on stdout.")
-def env_command(as_json: bool) -> None:
+def env_command(model: str | None, as_json: bool) -> None:
     """Show versions, the device and dtype auto picks and why, and the cached models: for bug reports."""
     report = collect()
+    if model:
+        report["model"] = model_report(model)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -64,6 +74,32 @@ def collect() -> dict[str, Any]:
     }
 
 
+def model_report(model: str) -> dict[str, Any]:
+    """What a bug report needs of a model: what the string resolved to and the config's shape; a model that cannot
+    be had is reported as such (an env report is not refused for it)."""
+    from vivit_cli import hub
+    from vivit_cli.checkpoint import read_config
+    from vivit_cli.errors import VivitError
+
+    try:
+        local = hub.fetch(hub.parse_model(model), weights=False)
+        config, _ = read_config(local.folder)
+    except VivitError as e:
+        return {"asked": model, "error": str(e)}
+    return {
+        "asked": model,
+        "model_id": local.model_id,
+        "revision": local.revision,  # None for a folder
+        "folder": str(local.folder),
+        "note": local.note,
+        "labels": config.num_labels,
+        "num_frames": config.num_frames,
+        "image_size": config.image_size,
+        "hidden_size": config.hidden_size,
+        "weights": sorted(p.name for p in local.folder.glob("*") if p.suffix in (".safetensors", ".bin")),
+    }
+
+
 def ffmpeg_versions(build_info: str) -> dict[str, str] | None:
     """The FFmpeg libraries in cv2.getBuildInformation()'s "Video I/O" part; None for OpenCV built without it."""
     if not re.search(r"^\s*FFMPEG:\s*YES", build_info, re.MULTILINE):
@@ -89,7 +125,7 @@ def _device() -> dict[str, Any]:
                     "capability": f"{props.major}.{props.minor}",
                 }
             )
-        why = f"CUDA {torch.version.cuda} is available, with {_count(len(gpus), 'GPU')}"
+        why = f"CUDA {torch.version.cuda} is available, with {counted(len(gpus), 'GPU')}"
     elif torch.version.cuda is None:
         why = f"CUDA is not available: torch {torch.__version__} is a CPU-only build"
     else:
@@ -184,17 +220,31 @@ def lines(report: dict[str, Any]) -> list[tuple[str, str]]:
     out.append(("Hub endpoint", hub["endpoint"]))
     vivit = [m for m in hub["models"] if m["model_type"] == "vivit"]
     others = len({m["repo_id"] for m in hub["models"] if m["model_type"] != "vivit"})
-    out.append(("cached ViViT", _count(len(vivit), "revision") if vivit else "none"))
+    out.append(("cached ViViT", counted(len(vivit), "revision") if vivit else "none"))
     for m in vivit[:SHOWN_MODELS]:
         refs = f" ({', '.join(m['refs'])})" if m["refs"] else ""
         out.append(("", f"{m['repo_id']} {m['revision'][:7]}{refs}, {m['size_bytes'] / 1e6:.1f} MB"))
     if len(vivit) > SHOWN_MODELS:
         out.append(("", f"and {len(vivit) - SHOWN_MODELS} more (--json lists them)"))
     if others:
-        out.append(("", f"and {_count(others, 'other model')} (--json lists them)"))
+        out.append(("", f"and {counted(others, 'other model')} (--json lists them)"))
+    if "model" in report:
+        out += _model_lines(report["model"])
     return out
 
 
-def _count(n: int, noun: str) -> str:
-    """'1 GPU', '2 GPUs'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def _model_lines(m: dict[str, Any]) -> list[tuple[str, str]]:
+    if "error" in m:
+        return [("model", f"{m['asked']}: {m['error']}")]
+    if m["revision"]:
+        lines = [("model", f"{m['model_id']} @ {m['revision'][:12]}, in {m['folder']}")]
+    else:
+        lines = [("model", f"{m['folder']} (a folder)")]
+    size = m["image_size"]
+    size_text = f"{size}x{size}" if isinstance(size, int) else "x".join(map(str, size))
+    lines.append(("", f"{counted(m['labels'], 'label')}, {m['num_frames']} frames of {size_text}, "
+                      f"hidden size {m['hidden_size']}"))  # fmt: skip
+    lines.append(("", "weights: " + (", ".join(m["weights"]) or "not fetched")))
+    if m["note"]:
+        lines.append(("", m["note"]))
+    return lines

@@ -21,14 +21,14 @@ from vivit_cli.cli.options import (
     workers_option,
 )
 from vivit_cli.cli.progress import progress_bar, say_failed
+from vivit_cli.results import counted
+from vivit_cli.writers.pictures import PICTURE_NAMES
 
 if TYPE_CHECKING:
     from vivit_cli.learn.data import Example
     from vivit_cli.learn.metrics import Outcome
     from vivit_cli.results import ModelInfo
     from vivit_cli.video.sampling import Views
-
-PNG_SUFFIX = ".png"
 
 
 @click.command("evaluate")
@@ -49,7 +49,7 @@ PNG_SUFFIX = ".png"
 )
 @file_option("--out", "-o", help="The whole report as JSON: .json, or - for stdout (the tables then go to stderr).")
 @file_option("--matrix", help="The confusion matrix as a .csv file.")
-@file_option("--plot", help="The confusion matrix as a .png heat map.")
+@file_option("--plot", help=f"The confusion matrix as a heat map: a {PICTURE_NAMES} picture.")
 @workers_option()
 @batch_size_option("Views (clips x crops) per forward pass", "the progress bar moves a video at a time")
 @timeout_option("the video counts as failed")
@@ -101,8 +101,8 @@ def _evaluate(
     local = fetch_model(ctx, p["model"], weights=False)
     chosen = run.hold_out(chosen, run.trained_videos(local.folder), p["keep_trained"])
     left_out = f"; {chosen.left_out} it was trained on left out (--all keeps them)" if chosen.left_out else ""
-    note(ctx, f"evaluating {len(chosen.examples)} videos of {data} ({chosen.reason}{left_out}), "
-              f"{len(dataset.labels)} labels")  # fmt: skip
+    videos = counted(len(chosen.examples), "video")
+    note(ctx, f"evaluating {videos} of {data} ({chosen.reason}{left_out}), {counted(len(dataset.labels), 'label')}")
     if chosen.not_held_out:
         warn_once()(f"the model was trained on {chosen.not_held_out} of these videos (--all): the figures are not "
                     "held out, and flatter it")  # fmt: skip
@@ -121,7 +121,7 @@ def _evaluate(
         write_all(matrix, confusion_rows(evaluation), confusion_schema(evaluation.columns), sys.stdout)
     what = f"{data}, {chosen.split} split" if chosen.split else data
     if plot is not None:
-        title = f"{info.model_id} on {what}: top-1 {evaluation.top1:.1%}, {evaluation.count} videos"
+        title = f"{info.model_id} on {what}: top-1 {evaluation.top1:.1%}, {counted(evaluation.count, 'video')}"
         save_confusion(evaluation, title, plot, warn_once())
     if not (out == STDOUT and ctx.obj["quiet"]):  # the tables go to stderr when the report is on stdout
         print_evaluation(Console(stderr=out == STDOUT), evaluation, info, what)
@@ -134,6 +134,7 @@ def _check_outputs(out: str | None, matrix: str | None, plot: str | None) -> Non
     from vivit_cli.errors import SourceError
     from vivit_cli.writers.evaluation import REPORT, confusion_schema
     from vivit_cli.writers.formats import STDOUT, check_folder, format_for
+    from vivit_cli.writers.pictures import check_picture_path
 
     if out is not None and out != STDOUT:
         format_for(out, None, REPORT)
@@ -145,8 +146,8 @@ def _check_outputs(out: str | None, matrix: str | None, plot: str | None) -> Non
             check_folder(name)
     if matrix is not None:
         format_for(matrix, None, confusion_schema(()))
-    if plot is not None and not plot.lower().endswith(PNG_SUFFIX):
-        raise SourceError(f"{plot}: the plot is a PNG picture: give a {PNG_SUFFIX} name")
+    if plot is not None:
+        check_picture_path(plot)
 
 
 def _score(

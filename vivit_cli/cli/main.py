@@ -19,6 +19,7 @@ from vivit_cli.cli.evaluate import evaluate_command
 from vivit_cli.cli.label import label_command
 from vivit_cli.cli.models import download_command, labels_command
 from vivit_cli.cli.options import DEBUG_HELP, QUIET_HELP, global_options, said_stopped
+from vivit_cli.cli.progress import above_bars
 from vivit_cli.cli.timeline import timeline_command
 from vivit_cli.cli.train import train_command
 from vivit_cli.cli.webcam import webcam_command
@@ -66,7 +67,8 @@ class _Group(click.Group):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    click.secho(f"Warning: {message}", fg="yellow", err=True)
+    with above_bars():  # a warning given while a bar is drawn (by a run on Ray, say) goes above it
+        click.secho(f"Warning: {message}", fg="yellow", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

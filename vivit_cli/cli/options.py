@@ -64,6 +64,10 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(f)
     def command(*args: Any, device: str, dtype: str, **kwargs: Any) -> Any:
+        if kwargs.get("ray_address") is None:  # on Ray, the devices are the workers' (cluster.size_workers)
+            from vivit_cli.device import resolve_device
+
+            resolve_device(device)  # a device this machine lacks: refused before anything is read, fetched or loaded
         return f(*args, **kwargs)
 
     command = click.option(
@@ -75,7 +79,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "(AVX512_BF16, AMX), else fp32; float32 gives transformers-exact numbers. [env: VIVIT_DTYPE]",
     )(command)
     command = click.option(
-        "--device", default="auto", envvar="VIVIT_DEVICE", help="auto, cpu, cuda or cuda:N. [env: VIVIT_DEVICE]"
+        "--device", default="auto", envvar="VIVIT_DEVICE", help="auto, cpu, cuda, cuda:N or mps. [env: VIVIT_DEVICE]"
     )(command)
     return model_option(command)
 
@@ -125,15 +129,27 @@ def warn_once(say: Callable[[str], None] | None = None) -> Callable[[str], None]
 
 def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--stride, --clips and --crops (as `views`) and --top-k, shared by the commands that classify videos."""
-    f = click.option("--top-k", "-k", type=click.IntRange(1), default=5, help="How many labels to report per video.")(f)
-    return sampling_options(f)
+    return _top_k_option(sampling_options(f))
+
+
+def window_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """view_options for a timeline, whose windows are one clip each: --clips is not offered (its help leaves it
+    out), and is there only to say what to use instead."""
+    return _top_k_option(views_options(clips_hidden=True)(f))
+
+
+TOP_K_HELP = "How many labels to report per video."
+
+
+def _top_k_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--top-k", "-k", type=click.IntRange(1), default=5, help=TOP_K_HELP)(f)
 
 
 CLIPS_HELP = "Clips spread evenly over the video; their outputs are averaged."
 
 
 def views_options(
-    clips_default: int = 1, clips_help: str = CLIPS_HELP
+    clips_default: int = 1, clips_help: str = CLIPS_HELP, clips_hidden: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--stride, --clips and --crops, given to the command as one `views` argument: a Views."""
 
@@ -143,7 +159,9 @@ def views_options(
             return f(*args, views=Views(stride=stride, clips=clips, crops=int(crops)), **kwargs)
 
         command = click.option("--crops", type=click.Choice(["1", "3"]), default="1", help=CROPS_HELP)(command)
-        command = click.option("--clips", type=click.IntRange(1), default=clips_default, help=clips_help)(command)
+        command = click.option(
+            "--clips", type=click.IntRange(1), default=clips_default, help=clips_help, hidden=clips_hidden
+        )(command)
         return stride_option()(command)
 
     return decorate

@@ -17,13 +17,14 @@ from vivit_cli.cli.options import (
     load_classifier,
     model_options,
     say_stopped,
-    view_options,
     warn_once,
+    window_options,
 )
 from vivit_cli.cli.progress import progress_bar, tqdm_progress
 from vivit_cli.labels import LabelSet
 from vivit_cli.live.timeline import DEFAULT_EVERY_S, DEFAULT_THRESHOLD
 from vivit_cli.video.sampling import Views
+from vivit_cli.writers.pictures import PICTURE_NAMES
 
 if TYPE_CHECKING:
     from vivit_cli.results import Timeline
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 @click.command("timeline")
 @click.argument("video_path", metavar="VIDEO", type=click.Path(path_type=str))
 @model_options
-@view_options
+@window_options
 @label_options
 @click.option(
     "--every",
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 )
 @batch_size_option("Windows per forward pass (each is --crops views)", "the bar then moves window by window")
 @file_option("--out", "-o", help="Segment and window rows: a .csv, .json or .jsonl file, or - for JSONL on stdout.")
-@file_option("--plot", help="Draw the timeline into a .png.")
+@file_option("--plot", help=f"Draw the timeline into a {PICTURE_NAMES} picture.")
 @file_option(
     "--overlay", help="Write the video with each frame's labels drawn on it (.mp4; H.264 with PyAV installed)."
 )
@@ -66,8 +67,7 @@ def timeline_command(
 ) -> None:
     """Label VIDEO over time: a window every --every seconds, merged into segments of one label.
 
-    Prints the segments (with --out -, JSONL rows instead). A window is one clip, so --clips must be 1.
-    Exit codes as for classify.
+    Prints the segments (with --out -, JSONL rows instead). Exit codes as for classify.
     """
     from vivit_cli.live.overlay import check_overlay_path
     from vivit_cli.live.plot import check_plot_path
@@ -96,7 +96,7 @@ def _timeline(ctx: click.Context, views: Views, top_k: int, labels: LabelSet) ->
 
     from vivit_cli.live import timeline
     from vivit_cli.live.overlay import write_overlay
-    from vivit_cli.results import clock, shown_path
+    from vivit_cli.results import clock, counted, shown_path
     from vivit_cli.video import probe
 
     p = ctx.params
@@ -111,8 +111,8 @@ def _timeline(ctx: click.Context, views: Views, top_k: int, labels: LabelSet) ->
     windows = timeline.window_count(info.frame_count, info.fps, every, span)
     if not quiet:
         click.echo(
-            f"Scoring {windows} windows of {span} frames (one every {every:g} s over {info.duration_s:.1f} s, "
-            f"{info.frame_count} frames), {batch_size} per forward pass",
+            f"Scoring {counted(windows, 'window')} of {span} frames (one every {every:g} s over "
+            f"{info.duration_s:.1f} s, {info.frame_count} frames), {batch_size} per forward pass",
             err=True,
         )
     # The plot and the overlay draw the same labels: what they cannot draw is said once, above the overlay's bar.
@@ -137,7 +137,8 @@ def _timeline(ctx: click.Context, views: Views, top_k: int, labels: LabelSet) ->
             partial = stopped[0]
             kept = _write(ctx, partial, out, plot, warn)
             if not quiet:
-                line = f"Interrupted after {len(partial.windows)} of {windows} windows (to {clock(partial.end_s)})"
+                done = f"{len(partial.windows)} of {counted(windows, 'window')}"
+                line = f"Interrupted after {done} (to {clock(partial.end_s)})"
                 line += f": wrote their {' and '.join(kept)}" if kept else ""
                 say_stopped(ctx, line + ("; no overlay" if overlay else ""))
         raise
@@ -148,7 +149,8 @@ def _timeline(ctx: click.Context, views: Views, top_k: int, labels: LabelSet) ->
         if not quiet:
             if written.note:
                 click.echo(f"Note: {written.note}", err=True)
-            click.echo(f"Wrote {shown_path(overlay)} ({written.codec}, {written.frames} frames)", err=True)
+            codecs = written.codec + (f" + {written.audio}" if written.audio else "")  # sound kept: its codec too
+            click.echo(f"Wrote {shown_path(overlay)} ({codecs}, {written.frames} frames)", err=True)
 
 
 def _write(

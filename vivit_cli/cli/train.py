@@ -20,6 +20,7 @@ from vivit_cli.cli.options import (
     workers_option,
 )
 from vivit_cli.cli.progress import progress_bar, say_failed
+from vivit_cli.results import counted
 
 DEFAULT_CLIPS = 3  # views per training video: each is one sample, a cheap augmentation
 DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val split
@@ -49,8 +50,8 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where each video's features are kept between runs. "
-    "[default: $VIVIT_CACHE/embeddings, else $XDG_CACHE_HOME or ~/.cache, /vivit/embeddings]",
+    help="Where each video's features are kept between runs. [default: $VIVIT_CACHE/embeddings where "
+    "VIVIT_CACHE is set, else $XDG_CACHE_HOME/vivit/embeddings, else ~/.cache/vivit/embeddings]",
 )
 @click.option("--force", is_flag=True, help="Replace an --out that exists and is not a model vivit train wrote.")
 @click.pass_context
@@ -81,7 +82,8 @@ def _train(
     from vivit_cli.writers.evaluation import metrics_lines
 
     if everything.split("test"):
-        _echo(ctx, f"{len(everything.split('test'))} test videos are left for vivit evaluate")
+        tests = len(everything.split("test"))
+        _echo(ctx, f"{counted(tests, 'test video')} {'is' if tests == 1 else 'are'} left for vivit evaluate")
     local = fetch_model(ctx, p["model"])
     embedded, settings = _embed(ctx, local, [e.path for e in dataset.examples], p)
     if embedded.failed:
@@ -89,7 +91,7 @@ def _train(
         dataset = train.leave_out(dataset, embedded.failed)
         train.check_trainable(dataset, f", once {len(embedded.failed)} failed videos are left out")
     split = train.choose_split(dataset, p["val_fraction"], p["seed"])
-    _echo(ctx, f"{len(split.train)} videos train, {len(split.val)} validate: {split.how}")
+    _echo(ctx, f"{counted(len(split.train), 'video')} train, {len(split.val)} validate: {split.how}")
 
     def on_fit(fit: Any) -> None:
         _echo(ctx, f"l2 {fit.l2:<7g} train acc {fit.train_accuracy:.3f}  val acc {fit.val_accuracy:.3f}  "

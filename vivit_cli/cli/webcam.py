@@ -15,6 +15,7 @@ from vivit_cli.cli.options import (
 )
 from vivit_cli.labels import LabelSet
 from vivit_cli.live import settings as live
+from vivit_cli.results import counted
 
 
 @click.command("webcam")
@@ -141,7 +142,7 @@ def webcam_command(
         )
     if not ctx.obj["quiet"]:
         click.echo(
-            f"{summary.predictions} predictions from {summary.frames_read} frames "
+            f"{counted(summary.predictions, 'prediction')} from {counted(summary.frames_read, 'frame')} "
             f"({summary.frames_skipped} skipped while the model was busy); stopped: {summary.reason}.",
             err=True,
         )

@@ -147,8 +147,10 @@ def _legend(draw: Any, f: Any, x: int, y: int) -> None:
 
 
 def save_confusion(evaluation: Evaluation, title: str, path: str | Path, warn: Warn) -> None:
-    """draw_confusion into a PNG file; a file that cannot be written is a SourceError."""
+    """draw_confusion into a PNG or JPEG file (by its suffix); a file that cannot be written is a SourceError."""
+    from vivit_cli.writers.pictures import picture_format
+
     try:
-        draw_confusion(evaluation, title, warn).save(path, format="PNG")
+        draw_confusion(evaluation, title, warn).save(path, format=picture_format(path))
     except OSError as e:
         raise SourceError(f"{path}: cannot be written ({e.strerror or e})") from None

@@ -102,6 +102,7 @@ def export(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        staging.chmod(0o777 & ~_umask())  # not mkdtemp's 0700: it becomes --out, an output like any other
         try:
             write_folder(staging, raw, state, read_preprocess(base_folder))
             text = json.dumps(training, indent=2, ensure_ascii=False) + "\n"
@@ -119,6 +120,13 @@ def export(
             raise write_error(out, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
         raise SourceError(f"cannot write --out {shown_path(out)}: {e}") from None
     return out
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, so set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: str) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from vivit_cli.errors import CaptureError, VideoError
 from vivit_cli.live.frames import Frame, FrameClock, RingBuffer
 from vivit_cli.live.settings import MAX_BACKOFF_S, CaptureSettings, Source
-from vivit_cli.results import LiveEvent
+from vivit_cli.results import LiveEvent, counted
 from vivit_cli.video.names import ffmpeg_name
 
 FPS_WINDOW_FRAMES = 30  # frames the measured capture rate is averaged over
@@ -185,7 +185,7 @@ class Grabber:
             self._event("reconnected", attempt, f"reconnected after {down:.1f} s (attempt {attempt} of {attempts})")
             return True
         self._event("failed", attempts, f"{why}; gave up")
-        message = f"stopped sending frames; {attempts} reconnect attempt(s) failed (--reconnect)"
+        message = f"stopped sending frames; {counted(attempts, 'reconnect attempt')} failed (--reconnect)"
         raise CaptureError(f"{self.source.name}: {message}")
 
     def _event(self, kind: str, attempt: int, message: str) -> None:

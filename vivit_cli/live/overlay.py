@@ -9,6 +9,7 @@ second decode costs a fraction of the model's time and keeps one frame in memory
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,6 +21,7 @@ import numpy as np
 
 from vivit_cli.errors import SourceError
 from vivit_cli.live.draw import NO_LABEL, draw_labels
+from vivit_cli.live.sound import AudioTrack
 from vivit_cli.live.text import Warn
 from vivit_cli.results import Timeline, clock, shown_path
 from vivit_cli.video import decode, probe
@@ -34,7 +36,7 @@ H264_CRF = "20"  # x264 constant quality (lower is better; its default is 23): k
 PTS_PER_S = 90_000  # PyAV time base: MPEG's clock, fine enough for any frame rate
 FALLBACK_FOURCC = "mp4v"
 FALLBACK_NOTE = (
-    "no H.264 encoder (pip install 'vivit-cli[overlay]' for PyAV): wrote MPEG-4 Part 2 (mp4v), "
+    "no H.264 encoder (pip install 'vivit-cli[overlay]' for PyAV): wrote MPEG-4 Part 2 (mp4v) with no sound, "
     "which most browsers will not play"
 )
 
@@ -47,6 +49,7 @@ class OverlayResult:
     width: int
     height: int
     note: str | None = None  # for the user: why the file is not what they might expect
+    audio: str | None = None  # the sound's codec ("aac"); None where the input has none (or it could not be kept)
 
 
 def write_overlay(
@@ -69,8 +72,12 @@ def write_overlay(
     count = 0
     # The name lives until the encoder is closed: PyAV opens the file at the first frame, and faststart reopens it
     # to move the index to the front.
-    with ffmpeg_name(out) as name:
-        encoder = _H264(name, out, h264, width, height, info.fps) if h264 else _Mp4v(name, out, width, height, info.fps)
+    with ffmpeg_name(out) as name, ffmpeg_name(timeline.source) as source:
+        encoder: _H264 | _Mp4v
+        if h264:
+            encoder = _H264(name, out, h264, width, height, info.fps, AudioTrack.of(source, timeline.start_s))
+        else:
+            encoder = _Mp4v(name, out, width, height, info.fps)
         try:
             with contextlib.closing(decode.iter_frames(timeline.source, info)) as frames:
                 for _, t, rgb in frames:
@@ -91,7 +98,7 @@ def write_overlay(
     note = encoder.note
     if (width, height) != (info.width, info.height):
         note = (note + "; " if note else "") + f"padded {info.width}x{info.height} to even sides {width}x{height}"
-    return OverlayResult(str(out), encoder.codec, count, width, height, note)
+    return OverlayResult(str(out), encoder.codec, count, width, height, note, encoder.audio)
 
 
 def check_overlay_path(out: str | Path) -> Path:
@@ -122,19 +129,25 @@ def _cannot_write(out: Path, why: object) -> SourceError:
 
 
 class _H264:
-    """Frames -> H.264 (yuv420p, +faststart) through PyAV, each frame at its own timestamp (VFR stays VFR)."""
+    """Frames -> H.264 (yuv420p, +faststart) through PyAV, each frame at its own timestamp (VFR stays VFR); with the
+    input's sound (`sound`) where it has some."""
 
     codec = "h264"
-    note = None
 
-    def __init__(self, name: str, out: Path, encoder: str, width: int, height: int, fps: float) -> None:
+    def __init__(
+        self, name: str, out: Path, encoder: str, width: int, height: int, fps: float, sound: AudioTrack | None
+    ) -> None:
         import av
+
+        self.sound, self.note = sound, None
 
         try:
             # faststart puts the index first, so a browser plays the file before it has all of it.
             options = {"movflags": "+faststart"} if out.suffix.lower() in MP4_SUFFIXES else {}
             self.container = av.open(name, "w", options=options)
         except (OSError, av.error.FFmpegError) as e:
+            if sound:
+                sound.close()
             raise _cannot_write(out, e) from None
         try:
             self.stream: Any = self.container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001))
@@ -142,8 +155,12 @@ class _H264:
             if encoder == "libx264":  # other encoders would warn about an option they do not know
                 self.stream.options = {"crf": H264_CRF}
             self.stream.codec_context.time_base = Fraction(1, PTS_PER_S)
+            if self.sound:
+                self.sound.add_to(self.container)
         except Exception:
             self.container.close()
+            if self.sound:
+                self.sound.close()
             raise
         self.out, self.last_pts = out, -1
 
@@ -156,15 +173,27 @@ class _H264:
         try:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
+            if self.sound:
+                self.sound.mux_until(t)
         except (OSError, av.error.FFmpegError) as e:  # a full disk, mostly
             raise SourceError(f"{shown_path(self.out)}: writing the overlay failed ({e})") from None
+
+    @property
+    def audio(self) -> str | None:
+        return self.sound.codec if self.sound and self.sound.kept else None
 
     def close(self, flush: bool = True) -> None:
         try:
             if flush:
                 for packet in self.stream.encode():  # the frames the encoder holds back for B-frames
                     self.container.mux(packet)
+                if self.sound:
+                    self.sound.mux_until(math.inf)
+                    self.sound.flush()
+                    self.note = self.sound.note
         finally:
+            if self.sound:
+                self.sound.close()
             try:
                 self.container.close()
             except Exception:
@@ -173,10 +202,12 @@ class _H264:
 
 
 class _Mp4v:
-    """Frames -> MPEG-4 Part 2 through OpenCV at a constant rate: the fallback that needs no extra package."""
+    """Frames -> MPEG-4 Part 2 through OpenCV at a constant rate: the fallback that needs no extra package (and
+    writes no sound)."""
 
     codec = FALLBACK_FOURCC
     note = FALLBACK_NOTE
+    audio = None
 
     def __init__(self, name: str, out: Path, width: int, height: int, fps: float) -> None:
         self.writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*FALLBACK_FOURCC), fps, (width, height))

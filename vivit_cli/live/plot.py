@@ -12,9 +12,9 @@ import numpy as np
 
 from vivit_cli.errors import SourceError
 from vivit_cli.live.text import Warn, draw_text, text_width
-from vivit_cli.results import Timeline, clock, shown_path
+from vivit_cli.results import Timeline, clock, counted, shown_path
 from vivit_cli.video.names import ffmpeg_name
-from vivit_cli.writers.files import check_folder
+from vivit_cli.writers.pictures import check_picture_path
 
 WIDTH_PX = 1200
 MARGIN_LEFT_PX = 64  # room for the score axis' "100%"
@@ -76,7 +76,7 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None =
 
     name = Path(shown_path(timeline.source)).name
     title = (
-        f"{name}   {clock(t1 - t0, 1)}   {len(timeline.windows)} windows every {timeline.every_s:g} s   "
+        f"{name}   {clock(t1 - t0, 1)}   {counted(len(timeline.windows), 'window')} every {timeline.every_s:g} s   "
         f"model {timeline.model.model_id}"
     )
     draw_text(img, _fit(title, width - 2 * GAP_PX, TITLE_PX), (GAP_PX, 27), TITLE_PX, INK, warn)
@@ -143,18 +143,12 @@ def draw_timeline(timeline: Timeline, width: int = WIDTH_PX, warn: Warn | None =
 
 
 def check_plot_path(path: str | Path) -> Path:
-    """`path` as a Path if OpenCV can write an image of its suffix."""
-    path = Path(path)
-    with ffmpeg_name(path) as name:
-        writable = bool(path.suffix) and cv2.haveImageWriter(name)
-    if not writable:
-        raise SourceError(f"{shown_path(path)}: the plot must be an image file: use a .png name")
-    check_folder(path)
-    return path
+    """`path` as a Path if it names a picture (.png or .jpg) in a folder that can be written."""
+    return check_picture_path(path)
 
 
 def save_plot(timeline: Timeline, path: str | Path, width: int = WIDTH_PX, warn: Warn | None = None) -> Path:
-    """Draw the timeline into `path` (PNG, or any image format OpenCV writes, by suffix)."""
+    """Draw the timeline into `path`, a PNG or JPEG picture by its suffix."""
     path = check_plot_path(path)
     try:
         with ffmpeg_name(path) as name:
@@ -162,7 +156,7 @@ def save_plot(timeline: Timeline, path: str | Path, width: int = WIDTH_PX, warn:
     except cv2.error as e:
         raise SourceError(f"{shown_path(path)}: cannot write the plot there ({e.err or e})") from None
     if not ok:
-        raise SourceError(f"{shown_path(path)}: cannot write the plot there (use a .png name in a folder that exists)")
+        raise SourceError(f"{shown_path(path)}: cannot write the plot there")
     return path
 
 

@@ -7,6 +7,7 @@ evaluation.py  evaluate's report, confusion matrix and tables; train's validatio
 formats.py     the format from an --out name, a writer per format (get_writer), rows read back for --resume
 parquet.py     Parquet files for `vivit batch` and `vivit embed` (pyarrow, imported when used)
 tables.py      the rich tables: one video's top-k, a timeline's segments
+pictures.py    the names a --plot may have (.png, .jpg)
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vivit_cli.results import ModelInfo, shown_path
+from vivit_cli.results import ModelInfo, counted, short_names, shown_path
 from vivit_cli.writers.records import SCORE_DECIMALS, Record, Schema, model_fields
 from vivit_cli.writers.tables import model_caption, percent, titled_table
 
@@ -99,7 +99,9 @@ def metrics_lines(evaluation: Evaluation) -> list[str]:
     for m in evaluation.per_label:
         label = m.label + " " * (width - cell_len(m.label))
         lines.append(f"{label}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:5.3f}  {m.support:7d}")
-    lines.append(f"accuracy {evaluation.top1:.3f} over {evaluation.count} videos; macro F1 {evaluation.macro.f1:.3f}")
+    lines.append(
+        f"accuracy {evaluation.top1:.3f} over {counted(evaluation.count, 'video')}; macro F1 {evaluation.macro.f1:.3f}"
+    )
     return lines
 
 
@@ -111,8 +113,8 @@ def print_evaluation(console: Any, evaluation: Evaluation, model: ModelInfo, wha
     accuracy = f"top-1 {percent(evaluation.top1)}"
     if evaluation.top5 is not None:
         accuracy += f"  top-5 {percent(evaluation.top5)}"
-    title = f"{accuracy}  [dim]{evaluation.count} videos of {escape(what)}[/dim]"
-    table = titled_table(title, model_caption(model), show_footer=True)
+    title = f"{accuracy}  [dim]{counted(evaluation.count, 'video')} of {escape(what)}[/dim]"
+    table = titled_table(title, escape(model_caption(model)), show_footer=True)
     macro = evaluation.macro
     footers = (macro.label, percent(macro.precision), percent(macro.recall), percent(macro.f1), str(macro.support))
     for column, footer in zip(("label", "precision", "recall", "F1", "videos"), footers, strict=True):
@@ -146,11 +148,15 @@ def _print_misses(console: Any, evaluation: Evaluation) -> None:
         return
     more = len(misses) - TERMINAL_MISSES
     table = titled_table(
-        f"misclassified  [dim]{len(misses)} videos, most confident first[/dim]",
+        f"misclassified  [dim]{counted(len(misses), 'video')}, most confident first[/dim]",
         f"and {more} more (--out report.json lists them all)" if more > 0 else None,
     )
     for column in ("video", "label", "predicted", "score", "label's rank"):
-        table.add_column(column, justify="right" if column in ("score", "label's rank") else "left")
-    for o in misses[:TERMINAL_MISSES]:
-        table.add_row(escape(shown_path(o.path)), escape(o.label), escape(o.predicted), percent(o.score), str(o.rank))
+        numbers = column in ("score", "label's rank")
+        # A path too long for the terminal is folded onto more lines, never cut short.
+        table.add_column(column, justify="right" if numbers else "left", overflow="fold", no_wrap=numbers)
+    shown = misses[:TERMINAL_MISSES]
+    names = short_names([o.path for o in shown])  # as few folders as tell them apart
+    for o in shown:
+        table.add_row(escape(names[o.path]), escape(o.label), escape(o.predicted), percent(o.score), str(o.rank))
     console.print(table)
