@@ -389,3 +389,19 @@ def test_vivit_train_reads_the_answers_as_they_are(tmp_path: Path, videos: Path,
     )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "blue", "1": "green", "2": "red"}
+
+
+def test_the_rhythm_runs_over_the_videos_shown_one_by_one() -> None:
+    """The page shows the first of upcoming() after each answer: coverage must come in turn there too, not only
+    further down the strip."""
+    points = order.unit(np.array([[1, 0], [0.99, 0.1], [0, 1], [0.1, 0.99], [-1, 0]], np.float32))
+    n = len(points)
+    have, open_ = np.ones(n, bool), np.array([False, True, True, True, True])
+    closeness = (points @ points[[0]].T).max(axis=1)  # video 0 answered
+    probs = np.array([[0.5, 0.5], [0.5, 0.5], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1]], np.float32)  # 1 is the least sure
+    cold = order.Pool(points, have, open_, np.zeros(n, bool), closeness, None, last=0, shown=1)
+    assert order.upcoming(cold, 1) == [1]  # after an odd answer: more like this (the nearest to 0)
+    assert order.upcoming(order.Pool(**{**vars(cold), "shown": 2}), 1) == [4]  # then coverage: the farthest
+    warm = order.Pool(points, have, open_, np.zeros(n, bool), closeness, probs, last=0, shown=2)
+    assert order.upcoming(warm, 1) == [1]  # the least sure
+    assert order.upcoming(order.Pool(**{**vars(warm), "shown": 3}), 1) == [4]  # every 4th shown: coverage

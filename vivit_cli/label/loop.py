@@ -8,7 +8,6 @@ import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -20,7 +19,6 @@ from vivit_cli.learn.head import Head, Videos, video_probs
 from vivit_cli.video.sources import path_key
 
 STRIP = 8  # videos in the strip of what comes next
-OTHERS = 3  # next best labels shown under the suggestion
 
 
 @dataclass(frozen=True)
@@ -67,53 +65,20 @@ class Loop:
         self._points = np.zeros((len(project.videos), 0), np.float32)  # (N, D) once D is known
         self._closeness = np.full(len(project.videos), order.NONE_ANSWERED, np.float32)
         self._probs: np.ndarray | None = None  # (N, L) of the head or prior; rows of videos not embedded are 0
+        self._answered_at: tuple[int, list[tuple[int, str]]] = (-1, [])  # (answers version, answered())
+        self._upcoming: tuple[tuple[int, int | None, int], list[int]] = ((-1, None, 0), [])
 
     # What the page asks
 
     def number(self, path: str) -> int | None:
         return self._index.get(path_key(path))
 
-    def status(self, current: int | None = None) -> dict[str, Any]:
-        with self.lock:
-            state = self.answers.state
-            counts = {label: 0 for label in self.project.labels}
-            for label in state.current.values():
-                counts[label] = counts.get(label, 0) + 1
-            return {
-                "version": self.version,
-                "project": str(self.project.folder),
-                "total": len(self.project.videos),
-                "answered": len(state.current),
-                "labels": [{"name": name, "count": n} for name, n in counts.items()],
-                "accuracy": None if self.accuracy is None else vars(self.accuracy),
-                "embedding": vars(self.embedding),
-                "upcoming": [self._brief(i) for i in self.upcoming(current)],
-            }
-
-    def video(self, i: int) -> dict[str, Any]:
-        with self.lock:
-            path = self.project.videos[i]
-            state = self.answers.state
-            history = self._numbers(state.current)
-            suggestions = self.suggestions(i)
-            at = history.index(i) if i in history else len(history)
-            later = history[at + 1 :] or self.upcoming(i)[:1]
-            return {
-                "index": i,
-                "path": path,
-                "answer": state.current.get(path),
-                "skipped": path in state.skipped,
-                "suggestion": vars(suggestions[0]) if suggestions else None,
-                "others": [vars(s) for s in suggestions[1 : 1 + OTHERS]],
-                "embedded": i in self.features,
-                "error": self.errors.get(i),
-                "prev": history[at - 1] if at > 0 else None,
-                "next": later[0] if later else None,
-            }
-
     def upcoming(self, current: int | None = None, k: int = STRIP) -> list[int]:
         with self.lock:
-            return order.upcoming(self._pool(), k, current)
+            key = (self.version, current, k)  # an answer asks for it three times: its own, the video's, the status'
+            if self._upcoming[0] != key:
+                self._upcoming = (key, order.upcoming(self._pool(), k, current))
+            return list(self._upcoming[1])
 
     def suggestions(self, i: int) -> list[Suggestion]:
         """What the loop would answer for video `i`, best first: the head's (or the model's) labels, or before
@@ -126,9 +91,7 @@ class Loop:
                 by = "head" if self.head is not None else "model"
                 row = self._probs[i]
                 return [Suggestion(labels[j], float(row[j]), by) for j in np.argsort(-row, kind="stable")]
-            answered = [
-                (n, label) for p, label in self.answers.state.current.items() if (n := self.number(p)) in self.features
-            ]
+            answered = [(n, label) for n, label in self.answered() if n in self.features]
             if not answered:
                 return []
             similarity = self._points[[n for n, _ in answered]] @ self._points[i]  # (A,)
@@ -143,7 +106,7 @@ class Loop:
             if label not in self.project.labels:
                 raise LabelError(f"no label {label!r} in this project: add it first")
             self.answers.answer(self.project.videos[i], label)
-            self._answered(i)
+            self._after_answer(i)
             return next(iter(self.upcoming(i)), None)
 
     def skip(self, i: int) -> int | None:
@@ -189,14 +152,25 @@ class Loop:
             self.version += 1
 
     def publish(self, head: Head | None, labels: tuple[str, ...], prior: bool = False) -> None:
-        """A new head (or the model's own classifier, `prior`) over `labels`: every embedded video's suggestions."""
+        """A new head (or the model's own classifier, `prior`) over `labels`: every embedded video's suggestions,
+        worked out before the lock is taken, so that an answer does not wait for them."""
+        with self.lock:
+            numbers = list(self.features)
+            features = [self.features[n] for n in numbers]
+        probs = None if head is None else self._probs_for(head, numbers, features)
         with self.lock:
             if prior:
                 self.prior = head
             else:
                 self.head, self.head_labels = head, labels
             current = self.head or self.prior
-            self._probs = None if current is None else self._probs_of(current)
+            if current is not None and current is head:
+                done = set(numbers)
+                for n in (n for n in self.features if n not in done):  # embedded meanwhile
+                    probs[n] = head.probs(self.features[n]).mean(axis=0)  # type: ignore[index]
+                self._probs = probs
+            else:
+                self._probs = None if current is None else self._probs_of(current)
             self.version += 1
 
     def publish_accuracy(self, accuracy: Accuracy | None) -> None:
@@ -207,21 +181,23 @@ class Loop:
     def training_set(self) -> tuple[int, list[np.ndarray], list[str]]:
         """(answers version, features, labels) of the answered videos that have features."""
         with self.lock:
-            pairs = [(self.number(p), label) for p, label in self.answers.state.current.items()]
-            kept = [(self.features[n], label) for n, label in pairs if n in self.features]
+            kept = [(self.features[n], label) for n, label in self.answered() if n in self.features]
             return self.answers_version, [f for f, _ in kept], [label for _, label in kept]
 
     # Inside
+
+    def answered(self) -> list[tuple[int, str]]:
+        """(number, answer) of every answered video, answered last last; kept until the answers change."""
+        if self._answered_at[0] != self.answers_version:
+            pairs = [(self._index.get(path_key(p)), a) for p, a in self.answers.state.current.items()]
+            self._answered_at = (self.answers_version, [(n, a) for n, a in pairs if n is not None])
+        return self._answered_at[1]
 
     def _numbers(self, paths: Iterable[str]) -> list[int]:
         """The numbers of `paths`, in order; a path the project does not list (a hand-edited log) is passed over."""
         return [n for p in paths if (n := self._index.get(path_key(p))) is not None]
 
-    def _brief(self, i: int) -> dict[str, Any]:
-        top = self.suggestions(i)[:1]
-        return {"index": i, "path": self.project.videos[i], "suggestion": vars(top[0]) if top else None}
-
-    def _answered(self, i: int) -> None:
+    def _after_answer(self, i: int) -> None:
         if i in self.features:
             self._closeness = np.maximum(self._closeness, self._points @ self._points[i])
         self._moved()
@@ -235,14 +211,16 @@ class Loop:
         state = self.answers.state
         n = len(self.project.videos)
         answered = np.zeros(n, bool)
-        answered[self._numbers(state.current)] = True
+        answered[[i for i, _ in self.answered()]] = True
         skipped = np.zeros(n, bool)
         skipped[self._numbers(state.skipped)] = True
         have = np.zeros(n, bool)
         have[list(self.features)] = True
         open_ = ~answered & ~skipped
         last = self.number(next(reversed(state.current))) if state.current else None
-        return order.Pool(self._points, have, open_, skipped & ~answered, self._closeness, self._probs, last)
+        return order.Pool(
+            self._points, have, open_, skipped & ~answered, self._closeness, self._probs, last, len(state.current)
+        )
 
     def _add_features(self, i: int, features: np.ndarray) -> None:
         self.features[i] = features
@@ -250,7 +228,7 @@ class Loop:
         if self._points.shape[1] != mean.shape[1]:
             self._points = np.zeros((len(self.project.videos), mean.shape[1]), np.float32)
         self._points[i] = mean[0]
-        answered = [n for p in self.answers.state.current if (n := self.number(p)) in self.features and n != i]
+        answered = [n for n, _ in self.answered() if n in self.features and n != i]
         if answered:
             self._closeness[i] = float(np.max(self._points[answered] @ mean[0]))
         if self.project.videos[i] in self.answers.state.current:
@@ -263,16 +241,19 @@ class Loop:
                 self._probs[i] = current.probs(features).mean(axis=0)
 
     def _probs_of(self, head: Head) -> np.ndarray:
+        numbers = list(self.features)
+        return self._probs_for(head, numbers, [self.features[n] for n in numbers])
+
+    def _probs_for(self, head: Head, numbers: list[int], features: list[np.ndarray]) -> np.ndarray:
+        """(N, L): the head's probabilities for the videos `numbers` (their views averaged), 0 for the others."""
         probs = np.zeros((len(self.project.videos), len(head.bias)), np.float32)  # (N, L)
-        if self.features:
-            numbers = list(self.features)
-            stacked = Videos.stack([self.features[n] for n in numbers], [0] * len(numbers))
-            probs[numbers] = video_probs(head, stacked)
+        if numbers:
+            probs[numbers] = video_probs(head, Videos.stack(features, [0] * len(numbers)))
         return probs
 
     def _closeness_to_answers(self) -> np.ndarray:
         closeness = np.full(len(self.project.videos), order.NONE_ANSWERED, np.float32)
-        answered = [n for p in self.answers.state.current if (n := self.number(p)) in self.features]
+        answered = [n for n, _ in self.answered() if n in self.features]
         if answered:
             closeness = (self._points @ self._points[answered].T).max(axis=1)
         return closeness

@@ -28,6 +28,7 @@ class Pool:
     closeness: np.ndarray  # (N,) float32: cosine similarity to the most similar answered video
     probs: np.ndarray | None  # (N, L) suggestions' probabilities, None before there is a head (or the model's own)
     last: int | None  # the video answered last: "more like this" is near it
+    shown: int = 0  # answers so far: the rhythm of coverage and the rest runs over the videos shown one by one
 
 
 def margins(probs: np.ndarray) -> np.ndarray:
@@ -40,27 +41,33 @@ def margins(probs: np.ndarray) -> np.ndarray:
 
 def upcoming(pool: Pool, k: int, leave_out: int | None = None) -> list[int]:
     """The next `k` videos, best first; `leave_out` (the one on screen) is not among them. Videos not embedded yet
-    follow in the list's order, skipped ones come last."""
+    follow in the list's order, skipped ones come last.
+
+    The k-th of them is what would be shown after k more answers, so the rhythm (every other video "more like
+    this" before a head, every COVERAGE_EVERY-th one coverage with it) counts from `pool.shown`: the page shows the
+    first after each answer, and that first one takes its turn in the rhythm.
+    """
     candidates = pool.open & pool.have
     if leave_out is not None:
         candidates[leave_out] = False
     picks: list[int] = []
-    closeness = pool.closeness.copy()  # grows with each pick: the next coverage pick is far from those too
     margin = None if pool.probs is None else np.where(candidates, margins(pool.probs), np.inf)
     near = _nearest_first(pool, candidates) if margin is None else []
-    for j in range(k):
+    for turn in range(pool.shown, pool.shown + k):
         if not candidates.any():
             break
         pick = None
-        if margin is not None and (j + 1) % COVERAGE_EVERY:
+        if margin is not None and (turn + 1) % COVERAGE_EVERY:
             pick = int(np.argmin(np.where(candidates, margin, np.inf)))
-        elif margin is None and j % 2 == 0:
+        elif margin is None and turn % 2 == 1:
             pick = next((i for i in near if candidates[i]), None)
-        if pick is None:  # coverage: the video least like anything answered or picked
+        if pick is None:  # coverage: the video least like anything answered or picked before it
+            closeness = pool.closeness
+            if picks:
+                closeness = np.maximum(closeness, (pool.points @ pool.points[picks].T).max(axis=1))  # (N,)
             pick = int(np.argmin(np.where(candidates, closeness, np.inf)))
         picks.append(pick)
         candidates[pick] = False
-        closeness = np.maximum(closeness, pool.points @ pool.points[pick])
     rest = [i for i in np.flatnonzero(pool.open & ~pool.have) if i != leave_out]
     rest += [i for i in np.flatnonzero(pool.skipped) if i != leave_out]
     return picks + [int(i) for i in rest[: k - len(picks)]]

@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from vivit_cli.errors import LabelError, VivitError
+from vivit_cli.label import page
 from vivit_cli.label.loop import Loop
 from vivit_cli.label.preview import Media
 
@@ -95,7 +96,7 @@ class Guarded:
 def make_app(loop: Loop, media: Media, guard: Guard) -> Any:
     """The page and its JSON over `loop`, guarded."""
     static = resources.files("vivit_cli.label") / "static"
-    page = Template((static / "page.html").read_text(encoding="utf-8"))
+    html_page = Template((static / "page.html").read_text(encoding="utf-8"))
 
     def number(request: Request, value: Any = None) -> int:
         i = request.path_params["i"] if value is None else value
@@ -109,23 +110,26 @@ def make_app(loop: Loop, media: Media, guard: Guard) -> Any:
 
     async def show(request: Request) -> Response:
         i = number(request)
-        text = page.substitute(csrf=guard.csrf, index=i, title=html.escape(loop.project.folder.name))
+        text = html_page.substitute(csrf=guard.csrf, index=i, title=html.escape(loop.project.folder.name))
         return HTMLResponse(text, headers=NO_STORE)
 
     async def status(request: Request) -> Response:
         current = request.query_params.get("current")
         i = number(request, int(current)) if current and current.isdigit() else None
-        return JSONResponse(loop.status(i), headers=NO_STORE)
+        return JSONResponse(page.status(loop, i), headers=NO_STORE)
 
     async def video(request: Request) -> Response:
-        i = number(request)
-        view = loop.video(i)
+        return JSONResponse(await described(number(request)), headers=NO_STORE)
+
+    async def described(i: int) -> dict[str, Any]:
+        """/api/video/N: the video as the loop sees it, and what the browser plays of it."""
+        view = page.video(loop, i)
         view["media"] = f"/media/{i}" if await run_in_threadpool(media.plays, i) else f"/preview/{i}"
         view["preview"] = f"/preview/{i}"
         looked = await run_in_threadpool(media.looked, i)
         view["looked"] = None if looked is None else {"clips": looked.clips, "duration_s": looked.duration_s}
         media.prefetch([n for n in (view["next"],) if n is not None])
-        return JSONResponse(view, headers=NO_STORE)
+        return view
 
     async def change(request: Request) -> Response:
         """POST /api/answer {video, label}, /api/skip {video}, /api/undo {}, /api/labels {label}."""
@@ -155,8 +159,11 @@ def make_app(loop: Loop, media: Media, guard: Guard) -> Any:
             raise Refused(400, str(e)) from None
         except VivitError as e:
             raise Refused(500, str(e)) from None
-        media.prefetch([shown] if shown is not None else [])
-        return JSONResponse({"saved": True, "show": shown}, headers=NO_STORE)
+        # The video to show next, and the status beside it: the page draws them without asking again.
+        answer: dict[str, Any] = {"saved": True, "show": shown}
+        if shown is not None:
+            answer.update(video=await described(shown), status=page.status(loop, shown))
+        return JSONResponse(answer, headers=NO_STORE)
 
     async def original(request: Request) -> Response:
         return FileResponse(loop.project.videos[number(request)])

@@ -41,10 +41,10 @@ function say(text, failed = false) {
 
 // Showing
 
-async function show(i, push = true) {
+async function show(i, push = true, given = null) {
   index = i;
   if (push && location.pathname !== `/v/${i}`) history.pushState(null, "", `/v/${i}`);
-  const [v, s] = await Promise.all([getJSON(`/api/video/${i}`), getJSON(`/api/status?current=${i}`)]);
+  const [v, s] = given || (await Promise.all([getJSON(`/api/video/${i}`), getJSON(`/api/status?current=${i}`)]));
   if (index !== i) return; // a later key moved on meanwhile
   view = v;
   status = s;
@@ -183,13 +183,14 @@ async function act(action, body, then) {
 }
 
 function next(answer) {
-  return answer.show === null ? show(index, false) : show(answer.show);
+  // The answer comes with the next video and the status: drawn at once, without asking again.
+  return answer.show === null ? show(index, false) : show(answer.show, true, [answer.video, answer.status]);
 }
 
 const answer = (label) => act("answer", { video: index, label }, next);
 const accept = () => view && view.suggestion && answer(view.suggestion.label);
 const skip = () => act("skip", { video: index }, next);
-const undo = () => act("undo", {}, (a) => (a.show === null ? say("Nothing to undo") : show(a.show)));
+const undo = () => act("undo", {}, (a) => (a.show === null ? say("Nothing to undo") : next(a)));
 
 function togglePlay() {
   if (player.paused) player.play().catch(() => {});
