@@ -336,11 +336,12 @@ def spread(times: list[float]) -> dict[str, float]:
 
 
 def server_side(loop: Loop, truth: np.ndarray, repeats: int) -> dict[str, Any]:
-    """Re-trains (cold, then warm-started after one more answer each) and the server's work from an answer to the
-    next video's JSON, each `repeats` times."""
+    """Re-trains (cold, then warm-started after one more answer each), the new head's suggestions for every video
+    (the part of a re-train that holds the loop's lock), the server's work from an answer to the next video's JSON,
+    and the cross-validated accuracy the trainer computes after each re-train."""
     labels = loop.project.labels
     answered = len(loop.answers.state.current)
-    cold, warm, next_s, accuracy_s = [], [], [], []
+    cold, warm, next_s, accuracy_s, publish_s = [], [], [], [], []
     fitter = None
     for r in range(repeats):
         t = time.perf_counter()
@@ -351,6 +352,9 @@ def server_side(loop: Loop, truth: np.ndarray, repeats: int) -> dict[str, Any]:
         t = time.perf_counter()
         _, fitter = background.train_once(loop, fitter, accuracy=False)
         warm.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        loop.publish(loop.head, loop.head_labels)  # part of a re-train, under the loop's lock: answers wait for it
+        publish_s.append(time.perf_counter() - t)
     for _ in range(repeats):
         shown = loop.upcoming(None, 1)[0]
         t = time.perf_counter()
@@ -366,7 +370,8 @@ def server_side(loop: Loop, truth: np.ndarray, repeats: int) -> dict[str, Any]:
         background.cross_validated(videos, len(labels), lambda: False)
         accuracy_s.append(time.perf_counter() - t)
     return {"retrain_cold": spread(cold), "retrain_warm": spread(warm), "answer_to_next_json": spread(next_s),
-            "cross_validated_accuracy": spread(accuracy_s), "answers_at_retrain": answered + 1}  # fmt: skip
+            "cross_validated_accuracy": spread(accuracy_s), "publish": spread(publish_s),
+            "answers_at_retrain": answered + 1}  # fmt: skip
 
 
 def browser_available() -> bool:
@@ -506,6 +511,7 @@ def summary(figures: dict[str, Any]) -> str:
     rows = [("re-train, cold", f["retrain_cold"], TRAIN_TARGET_S),
             ("re-train, warm", f["retrain_warm"], TRAIN_TARGET_S),
             ("answer -> next video's JSON", f["answer_to_next_json"], NEXT_TARGET_S),
+            ("every video's suggestions", f["publish"], None),
             ("cross-validated accuracy", f["cross_validated_accuracy"], None)]  # fmt: skip
     if f["page"]:
         rows += [("page load (Chromium)", f["page"]["load"], LOAD_TARGET_S),
