@@ -82,3 +82,45 @@ def test_bench_train_tiny(tmp_path: Path) -> None:
     assert figures["videos"] == 6 and figures["embed_s"] > 0 and figures["train_over_embed"] > 0
     assert figures["again_s"] > 0 and figures["again_process_s"] is None
     assert "train / embed alone" in done.stdout
+
+
+def test_bench_label_simulates_the_loop_and_a_random_order(tmp_path: Path) -> None:
+    """bench_label's person on made data with labels of several looks and a tiny model: every figure is there and
+    within what it can be."""
+    from tests.checkpoints import write_ours
+
+    made = run("bench_label.py", "--make", str(tmp_path / "data"), "--per-label", "5", "--json")
+    assert made.returncode == 0, made.stderr[-3000:]
+    looks = json.loads(made.stdout)["videos_per_look"]
+    assert len(looks) >= 3 and all(len(counts) == 3 and counts[0] > counts[2] >= 1 for counts in looks.values())
+    videos = sum(sum(counts) for counts in looks.values())
+    model = write_ours(tmp_path / "model")
+    done = run("bench_label.py", str(tmp_path / "data"), "--model", str(model), "--seeds", "2", "--threads", "1",
+               "--cache-dir", str(tmp_path / "cache"), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    [line] = done.stdout.splitlines()
+    figures = json.loads(line)
+    assert figures["videos"] == videos and figures["labels"] == len(looks) and figures["seeds"] == 2
+    for strategy in ("loop", "random"):
+        assert len(figures[f"{strategy}_runs"]) == 2
+        assert all(1 <= n <= videos for n in figures[f"{strategy}_runs"])
+        assert min(figures[f"{strategy}_runs"]) <= figures[strategy] <= max(figures[f"{strategy}_runs"])
+    assert 0 < figures["all"] <= 1 and abs(figures["target"] - (figures["all"] - 0.02)) < 1e-3
+    assert figures["ratio"] == round(figures["loop"] / figures["random"], 3)
+    assert "cross-validated" in figures["all_measured"] and "not yet answered" in figures["measured"]
+    assert figures["cpu"]
+
+
+def test_bench_label_speed_small(tmp_path: Path) -> None:
+    """bench_label --speed with small sizes: the re-trains, the server's work and (where there is a browser) the
+    page, each a median and a max."""
+    done = run("bench_label.py", "--speed", "--videos", "60", "--answers", "20", "--dim", "8", "--labels", "3",
+               "--repeats", "2", "--threads", "1", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout)
+    assert (figures["videos"], figures["answers"], figures["dim"], figures["views"]) == (60, 20, 8, 3)
+    names = ("retrain_cold", "retrain_warm", "publish", "answer_to_next_json", "cross_validated_accuracy")
+    timed = [figures[name] for name in names]
+    if figures["page"] is not None:
+        timed += [figures["page"]["load"], figures["page"]["answer_to_next_on_screen"]]
+    assert all(0 < t["median_s"] <= t["max_s"] for t in timed)
