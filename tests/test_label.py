@@ -402,6 +402,6 @@ def test_the_rhythm_runs_over_the_videos_shown_one_by_one() -> None:
     cold = order.Pool(points, have, open_, np.zeros(n, bool), closeness, None, last=0, shown=1)
     assert order.upcoming(cold, 1) == [1]  # after an odd answer: more like this (the nearest to 0)
     assert order.upcoming(order.Pool(**{**vars(cold), "shown": 2}), 1) == [4]  # then coverage: the farthest
-    warm = order.Pool(points, have, open_, np.zeros(n, bool), closeness, probs, last=0, shown=2)
+    warm = order.Pool(points, have, open_, np.zeros(n, bool), closeness, probs, last=0, shown=3)
     assert order.upcoming(warm, 1) == [1]  # the least sure
-    assert order.upcoming(order.Pool(**{**vars(warm), "shown": 3}), 1) == [4]  # every 4th shown: coverage
+    assert order.upcoming(order.Pool(**{**vars(warm), "shown": 2}), 1) == [4]  # every 3rd shown: coverage

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COVERAGE_EVERY = 4  # with a head: every 4th video is the least covered one
+# With a head: every 3rd video shown is the least covered one. Of 2, 3 and 4, 3 needed the fewest answers over the
+# four data sets of `python benchmarks/bench_label.py` (docs/performance.md).
+COVERAGE_EVERY = 3
 NONE_ANSWERED = -2.0  # a video's closeness to the answered ones when there are none (cosine is >= -1)
 
 
