@@ -418,3 +418,9 @@ def test_a_model_whose_labels_hold_line_breaks_draws_them_escaped(clip: Path, tm
     result = invoke("timeline", str(clip), "-m", str(model), "--plot", str(plot), "--overlay", str(overlay))
     assert result.exit_code == 0, result.stderr
     assert plot.stat().st_size > 0 and overlay.stat().st_size > 0
+
+
+def test_vivit_labels_prints_a_label_with_a_line_break_on_one_line(tmp_path: Path) -> None:
+    model = write_ours(tmp_path / "model", labels=["run\nfast", "walk"])
+    result = invoke("labels", str(model))
+    assert result.exit_code == 0 and result.stdout.splitlines() == ["run\\nfast", "walk"]

@@ -48,7 +48,8 @@ def labels_command(ctx: click.Context, model: str) -> None:
     """Print MODEL's label names, one per line, in class-id order (fetches config.json only)."""
     local = fetch_model(ctx, model, weights=False)
     from vivit_cli.checkpoint import read_config
+    from vivit_cli.labels import one_line_label
 
     config, _ = read_config(local.folder)
     for name in config.labels:
-        click.echo(name)
+        click.echo(one_line_label(name))  # a foreign model's label with a line break stays one line
