@@ -1,5 +1,5 @@
 """The decode pool's processes: a forkserver that dies (mid-run, or while the pool starts), Ctrl-C while it starts,
-and the pool's temporary folder after SIGKILL."""
+a SIGTERM as a command ends, the pool's temporary folder after SIGKILL, and exceptions nobody expected."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from tests import faults
 from tests.checkpoints import write_ours
 from tests.videos import write_video
+from vivit_cli.batch import pool as pool_module
 from vivit_cli.batch.pool import DONE, DecodePool
 from vivit_cli.batch.processes import TEMP_PREFIX
 from vivit_cli.batch.worker import DecodeSpec
@@ -184,6 +185,40 @@ def test_ctrl_c_while_the_forkserver_starts_prints_no_traceback(videos: Path, ch
     assert stderr.strip().splitlines()[-1] == "Interrupted."
 
 
+@pytest.mark.parametrize(
+    "late, status",
+    [("atexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM))", 143), ("late = Late()", 0)],
+    ids=["in-an-exit-handler", "in-the-interpreter-teardown"],
+)
+def test_a_sigterm_as_the_command_ends_is_143_never_minus_15(
+    videos: Path, checkpoint: Path, late: str, status: int
+) -> None:
+    """The window is made to land every time: a SIGTERM sent by an exit handler raised Terminated there (a traceback,
+    exit 0); one sent while the interpreter tore its modules down (here by an object's __del__) found the default
+    action back and killed vivit (-15). Now the first is noted and exits 143, and there is no such teardown."""
+    code = "\n".join(
+        [
+            "import atexit, os, signal, sys",
+            "class Late:",
+            "    def __del__(self):",
+            "        os.kill(os.getpid(), signal.SIGTERM)",
+            late,
+            "from vivit_cli.cli import main",
+            "sys.argv[0] = 'vivit'",
+            "main()",
+        ]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "classify", str(videos / "a.avi"), "--model", str(checkpoint), "--json"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert done.stdout.count("\n") == 1  # the command's own output is whole
+
+
 # The pool's temporary folder
 
 
@@ -218,3 +253,31 @@ def test_a_run_killed_with_sigkill_leaves_its_folder_to_the_next_run(
     assert len(left) == 1 and left[0].startswith(TEMP_PREFIX), left
     assert run("exit") == 0
     assert list(tmp.iterdir()) == []
+
+
+# Exceptions nobody expected
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionRefusedError(111, "Connection refused"), EOFError("unexpected EOF"), RuntimeError("two\nlines")],
+    ids=["ConnectionRefusedError", "EOFError", "RuntimeError"],
+)
+def test_an_unexpected_exception_is_one_line_and_the_hint_to_debug(
+    videos: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """It was a traceback (or Click's bare "Aborted!" for an EOFError); --debug still shows the traceback."""
+
+    def enter(self: DecodePool) -> DecodePool:
+        raise error
+
+    monkeypatch.setattr(pool_module.DecodePool, "__enter__", enter)
+    args = ["classify", str(videos / "a.avi"), "--model", str(checkpoint)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 1
+    name = type(error).__name__
+    message = " ".join(str(error).split())
+    assert result.stderr == f"Error: unexpected {name}: {message} (rerun with --debug to see where)\n"
+    with pytest.raises(Exception) as raised:
+        CliRunner().invoke(cli, [*args, "--debug"], catch_exceptions=False)
+    assert error in (raised.value, raised.value.__cause__)  # with its traceback, not Click's "Aborted!"
