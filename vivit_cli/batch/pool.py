@@ -199,7 +199,7 @@ class DecodePool:
     def _replace(self, w: _Worker, timeout_error: str | None) -> None:
         """Stop a dead or hung worker, answer for the file it was on, requeue the rest, start another. A worker lost
         with its forkserver did nothing wrong: its files are all requeued and a new server starts."""
-        lost = timeout_error is None and processes.lost_with_server(w.process)
+        lost = timeout_error is None and w.server is not None and processes.lost_with_server(w.process)
         if lost:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(w.process.pid, signal.SIGKILL)  # orphaned, and no longer ours to wait for

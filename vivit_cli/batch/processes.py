@@ -32,7 +32,7 @@ try:
 except ImportError:  # Windows: spawn, no forkserver and no folder to keep
     fcntl = None  # type: ignore[assignment]
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_DIRECTORY", 0)
+_OPEN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)  # for its lock
 _held: list[int] = []  # the descriptor that holds this process's folder, for the life of the process
 
 
@@ -65,9 +65,10 @@ def start(process: Any) -> None:
     """process.start(), with Ctrl-C held off for the processes it may launch (the forkserver and, through it, the
     worker): a Ctrl-C while the server imports torch would print its traceback; the batch decides what a Ctrl-C
     does. The mask is inherited across fork and exec; the forkserver ignores the signal once it has started."""
-    from multiprocessing import resource_tracker
+    if os.name == "posix":
+        from multiprocessing import resource_tracker
 
-    resource_tracker.ensure_running()  # it unblocks SIGINT in this thread when it starts, so it goes first
+        resource_tracker.ensure_running()  # it unblocks SIGINT in this thread when it starts, so it goes first
     with _no_interrupts():
         process.start()
 
@@ -142,7 +143,7 @@ def _locked_folder(base: str) -> str | None:
     while True:
         try:
             folder = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=base)
-            fd = os.open(folder, os.O_RDONLY)
+            fd = os.open(folder, _OPEN_FOLDER)
         except OSError:
             return None  # multiprocessing makes its own, and says so if it cannot
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -160,7 +161,7 @@ def _remove_orphans(base: str) -> None:
     for name in names:
         folder = os.path.join(base, name)
         try:
-            fd = os.open(folder, os.O_RDONLY | _NOFOLLOW)
+            fd = os.open(folder, _OPEN_FOLDER)
         except OSError:  # another user's, or not a folder
             continue
         try:
