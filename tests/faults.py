@@ -7,10 +7,13 @@ through the tests' sys.path; Ray gets it by value). A subprocess run takes the s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,70 @@ def install(monkeypatch: Any, hang_on: str | None = None, crash_on: str | None =
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     except ImportError:
         pass
+
+
+def server_killing_decode(path: str, spec: Any, where: str | None = None, *, on: str, marker: str) -> Any:
+    """The real decode, except that the first file containing `on` (once per `marker` file) kills the forkserver
+    that started this worker, its parent, and then never answers: a worker caught mid-file by its server's death."""
+    if on in path and first_time(marker):
+        os.kill(os.getppid(), signal.SIGKILL)
+        while True:
+            time.sleep(HANG_SLEEP_S)
+    return _real_decode(path, spec, where)
+
+
+def install_server_killer(monkeypatch: Any, on: str, marker: str) -> None:
+    monkeypatch.setattr(worker, "decode", functools.partial(server_killing_decode, on=on, marker=marker))
+
+
+def first_time(marker: str) -> bool:
+    """True for the first caller in any process: the one that creates `marker`."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def kill_forkserver() -> int | None:
+    """SIGKILL the decode pool's forkserver in this process, if one runs; its process id."""
+    from multiprocessing import forkserver
+
+    pid = forkserver._forkserver._forkserver_pid
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+class _Os:
+    """os, except that waitpid(pid, WNOHANG) reports `pid` alive."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def waitpid(self, pid: int, options: int) -> tuple[int, int]:
+        return (0, 0) if pid == self.pid and options == os.WNOHANG else os.waitpid(pid, options)
+
+
+@contextlib.contextmanager
+def dying_forkserver() -> Iterator[None]:
+    """Kill the forkserver and keep it, for the stdlib, in the state a dying server is in: its socket closed, its
+    process not yet reapable, so that the stdlib's check (a waitpid) takes it for alive."""
+    from multiprocessing import forkserver
+
+    pid = kill_forkserver()
+    if pid is None:
+        yield
+        return
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, and left unreaped
+    forkserver.os = _Os(pid)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        forkserver.os = os
 
 
 def traced_decode(path: str, spec: Any, where: str | None = None, *, marks: str) -> Any:
@@ -99,13 +166,8 @@ def dying_model_worker(marker: str, on_call: int = 2) -> Any:
 
         def __call__(self, batch: Any) -> Any:
             self.calls += 1
-            if self.calls >= on_call:
-                try:
-                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    pass
-                else:
-                    os._exit(DIE_EXIT)
+            if self.calls >= on_call and first_time(marker):
+                os._exit(DIE_EXIT)
             return super().__call__(batch)
 
     return Dying

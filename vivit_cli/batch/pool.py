@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing as mp
 import os
 import queue
-import select
 import signal
 import threading
 import time
@@ -18,7 +16,7 @@ from enum import Enum
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Literal
 
-from vivit_cli.batch import worker
+from vivit_cli.batch import processes, worker
 from vivit_cli.batch.worker import DecodeSpec
 from vivit_cli.errors import VivitError
 
@@ -32,7 +30,7 @@ WORKER_DEPTH = 2  # files queued per worker, so it starts the next one the momen
 POLL_S = 0.2  # seconds between the manager's checks of deadlines and of the stop flag
 EXIT_GRACE_S = 2.0  # seconds an idle worker gets to exit when told to, before it is killed
 WAKE_S = 0.5  # the longest the caller of get() waits at once, so that a pending Ctrl-C is acted on
-READY = "ready"  # a worker's first message: imports done, the clock of its first file may start
+SERVER_RESTARTS = 3  # new forkservers started in a row, with no file answered between them, before the batch stops
 
 
 class _End(Enum):
@@ -59,16 +57,7 @@ class _Worker:
     ready: bool = False
     started_s: float = 0.0  # monotonic time the head task started (when it was sent, or the last answer came)
     dead: bool = False
-
-
-def _context() -> Any:
-    """forkserver where there is one: workers fork from a server that imported torch and OpenCV but never ran
-    them, so starts and restarts are fast and no thread pool is copied; spawn elsewhere."""
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["vivit_cli.batch.worker", "vivit_cli.video.views"])
-        return ctx
-    return mp.get_context("spawn")
+    server: int | None = None  # the forkserver it was started through
 
 
 class DecodePool:
@@ -85,7 +74,7 @@ class DecodePool:
         self.workers, self.timeout_s = workers, timeout_s
         # The body each worker runs, looked up now and sent to the workers by reference.
         self._decode: Callable[[str, DecodeSpec], tuple[PreparedVideo | None, str | None]] = worker.decode
-        self._ctx = _context()
+        self._ctx = processes.context()
         self._slots: list[_Worker] = []
         self._out: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
@@ -95,6 +84,7 @@ class DecodePool:
         self._max_pending = 0
         self._retry: deque[tuple[int, str]] = deque()  # sent to a worker that died before starting them
         self._exhausted = False
+        self._restarts = 0  # forkservers started since the last answer
 
     def __enter__(self) -> DecodePool:
         self._thread.start()  # the thread starts the workers: the caller goes on to load the model meanwhile
@@ -141,7 +131,8 @@ class DecodePool:
 
     def _manage(self) -> None:
         try:
-            self._slots = [self._start_worker() for _ in range(self.workers)]
+            while len(self._slots) < self.workers and not self._stop.is_set():
+                self._slots.append(self._start_worker())
             while not self._stop.is_set():
                 self._dispatch()
                 if self._exhausted and not self._retry and not self._in_flight():
@@ -194,24 +185,30 @@ class DecodePool:
         try:
             while not w.dead and w.conn.poll():
                 message = w.conn.recv()
-                if message == READY:
+                if message == worker.READY:
                     w.ready, w.started_s = True, time.monotonic()
                     continue
                 index, prepared, error = message
                 head = w.tasks.popleft()
                 assert head[0] == index, "a worker answers its files in order"
-                w.started_s = time.monotonic()
+                w.started_s, self._restarts = time.monotonic(), 0
                 self._out.put(Decoded(head[1], prepared, error))
         except (EOFError, OSError):
             w.dead = True
 
     def _replace(self, w: _Worker, timeout_error: str | None) -> None:
-        """Stop a dead or hung worker, answer for the file it was on, requeue the rest, start another."""
-        _stop_process(w, 0.0 if timeout_error else EXIT_GRACE_S)
-        if not w.ready:
+        """Stop a dead or hung worker, answer for the file it was on, requeue the rest, start another. A worker lost
+        with its forkserver did nothing wrong: its files are all requeued and a new server starts."""
+        lost = timeout_error is None and w.server is not None and processes.lost_with_server(w.process)
+        if lost:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.process.pid, signal.SIGKILL)  # orphaned, and no longer ours to wait for
+            self._server_lost(w.server, "it died while they ran")
+        _stop_process(w, 0.0 if timeout_error or lost else EXIT_GRACE_S)
+        if not w.ready and not lost:
             raise VivitError(f"a decode worker failed to start ({_describe_exit(w.process.exitcode)})")
         self._slots.remove(w)
-        if w.tasks:
+        if w.tasks and not lost:
             _, path = w.tasks.popleft()
             error = timeout_error or (
                 f"the decoder crashed ({_describe_exit(w.process.exitcode)}); its worker was replaced"
@@ -221,13 +218,35 @@ class DecodePool:
         self._slots.append(self._start_worker())
 
     def _start_worker(self) -> _Worker:
-        parent_end, child_end = self._ctx.Pipe()
-        process = self._ctx.Process(
-            target=_worker_main, args=(child_end, self._decode), daemon=True, name="vivit-decode"
-        )
-        process.start()
-        child_end.close()
-        return _Worker(process, parent_end)
+        while True:
+            parent_end, child_end = self._ctx.Pipe()
+            process = self._ctx.Process(
+                target=worker.serve, args=(child_end, self._decode), daemon=True, name="vivit-decode"
+            )
+            try:
+                processes.start(process)
+            except processes.SERVER_GONE as e:
+                parent_end.close()
+                server = processes.server_pid(self._ctx)
+                if server is None:  # not the server's: nothing a new one would change
+                    raise
+                self._server_lost(server, f"{type(e).__name__}: {e}")
+                continue
+            finally:
+                child_end.close()
+            return _Worker(process, parent_end, server=processes.server_pid(self._ctx))
+
+    def _server_lost(self, server: int | None, why: str) -> None:
+        """Forget a dead forkserver (once, however many of its workers report it), so that the next start makes a
+        new one; a VivitError when that has happened too often with no file answered in between."""
+        if server is None or server != processes.server_pid(self._ctx):
+            return
+        processes.forget_server(server)
+        self._restarts += 1
+        if self._restarts > SERVER_RESTARTS:
+            raise VivitError(
+                f"the decode workers cannot be started: their forkserver died {self._restarts} times in a row ({why})"
+            )
 
 
 def _stop_process(w: _Worker, grace_s: float) -> None:
@@ -245,42 +264,3 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             pass
     return f"exit status {code}"
-
-
-# Everything below runs in the worker processes.
-
-
-def _worker_main(conn: Connection, decode: Callable[[str, DecodeSpec], tuple[Any, str | None]]) -> None:
-    """(index, path, spec) in, (index, prepared or None, error or None) out, until None or the batch is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
-    _exit_without(conn)
-    worker.settle()
-    conn.send(READY)
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        index, path, spec = task
-        try:
-            conn.send((index, *decode(path, spec)))
-        except OSError:
-            return
-
-
-def _exit_without(conn: Connection) -> None:
-    """Exit the moment the batch's end of `conn` closes, even while stuck in a decoder, so a killed batch leaves no
-    worker behind: OpenCV lets go of the GIL in its calls, so this thread still runs. (The batch is not always
-    the parent: under forkserver the server is, and the server lives as long as its children do.)"""
-    if not hasattr(select, "poll"):  # Windows: a worker notices when it next reads a task
-        return
-
-    def watch() -> None:
-        poller = select.poll()
-        poller.register(conn.fileno(), 0)  # no events asked for: poll wakes only for a hang-up or an error
-        poller.poll()
-        os._exit(0)
-
-    threading.Thread(target=watch, name="vivit-batch-watch", daemon=True).start()

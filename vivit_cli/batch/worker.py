@@ -1,21 +1,29 @@
-"""The decode-worker body, one for the local pool's processes and for Ray's decode tasks: a file -> its views."""
+"""The decode-worker body, one for the local pool's processes and for Ray's decode tasks: a file -> its views; and
+the loop of a local pool's worker process."""
 
 from __future__ import annotations
 
 import os
+import select
+import signal
+import threading
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vivit_cli.errors import VivitError
 from vivit_cli.results import shown_path
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from multiprocessing.connection import Connection
+
     from vivit_cli.video.preprocess import PreprocessConfig
     from vivit_cli.video.sampling import Views
     from vivit_cli.video.views import PreparedVideo
 
 FFMPEG_QUIET = "-8"  # AV_LOG_QUIET
+READY = "ready"  # a pool worker's first message: imports done, the clock of its first file may start
 
 
 @dataclass(frozen=True)
@@ -65,3 +73,42 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
     except Exception as e:
         message = one_line(f"{type(e).__name__}: {e}")
     return None, message if where == path else message.replace(shown_path(where), shown_path(path))
+
+
+# The loop of a local pool's worker process (pool.DecodePool starts them).
+
+
+def serve(conn: Connection, decode: Callable[[str, DecodeSpec], tuple[Any, str | None]]) -> None:
+    """(index, path, spec) in, (index, prepared or None, error or None) out, until None or the batch is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
+    _exit_without(conn)
+    settle()
+    conn.send(READY)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, path, spec = task
+        try:
+            conn.send((index, *decode(path, spec)))
+        except OSError:
+            return
+
+
+def _exit_without(conn: Connection) -> None:
+    """Exit the moment the batch's end of `conn` closes, even while stuck in a decoder, so a killed batch leaves no
+    worker behind: OpenCV lets go of the GIL in its calls, so this thread still runs. (The batch is not always
+    the parent: under forkserver the server is, and the server lives as long as its children do.)"""
+    if not hasattr(select, "poll"):  # Windows: a worker notices when it next reads a task
+        return
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(conn.fileno(), 0)  # no events asked for: poll wakes only for a hang-up or an error
+        poller.poll()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="vivit-batch-watch", daemon=True).start()
