@@ -372,7 +372,7 @@ def test_without_the_extra_one_line_names_it(tmp_path: Path, videos: Path, model
     result = CliRunner().invoke(
         cli, ["label", str(videos), "-p", str(tmp_path / "p"), "--labels", "a,b", "-m", str(model)]
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and not (tmp_path / "p").exists()  # said before anything is made
     assert result.stderr.strip().splitlines()[-1].endswith('pip install "vivit-cli[label]"')
 
 

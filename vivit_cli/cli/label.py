@@ -83,6 +83,8 @@ def label_command(ctx: click.Context, sources: tuple[str, ...], folder: Path, **
     from vivit_cli.label.project import open_project
     from vivit_cli.locks import held
 
+    if not p["export"]:
+        _server()  # the extra's one-line error before anything is made or fetched
     model = None if ctx.get_parameter_source("model") == ParameterSource.DEFAULT else p["model"]
     project, added = open_project(folder, sources, p["recursive"], p["labels"], model)
     with held(project.folder, "the project"):
@@ -114,7 +116,7 @@ def _run(ctx: click.Context, project: Any, added: int, p: dict[str, Any]) -> Non
         _echo(ctx, f"{tasks} tasks written to {out}; their labelling config in Label Studio:")
         _echo(ctx, labelstudio_config(project.labels))
         return
-    server = _server()  # the extra's error before any work starts
+    server = _server()
     cache.check_writable()
     _echo(ctx, f"{project.folder}: {len(project.videos)} videos ({added} new), {len(project.labels)} labels, "
                f"{len(loop.answers.state.current)} answered")  # fmt: skip
