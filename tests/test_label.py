@@ -368,10 +368,15 @@ def test_a_project_another_run_holds_is_refused(tmp_path: Path, videos: Path, mo
 def test_without_the_extra_one_line_names_it(tmp_path: Path, videos: Path, model: Path, monkeypatch) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "vivit_cli.cli.serve", None)  # as if uvicorn were not installed
-    result = CliRunner().invoke(
-        cli, ["label", str(videos), "-p", str(tmp_path / "p"), "--labels", "a,b", "-m", str(model)]
-    )
+    import vivit_cli.cli
+
+    # As if uvicorn were not installed: the server's module, imported or not by an earlier test, is imported again
+    # and meets no uvicorn.
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    monkeypatch.delitem(sys.modules, "vivit_cli.cli.serve", raising=False)
+    monkeypatch.delattr(vivit_cli.cli, "serve", raising=False)
+    args = ["label", str(videos), "-p", str(tmp_path / "p"), "--labels", "a,b", "-m", str(model), "--no-browser"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and not (tmp_path / "p").exists()  # said before anything is made
     assert result.stderr.strip().splitlines()[-1].endswith('pip install "vivit-cli[label]"')
 
