@@ -126,8 +126,6 @@ def make_app(loop: Loop, media: Media, guard: Guard) -> Any:
         view = page.video(loop, i)
         view["media"] = f"/media/{i}" if await run_in_threadpool(media.plays, i) else f"/preview/{i}"
         view["preview"] = f"/preview/{i}"
-        looked = await run_in_threadpool(media.looked, i)
-        view["looked"] = None if looked is None else {"clips": looked.clips, "duration_s": looked.duration_s}
         media.prefetch([n for n in (view["next"],) if n is not None])
         return view
 
@@ -165,6 +163,12 @@ def make_app(loop: Loop, media: Media, guard: Guard) -> Any:
             answer.update(video=await described(shown), status=page.status(loop, shown))
         return JSONResponse(answer, headers=NO_STORE)
 
+    async def looked(request: Request) -> Response:
+        """/api/looked/N: where the model looked, asked for after the video is on screen (it probes the file)."""
+        found = await run_in_threadpool(media.looked, number(request))
+        body = None if found is None else {"clips": found.clips, "duration_s": found.duration_s}
+        return JSONResponse(body, headers=NO_STORE)
+
     async def original(request: Request) -> Response:
         return FileResponse(loop.project.videos[number(request)])
 
@@ -185,6 +189,7 @@ def make_app(loop: Loop, media: Media, guard: Guard) -> Any:
         Route("/v/{i:int}", show),
         Route("/api/status", status),
         Route("/api/video/{i:int}", video),
+        Route("/api/looked/{i:int}", looked),
         Route("/api/{action:str}", change, methods=["POST"]),
         Route("/media/{i:int}", original),
         Route("/preview/{i:int}", preview),

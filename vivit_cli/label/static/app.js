@@ -50,6 +50,15 @@ async function show(i, push = true, given = null) {
   status = s;
   setMedia(v.media);
   render();
+  // Where the model looked probes the file: asked for once the video is on screen.
+  getJSON(`/api/looked/${i}`)
+    .then((looked) => {
+      if (index === i && view) {
+        view.looked = looked;
+        renderLooked(view);
+      }
+    })
+    .catch(() => {});
 }
 
 function setMedia(url) {
@@ -244,7 +253,9 @@ async function poll() {
   try {
     const s = await getJSON(`/api/status?current=${index}`);
     if (!busy && status && s.version !== status.version) {
-      view = await getJSON(`/api/video/${index}`);
+      const fresh = await getJSON(`/api/video/${index}`);
+      if (view && fresh.index === view.index) fresh.looked = view.looked;
+      view = fresh;
       status = s;
       render();
     }
