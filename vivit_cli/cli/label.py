@@ -19,6 +19,7 @@ from vivit_cli.cli.options import (
     timeout_option,
     workers_option,
 )
+from vivit_cli.cli.progress import say
 from vivit_cli.labels import parse_labels
 
 EXTRA = 'pip install "vivit-cli[label]"'
@@ -92,6 +93,7 @@ def label_command(ctx: click.Context, sources: tuple[str, ...], folder: Path, **
 
 
 def _run(ctx: click.Context, project: Any, added: int, p: dict[str, Any]) -> None:
+    from vivit_cli.batch.plan import default_workers
     from vivit_cli.checkpoint import read_config, read_weights
     from vivit_cli.device import resolve_device, resolve_dtype
     from vivit_cli.label import background, export
@@ -101,7 +103,7 @@ def _run(ctx: click.Context, project: Any, added: int, p: dict[str, Any]) -> Non
     loop = Loop(project)
     fmt, out = p["export"] or (None, None)
     if fmt == "csv":  # the answers alone: no model
-        _echo(ctx, f"{export.answers_csv(loop, out, sys.stdout)} answers written to {out}")
+        say(ctx, f"{export.answers_csv(loop, out, sys.stdout)} answers written to {out}")
         return
     local = fetch_model(ctx, project.model)
     config, _ = read_config(local.folder)
@@ -113,17 +115,17 @@ def _run(ctx: click.Context, project: Any, added: int, p: dict[str, Any]) -> Non
         from vivit_cli.writers.answers import labelstudio_config
 
         tasks = export.labelstudio_tasks(loop, out, given, cache, local.model_id, sys.stdout)
-        _echo(ctx, f"{tasks} tasks written to {out}; their labelling config in Label Studio:")
-        _echo(ctx, labelstudio_config(project.labels))
+        say(ctx, f"{tasks} tasks written to {out}; their labelling config in Label Studio:")
+        say(ctx, labelstudio_config(project.labels))
         return
     server = _server()
     cache.check_writable()
-    _echo(ctx, f"{project.folder}: {len(project.videos)} videos ({added} new), {len(project.labels)} labels, "
+    say(ctx, f"{project.folder}: {len(project.videos)} videos ({added} new), {len(project.labels)} labels, "
                f"{len(loop.answers.state.current)} answered")  # fmt: skip
     embedder = background.Embedder(
         cache,
         lambda: load_classifier(ctx, local.pinned),
-        p["workers"] or _default_workers(device.type),
+        p["workers"] or default_workers(device.type),
         p["timeout"],
         p["batch_size"],
         given,
@@ -141,7 +143,7 @@ def _run(ctx: click.Context, project: Any, added: int, p: dict[str, Any]) -> Non
         for t in threads:
             t.join(JOIN_S)
         loop.answers.close()
-    _echo(ctx, _stopped(loop))
+    say(ctx, _stopped(loop))
 
 
 def _stopped(loop: Any) -> str:
@@ -181,15 +183,3 @@ def _given(path: str | None, model: str, size: int) -> dict[str, Any]:
             raise SourceError(f"--embeddings {path} holds embeddings of {what}, not of {model} (size {size})")
         given[path_key(str(row["path"]))] = np.asarray([row["embedding"]], dtype=np.float32)  # (1, D)
     return given
-
-
-def _default_workers(device_type: str) -> int:
-    from vivit_cli.batch.plan import default_workers
-
-    return default_workers(device_type)
-
-
-def _echo(ctx: click.Context, *lines: str) -> None:
-    if not ctx.obj["quiet"]:
-        for line in lines:
-            click.echo(line, err=True)

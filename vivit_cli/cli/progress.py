@@ -70,3 +70,10 @@ def say_failed(
     more = len(failed) - LISTED_FAILURES
     if more > 0:
         click.echo(f"  and {more} more" + (f" (listed in {listed_in})" if listed_in else ""), err=True)
+
+
+def say(ctx: click.Context, *lines: str) -> None:
+    """A command's notes on stderr, a line each; none with --quiet."""
+    if not ctx.obj["quiet"]:
+        for line in lines:
+            click.echo(line, err=True)

@@ -19,7 +19,7 @@ from vivit_cli.cli.options import (
     warn_once,
     workers_option,
 )
-from vivit_cli.cli.progress import progress_bar, say_failed
+from vivit_cli.cli.progress import progress_bar, say, say_failed
 from vivit_cli.results import counted
 
 DEFAULT_CLIPS = 3  # views per training video: each is one sample, a cheap augmentation
@@ -83,7 +83,7 @@ def _train(
 
     if everything.split("test"):
         tests = len(everything.split("test"))
-        _echo(ctx, f"{counted(tests, 'test video')} {'is' if tests == 1 else 'are'} left for vivit evaluate")
+        say(ctx, f"{counted(tests, 'test video')} {'is' if tests == 1 else 'are'} left for vivit evaluate")
     local = fetch_model(ctx, p["model"])
     embedded, settings = _embed(ctx, local, [e.path for e in dataset.examples], p)
     if embedded.failed:
@@ -91,15 +91,15 @@ def _train(
         dataset = train.leave_out(dataset, embedded.failed)
         train.check_trainable(dataset, f", once {len(embedded.failed)} failed videos are left out")
     split = train.choose_split(dataset, p["val_fraction"], p["seed"])
-    _echo(ctx, f"{counted(len(split.train), 'video')} train, {len(split.val)} validate: {split.how}")
+    say(ctx, f"{counted(len(split.train), 'video')} train, {len(split.val)} validate: {split.how}")
 
     def on_fit(fit: Any) -> None:
-        _echo(ctx, f"l2 {fit.l2:<7g} train acc {fit.train_accuracy:.3f}  val acc {fit.val_accuracy:.3f}  "
+        say(ctx, f"l2 {fit.l2:<7g} train acc {fit.train_accuracy:.3f}  val acc {fit.val_accuracy:.3f}  "
                    f"val loss {fit.val_loss:.4f}")  # fmt: skip
 
     trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit)
     lines = metrics_lines(trained.evaluation)
-    _echo(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
+    say(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
     cautions = train.cautions(split, trained, dataset.labels, p["l2"] is not None)
     for caution in cautions:
         warn_once()(caution)
@@ -107,7 +107,7 @@ def _train(
     record = train.record(dataset, split, base, settings, trained, embedded.failed, cautions)
     note(ctx, replacing)
     export.export(local.folder, out, dataset.labels, trained.head, record, export.model_card(record, lines, out))
-    _echo(ctx, f"Wrote {out} ({len(dataset.labels)} labels): vivit classify --model {out} VIDEO")
+    say(ctx, f"Wrote {out} ({len(dataset.labels)} labels): vivit classify --model {out} VIDEO")
     if embedded.failed:
         ctx.exit(VideoError.exit_code)  # as batch and evaluate: the model is written, from the videos that decoded
 
@@ -155,9 +155,3 @@ def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) 
         "cache": str(store.folder),
     }
     return embedded, summary
-
-
-def _echo(ctx: click.Context, *lines: str) -> None:
-    if not ctx.obj["quiet"]:
-        for line in lines:
-            click.echo(line, err=True)
