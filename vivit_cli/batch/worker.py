@@ -7,6 +7,7 @@ import os
 import select
 import signal
 import threading
+import time
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -66,8 +67,7 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
     where = where or path
     try:
         prepared = prepare_video(where, spec.num_frames, spec.preprocess, spec.views)
-        # numpy, not a tensor: a tensor would travel through shared memory, one file descriptor per file
-        return replace(prepared, source=path, pixel_values=prepared.pixel_values.numpy()), None
+        return replace(prepared, source=path), None
     except VivitError as e:
         message = one_line(str(e))
     except Exception as e:
@@ -79,21 +79,35 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
 
 
 def serve(conn: Connection, decode: Callable[[str, DecodeSpec], tuple[Any, str | None]]) -> None:
-    """(index, path, spec) in, (index, prepared or None, error or None) out, until None or the batch is gone."""
+    """(index, path, spec, block) in, (index, prepared or None, error or None, shape, decode_s, handed_s) out, until
+    None or the batch is gone. With a ring (sent first) and a block, the frames go into the block and `shape` says
+    theirs; else they travel in `prepared` and `shape` is None. The times (seconds, on the system's monotonic
+    clock, one for every process) measure the feed."""
+    from vivit_cli.batch import ring
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
     _exit_without(conn)
     settle()
     conn.send(READY)
+    attached = None
     while True:
         try:
             task = conn.recv()
+            if ring.is_ring(task):
+                attached = ring.Attached(conn, task[1], task[2])
+                continue
         except (EOFError, OSError):
             return
         if task is None:
             return
-        index, path, spec = task
+        index, path, spec, block = task
+        started = time.monotonic()
+        prepared, error = decode(path, spec)
+        shape = None
+        if prepared is not None and attached is not None and block is not None:
+            prepared, shape = attached.put(prepared, block)
         try:
-            conn.send((index, *decode(path, spec)))
+            conn.send((index, prepared, error, shape, time.monotonic() - started, time.monotonic()))
         except OSError:
             return
 
