@@ -12,8 +12,9 @@ Hand-overs compared (each on the same videos, ViViT-B's sizes: 32 frames, 224x22
   uint8 ring     the uint8 frames written into a block of the pool's shared ring; the pipe carries a small message
 
 Figures per hand-over: bytes per view; the main process's CPU time per view (its manager thread receiving, and
-the batching: a view copied into the batch, moved to the device and normalised there), which bounds the views
-per second one process can feed; the latency from a worker's hand-over to the view in a batch; the clips per
+the batching: a view copied into the batch and moved to the device), which bounds the views per second one
+process can feed; apart from it, the normalising on the device when that is the CPU (the model's first step
+there; on a GPU, the GPU's); the latency from a worker's hand-over to the view in a batch; the clips per
 second received against W x the workers' own decode rate (feed_vs_decode: 1.0 is a feed that never makes a
 worker wait). --json prints one object (the ring's figures at the top level) on stdout.
 """
@@ -60,33 +61,66 @@ def float32_decode(path: str, spec: worker.DecodeSpec, where: str | None = None)
     return replace(prepared, frames=spec.preprocess.normalise(torch.from_numpy(prepared.frames)).numpy()), None
 
 
-class NoModel:
-    """The scoring path up to the model: the batch onto the device and, for uint8, normalised there."""
+_decoded: dict[str, object] = {}  # a worker's first answer, given again by the instant bodies
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.preprocess = device, VIVIT_B.preprocess
+
+def instant_decode(path: str, spec: worker.DecodeSpec, where: str | None = None):
+    """A worker that answers at once (its first video's frames, again): the feed's own ceiling."""
+    if "first" not in _decoded:
+        _decoded["first"] = worker.decode(path, spec, where)[0]
+    return replace(_decoded["first"], source=path), None
+
+
+def instant_float32_decode(path: str, spec: worker.DecodeSpec, where: str | None = None):
+    if "first32" not in _decoded:
+        _decoded["first32"] = float32_decode(path, spec, where)[0]
+    return replace(_decoded["first32"], source=path), None
+
+
+class NoModel:
+    """The scoring path up to the model: the batch onto the device and, for uint8, normalised there. The
+    normalising is the device's work (on a CPU device, the model's first step): its CPU time is kept apart."""
+
+    def __init__(self, device: torch.device, preprocess: PreprocessConfig, normalise: bool = True) -> None:
+        self.device, self.preprocess, self.normalise = device, preprocess, normalise or device.type != "cpu"
+        self.normalise_s = 0.0  # this thread's CPU seconds in normalise, on a CPU device
 
     def forward(self, x: torch.Tensor, output: str) -> np.ndarray:
         x = x.to(self.device, non_blocking=True)
-        if x.dtype == torch.uint8:
-            x = self.preprocess.normalise(x)  # (B, T, C, S, S)
+        if x.dtype == torch.uint8 and self.normalise:
+            t = time.thread_time()
+            y = self.preprocess.normalise(x)  # (B, T, C, S, S)
+            if y.is_cuda:
+                torch.cuda.synchronize()
+            else:
+                del y  # freeing its pages is part of the step (the model's input, on a CPU device)
+                self.normalise_s += time.thread_time() - t
         if x.is_cuda:
             torch.cuda.synchronize()
         return np.zeros((len(x), 1), np.float32)
 
 
-def feed(handover: str, paths: list[str], spec: worker.DecodeSpec, workers: int, device: torch.device) -> dict:
-    """One hand-over's figures: the pool run to the end with a model that takes no time."""
+def feed(
+    handover: str, paths: list[str], spec: worker.DecodeSpec, workers: int, device: torch.device, instant: bool = False
+) -> dict:
+    """One hand-over's figures: the pool run to the end with a model that takes no time; `instant`: with workers
+    that answer at once, so that the main process alone bounds the rate."""
     real_decode, real_available = worker.decode, ring.available
     import bench_feed  # by reference, so that the workers find it
 
-    worker.decode = bench_feed.float32_decode if handover == "float32 pipe" else real_decode
+    bodies = {
+        (True, False): bench_feed.float32_decode,
+        (True, True): bench_feed.instant_float32_decode,
+        (False, True): bench_feed.instant_decode,
+    }
+    worker.decode = bodies.get((handover == "float32 pipe", instant), real_decode)
     ring.available = (lambda: False) if handover != "uint8 ring" else real_available
     try:
         with DecodePool(workers, 600) as pool:
             while sum(w.ready for w in pool._slots) < workers:  # started (torch imported): time the steady state
                 time.sleep(0.05)
-            batcher = ViewBatcher(NoModel(device), BATCH)  # type: ignore[arg-type]
+            model = NoModel(device, spec.preprocess, normalise=not instant)  # a CPU's own work, not the feed's
+            batcher = ViewBatcher(model, BATCH)  # type: ignore[arg-type]
             pool.submit(paths, spec, max_pending=BATCH + 2 * workers)
             decode_s, latency_s, nbytes, views = [], [], [], 0
             cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -105,10 +139,12 @@ def feed(handover: str, paths: list[str], spec: worker.DecodeSpec, workers: int,
     clips_per_s = len(paths) / wall
     return {
         "bytes_per_view": int(statistics.median(nbytes)),
-        "handover_ms_per_view": 1000 * cpu / views,
+        "handover_ms_per_view": 1000 * (cpu - model.normalise_s) / views,
+        "normalise_ms_per_view": 1000 * model.normalise_s / views,
         "latency_ms_median": 1000 * statistics.median(latency_s),
         "decode_s_median": statistics.median(decode_s),
         "clips_per_s": clips_per_s,
+        "views_per_s": views / wall,
         "feed_vs_decode": clips_per_s / (workers / statistics.mean(decode_s)),
     }
 
@@ -133,20 +169,30 @@ def main() -> None:
         say(f"{cpu_description()}\n{count} videos {size[0]}x{size[1]} {codec}; {spec.num_frames} frames at "
             f"{spec.preprocess.crop_hw[0]} px per view; {args.workers} decode worker(s); batches of {BATCH} on "
             f"{args.device}; ring available: {ring.available()}\n")
-        figures = {h: feed(h, paths, spec, args.workers, torch.device(args.device)) for h in HANDOVERS}
-    say(f"{'hand-over':<14}{'MB/view':>9}{'main ms/view':>14}{'latency ms':>12}{'decode s':>10}{'clips/s':>9}"
-        f"{'feed/decode':>13}")
+        device = torch.device(args.device)
+        figures = {h: feed(h, paths, spec, args.workers, device) for h in HANDOVERS}
+        repeats = 3 if args.quick else 10
+        ceiling = {h: feed(h, paths * repeats, spec, args.workers, device, instant=True) for h in HANDOVERS}
+    say(f"{'hand-over':<14}{'MB/view':>9}{'main ms/view':>14}{'normalise ms':>14}{'latency ms':>12}{'decode s':>10}"
+        f"{'clips/s':>9}{'feed/decode':>13}")
     for h, f in figures.items():
         say(f"{h:<14}{f['bytes_per_view'] / 1e6:>9.2f}{f['handover_ms_per_view']:>14.2f}"
+            f"{f['normalise_ms_per_view']:>14.2f}"
             f"{f['latency_ms_median']:>12.1f}{f['decode_s_median']:>10.3f}{f['clips_per_s']:>9.2f}"
             f"{f['feed_vs_decode']:>13.2f}")
-    now = figures["uint8 ring" if ring.available() else "uint8 pipe"]
+    say(f"\nthe feed's ceiling: workers that answer at once ({len(paths) * repeats} views)")
+    say(f"{'hand-over':<14}{'views/s':>9}{'main ms/view':>14}")
+    for h, f in ceiling.items():
+        say(f"{h:<14}{f['views_per_s']:>9.1f}{f['handover_ms_per_view']:>14.2f}")
+    kept = "uint8 ring" if ring.available() else "uint8 pipe"
+    now = {**figures[kept], "ceiling_views_per_s": ceiling[kept]["views_per_s"],
+           "ceiling_ms_per_view": ceiling[kept]["handover_ms_per_view"]}
     say(f"\naims: main process <= {AIM_MS} ms per view ({now['handover_ms_per_view']:.2f}), feed >= {AIM_FEED}x "
         f"the workers' decode rate ({now['feed_vs_decode']:.2f}); before: "
         f"{figures['float32 pipe']['handover_ms_per_view']:.2f} ms, {figures['float32 pipe']['feed_vs_decode']:.2f}x")
     if args.json:
         out = {**now, "cpu": cpu_description(), "workers": args.workers, "videos": count,
-               "size": f"{size[0]}x{size[1]}", "handovers": figures}
+               "size": f"{size[0]}x{size[1]}", "handovers": figures, "ceiling": ceiling}
         print(json.dumps(out))
 
 

@@ -98,7 +98,7 @@ def test_views_that_do_not_fit_a_block_come_through_the_pipe(
     videos: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More views than the block was made for (there: a checkpoint without a centre crop) travel pickled."""
-    monkeypatch.setattr(ring, "block_bytes", lambda spec: 1024)
+    monkeypatch.setattr(DecodeSpec, "frames_bytes", property(lambda spec: 1024))
     with DecodePool(1, 60) as pool:
         found = answers(pool, videos[:3], max_pending=1)
     assert all(item.block is None and item.prepared is not None for item in found.values())
@@ -123,3 +123,21 @@ def test_uint8_frames_normalised_on_the_device_score_as_float_pixels_do(tmp_path
     np.testing.assert_array_equal(batched, clf.scores(pixels))
     bf16 = load_model(folder, dtype="bfloat16")
     np.testing.assert_allclose(bf16.scores(torch.from_numpy(frames)), clf.scores(pixels), atol=0.05)
+
+
+@needs_ring
+def test_rounds_after_rounds_reuse_the_workers_and_grow_the_ring(videos: list[str]) -> None:
+    """train --full decodes each epoch as a round: the workers start once; a round whose views need bigger blocks
+    gets a new ring, and its frames are right."""
+    with DecodePool(1, 60, decode=worker.decode) as pool:
+        answers(pool, videos[:3], max_pending=2)
+        pids, first = [w.process.pid for w in pool._slots], pool._ring
+        answers(pool, videos[3:5], max_pending=2)  # the same sizes: the same ring
+        assert pool._ring is first
+        bigger = DecodeSpec(SPEC.num_frames, SPEC.preprocess, Views(clips=3, crops=3))
+        pool.submit(videos[:2], bigger, 2)
+        while (item := pool.get()) is not DONE:
+            assert item is not None and item.prepared is not None and item.block is not None
+            want = prepare_video(item.path, bigger.num_frames, bigger.preprocess, bigger.views).frames
+            np.testing.assert_array_equal(item.prepared.frames, want)
+        assert pool._ring is not first and [w.process.pid for w in pool._slots] == pids

@@ -74,12 +74,13 @@ class DecodePool:
     answers with an error. Use as a context manager: the workers start (and import torch) on entry.
     """
 
-    def __init__(self, workers: int, timeout_s: float) -> None:
+    def __init__(self, workers: int, timeout_s: float, decode: Callable[[str, Any], Any] | None = None) -> None:
         if workers < 1 or not timeout_s > 0:
             raise VivitError(f"need at least one worker and a positive timeout (got {workers}, {timeout_s})")
         self.workers, self.timeout_s = workers, timeout_s
-        # The body each worker runs, looked up now and sent to the workers by reference.
-        self._decode: Callable[[str, DecodeSpec], tuple[PreparedVideo | None, str | None]] = worker.decode
+        # The body each worker runs (path, spec) -> (PreparedVideo or None, error or None), looked up now and sent to
+        # the workers by reference: worker.decode unless another is given (train --full's training clips).
+        self._decode: Callable[[str, Any], tuple[PreparedVideo | None, str | None]] = decode or worker.decode
         self._ctx = processes.context()
         self._slots: list[_Worker] = []
         self._out: queue.Queue[Any] = queue.Queue()
@@ -101,15 +102,23 @@ class DecodePool:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         self.close(kill=exc_type is not None)
 
-    def submit(self, paths: Iterable[str], spec: DecodeSpec, max_pending: int) -> None:
-        """Decode `paths`, keeping at most `max_pending` files sent out or answered but not yet taken by get."""
-        assert self._tasks is None, "one submit per pool"
+    def submit(self, paths: Iterable[str], spec: DecodeSpec | Any, max_pending: int) -> None:
+        """Decode `paths`, keeping at most `max_pending` files sent out or answered but not yet taken by get. Again,
+        with the same workers, once get() has returned DONE: a round after another (train --full's epochs)."""
+        assert self._tasks is None, "one round at a time: submit again once get() has returned DONE"
         self._spec, self._max_pending = spec, max(max_pending, 1)
-        size = ring.block_bytes(spec)
-        if size and ring.available():
-            # the files out, those answered and waiting, and the one get() returned last: a block each
-            self._ring = ring.Ring(self._max_pending + 1, size)
-        self._tasks = enumerate(paths)
+        size = spec.frames_bytes  # None: not known before decoding
+        # the files out, those answered and waiting, and the one get() returned last: a block each
+        count = self._max_pending + 1
+        if self._ring is not None and (not size or self._ring.count < count or self._ring.size < size):
+            self._ring.close()  # every block is back: the last round ended
+            self._ring = None
+        if size and ring.available() and self._ring is None:
+            self._ring = ring.Ring(count, size)
+            for w in self._slots:
+                w.has_ring = False
+        self._exhausted = False
+        self._tasks = enumerate(paths)  # last: the manager thread starts the round when it sees it
 
     def get(self, timeout_s: float | None = None) -> Decoded | Literal[_End.DONE] | None:
         """The next answer in completion order; None if none came within timeout_s; DONE after the last one."""
@@ -156,9 +165,9 @@ class DecodePool:
                 self._slots.append(self._start_worker())
             while not self._stop.is_set():
                 self._dispatch()
-                if self._exhausted and not self._retry and not self._in_flight():
+                if self._tasks is not None and self._exhausted and not self._retry and not self._in_flight():
+                    self._tasks = None  # before DONE: the caller may submit the next round the moment it has it
                     self._out.put(DONE)
-                    return
                 self._poll()
         except BaseException as e:  # handed to the caller's thread, which raises it from get()
             self._out.put(e)

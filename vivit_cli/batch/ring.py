@@ -23,26 +23,18 @@ import numpy as np
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from vivit_cli.batch.worker import DecodeSpec
     from vivit_cli.video.views import PreparedVideo
 
 NAME = "vivit-frames"  # what /proc/PID/fd shows for the ring: memfd:vivit-frames
 FRAMES = np.uint8
-CHANNELS = 3  # RGB
 IN_PLACE = np.empty(0, FRAMES)  # the frames of a reply whose frames are in its block
+# Map every page at once: otherwise each block's first use pays a page fault per 4 KiB on both sides (about 1 ms a
+# ViViT-B view), and the ring is all used soon anyway.
+MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 def available() -> bool:
     return hasattr(os, "memfd_create") and hasattr(socket, "AF_UNIX")
-
-
-def block_bytes(spec: DecodeSpec) -> int | None:
-    """Bytes of one video's views under `spec`; None when they are not known before decoding (no centre crop: the
-    frames keep the video's shape)."""
-    p = spec.preprocess
-    if not p.do_center_crop:
-        return None
-    return spec.views.clips * spec.views.crops * spec.num_frames * p.crop_hw[0] * p.crop_hw[1] * CHANNELS
 
 
 class Ring:
@@ -53,7 +45,7 @@ class Ring:
         self.fd = os.memfd_create(NAME, os.MFD_CLOEXEC)
         try:
             os.ftruncate(self.fd, count * size)
-            self._map = mmap.mmap(self.fd, count * size)
+            self._map = mmap.mmap(self.fd, count * size, flags=MAP_FLAGS)
         except OSError:
             os.close(self.fd)
             raise
@@ -96,7 +88,7 @@ class Attached:
         with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as s:
             (fd,) = reduction.recvfds(s, 1)
         try:
-            self._map = mmap.mmap(fd, count * size)
+            self._map = mmap.mmap(fd, count * size, flags=MAP_FLAGS)
         finally:
             os.close(fd)
         self.size = size

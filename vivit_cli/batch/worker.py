@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from vivit_cli.video.views import PreparedVideo
 
 FFMPEG_QUIET = "-8"  # AV_LOG_QUIET
+CHANNELS = 3  # RGB
 READY = "ready"  # a pool worker's first message: imports done, the clock of its first file may start
 
 
@@ -34,6 +35,15 @@ class DecodeSpec:
     num_frames: int
     preprocess: PreprocessConfig
     views: Views
+
+    @property
+    def frames_bytes(self) -> int | None:
+        """Bytes of one video's uint8 views; None when not known before decoding (no centre crop: frames keep the
+        video's shape). The decode pool sizes its shared blocks by it."""
+        p = self.preprocess
+        if not p.do_center_crop:
+            return None
+        return self.views.clips * self.views.crops * self.num_frames * p.crop_hw[0] * p.crop_hw[1] * CHANNELS
 
 
 def one_line(message: str) -> str:
