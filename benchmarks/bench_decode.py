@@ -8,8 +8,8 @@ probing, seeking and checks, as a ratio. Then decoding near its own limit: each 
 (OpenCV's default, which is one per CPU up to 16 whatever cv2.setNumThreads says, or 1 or 2 through
 OPENCV_FFMPEG_THREADS) and PyAV's (1 thread; 2 with thread_type AUTO, FRAME or SLICE; seek to the keyframe before the
 clip, decode forward, RGB uint8), in one process (CPU seconds per clip) and as pools that fill every core (processes
-x threads = cores, and today's workers: one process per core, each with OpenCV's default threads): clips per second
-per core. Rounds alternate every reader and pool and repeat until no figure improves by more than 5%.
+x threads = cores; and a process per core with OpenCV's default threads, as decode workers ran before they set 1):
+clips per second per core. Rounds alternate every reader and pool and repeat until no figure improves by over 5%.
 The videos are H.264 made by the ffmpeg
 that imageio-ffmpeg bundles (libx264 defaults: medium preset, B-frames, a keyframe at most every 250
 frames), because that is what real videos are and a long GOP is the hard case for seeking: a seek decodes
@@ -58,8 +58,9 @@ READERS = {"ours_default": ("ours", None, ""), "ours_t1": ("ours", 1, ""), "ours
            "plain_default": ("plain", None, ""), "plain_t1": ("plain", 1, ""), "pyav_t1": ("pyav", 1, "SLICE"),
            "pyav_auto_t2": ("pyav", 2, "AUTO"), "pyav_frame_t2": ("pyav", 2, "FRAME"),
            "pyav_slice_t2": ("pyav", 2, "SLICE")}  # fmt: skip
-# Pools on every core: (read, threads, thread_type, processes); "today": a worker per core as settle() leaves it.
-POOLS = {"today": ("ours", None, "", CORES), "ours_t1": ("ours", 1, "", CORES), "ours_t2": ("ours", 2, "", HALF),
+# Pools on every core: (read, threads, thread_type, processes). ours_t1 is a decode worker per core as settle() leaves
+# it; ours_default is the same with OpenCV's default threads, as the workers ran before settle() set them.
+POOLS = {"ours_default": ("ours", None, "", CORES), "ours_t1": ("ours", 1, "", CORES), "ours_t2": ("ours", 2, "", HALF),
          "pyav_t1": ("pyav", 1, "SLICE", CORES), "pyav_frame_t2": ("pyav", 2, "FRAME", HALF)}  # fmt: skip
 
 
@@ -204,8 +205,8 @@ def time_resolutions(folder: Path, heights: list[int], seconds: int, repeats: in
                     wall[key] = min(wall[key], time.perf_counter() - t)
                 for key, (kind, threads, how, procs) in POOLS.items():
                     task = (kind, path, indices, threads, how, time.time() + 0.2, pool_seconds)
-                    rates, clips, seconds = zip(*pool.map(pool_task, [task] * procs, chunksize=1), strict=True)
-                    rate[key], pool_cpu[key] = max(rate[key], sum(rates)), max(pool_cpu[key], sum(clips) / sum(seconds))
+                    rates, clips, cpu_s = zip(*pool.map(pool_task, [task] * procs, chunksize=1), strict=True)
+                    rate[key], pool_cpu[key] = max(rate[key], sum(rates)), max(pool_cpu[key], sum(clips) / sum(cpu_s))
                 after = [*wall.values(), *cpu.values(), *rate.values(), *pool_cpu.values()]
                 gain = max((abs(b - a) / a for a, b in zip(before, after, strict=True) if 0 < a < math.inf), default=1)
                 if done >= min(MIN_ROUNDS, repeats) and gain <= STABLE:
@@ -213,8 +214,8 @@ def time_resolutions(folder: Path, heights: list[int], seconds: int, repeats: in
             readers = {k: {"wall_s": wall[k], "cpu_s": cpu[k], "threads": READERS[k][1] or DEFAULT_THREADS,
                            "clips_per_cpu_s": 1 / cpu[k]} for k in READERS}  # fmt: skip
             pools = {k: {"processes": POOLS[k][3], "threads": POOLS[k][1] or DEFAULT_THREADS, "clips_per_s": rate[k],
-                         "per_core": rate[k] / CORES, "vs_today": rate[k] / rate["today"],
-                         "clips_per_cpu_s": pool_cpu[k], "per_cpu_s_vs_today": pool_cpu[k] / pool_cpu["today"]}
+                         "per_core": rate[k] / CORES, "vs_default": rate[k] / rate["ours_default"],
+                         "clips_per_cpu_s": pool_cpu[k], "per_cpu_s_vs_default": pool_cpu[k] / pool_cpu["ours_default"]}
                      for k in POOLS}  # fmt: skip
             out[f"{height}p"] = {
                 "size": [width, height], "ours_s": readers["ours_default"]["wall_s"], "rounds": done,
@@ -310,10 +311,11 @@ def resolutions(args: argparse.Namespace) -> None:
         for key, f in r["readers"].items():
             print(f"  {key:<36}{f['threads']:>7}{f['wall_s'] * 1000:>9.1f}{f['cpu_s'] * 1000:>9.1f}"
                   f"{f['clips_per_cpu_s']:>10.2f}")
-        print(f"  pools on all {CORES} cores{'procs x threads':>32}  clips/s  per core  vs today  per CPU-s  vs today")
+        print(f"  pools on all {CORES} cores{'procs x threads':>32}  clips/s  per core  vs default  per CPU-s"
+              "  vs default")
         for key, f in r["pools"].items():
             print(f"  {key:<36}{f['processes']:>7} x {f['threads']:<6}{f['clips_per_s']:>7.2f}{f['per_core']:>10.2f}"
-                  f"{f['vs_today']:>9.2f}x{f['clips_per_cpu_s']:>10.2f}{f['per_cpu_s_vs_today']:>9.2f}x")
+                  f"{f['vs_default']:>11.2f}x{f['clips_per_cpu_s']:>10.2f}{f['per_cpu_s_vs_default']:>11.2f}x")
         print(f"  most clips per second per core: {r['best_pool']}; per CPU-second: {r['best_pool_per_cpu_s']}")
     write_json(args.json, {"cpu": machine(), "cores": CORES, "opencv_default_threads": DEFAULT_THREADS,
                            "threads_started": started, "seconds": args.seconds, "resolutions": results})

@@ -140,7 +140,7 @@ def test_bench_decode_resolutions_compares_threads_and_pools(tmp_path: Path) -> 
     assert r["size"] == [640, 360] and r["ratio"] > 0 and r["ours_s"] > 0 and r["plain_s"] > 0
     assert {"ours_default", "ours_t1", "plain_t1", "pyav_t1", "pyav_auto_t2", "pyav_frame_t2"} <= set(r["readers"])
     assert all(f["wall_s"] > 0 and f["clips_per_cpu_s"] > 0 for f in r["readers"].values())
-    assert {"today", "ours_t1", "ours_t2", "pyav_t1", "pyav_frame_t2"} == set(r["pools"])
+    assert {"ours_default", "ours_t1", "ours_t2", "pyav_t1", "pyav_frame_t2"} == set(r["pools"])
     assert all(f["clips_per_s"] > 0 and f["per_core"] > 0 for f in r["pools"].values())
-    assert r["pools"]["today"]["vs_today"] == 1 and r["best_pool"] in r["pools"]
+    assert r["pools"]["ours_default"]["vs_default"] == 1 and r["best_pool"] in r["pools"]
     assert "most clips per second per core" in done.stdout
