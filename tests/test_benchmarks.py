@@ -137,3 +137,23 @@ def test_bench_label_speed_small(tmp_path: Path) -> None:
     if figures["page"] is not None:
         timed += [figures["page"]["load"], figures["page"]["answer_to_next_on_screen"]]
     assert all(0 < t["median_s"] <= t["max_s"] for t in timed)
+
+
+def test_bench_decode_resolutions_compares_threads_and_pools(tmp_path: Path) -> None:
+    """bench_decode --resolutions on a short 360p video: ours against the plain read, every reader (OpenCV's and
+    PyAV's threads) and every pool that fills the cores, each figure there and the best pool named."""
+    out = tmp_path / "decode.json"
+    done = run("bench_decode.py", "--resolutions", "360", "--seconds", "3", "--repeats", "1", "--pool-seconds", "0.2",
+               "--json", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["cpu"] and figures["cores"] >= 1 and figures["opencv_default_threads"] >= 1
+    assert figures["threads_started"]["1"] in (0, None)
+    r = figures["resolutions"]["360p"]
+    assert r["size"] == [640, 360] and r["ratio"] > 0 and r["ours_s"] > 0 and r["plain_s"] > 0
+    assert {"ours_default", "ours_t1", "plain_t1", "pyav_t1", "pyav_auto_t2", "pyav_frame_t2"} <= set(r["readers"])
+    assert all(f["wall_s"] > 0 and f["clips_per_cpu_s"] > 0 for f in r["readers"].values())
+    assert {"ours_default", "ours_t1", "ours_t2", "pyav_t1", "pyav_frame_t2"} == set(r["pools"])
+    assert all(f["clips_per_s"] > 0 and f["per_core"] > 0 for f in r["pools"].values())
+    assert r["pools"]["ours_default"]["vs_default"] == 1 and r["best_pool"] in r["pools"]
+    assert "most clips per second per core" in done.stdout

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from tests import faults
 from tests.checkpoints import write_ours
-from tests.videos import write_video
+from tests.videos import h264_video, write_video
 from vivit_cli.batch import pool as pool_module
 from vivit_cli.batch.pool import DONE, DecodePool
 from vivit_cli.batch.processes import TEMP_PREFIX
@@ -284,3 +284,20 @@ def test_an_unexpected_exception_is_one_line_and_the_hint_to_debug(
     with pytest.raises(Exception) as raised:
         CliRunner().invoke(cli, [*args, "--debug"], catch_exceptions=False)
     assert error in (raised.value, raised.value.__cause__)  # with its traceback, not Click's "Aborted!"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenCV starts one FFmpeg thread per CPU: none to see on one")
+def test_a_decode_worker_decodes_on_one_thread(tmp_path: Path) -> None:
+    """A decode worker keeps to its core while it decodes H.264: cv2.setNumThreads(1) does not reach FFmpeg, whose
+    decoder OpenCV gives a thread per CPU unless OPENCV_FFMPEG_THREADS says otherwise."""
+    video = h264_video(write_video(tmp_path / "a.avi", 48, size=(64, 48), fourcc="MJPG"), tmp_path / "a.mp4")
+    code = (
+        "import os, sys; from vivit_cli.batch import worker; from vivit_cli.video.decode import iter_frames; "
+        "worker.settle(); before = len(os.listdir('/proc/self/task')); frames = iter_frames(sys.argv[1]); "
+        "[next(frames) for _ in range(8)]; print(len(os.listdir('/proc/self/task')) - before); frames.close()"
+    )
+    env = {k: v for k, v in subprocess_env().items() if k != "OPENCV_FFMPEG_THREADS"}
+    done = subprocess.run([sys.executable, "-c", code, str(video)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "0"  # threads the open capture added to the worker

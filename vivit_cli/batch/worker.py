@@ -64,6 +64,7 @@ def settle() -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)  # read when the first video opens
+    os.environ.setdefault("OPENCV_FFMPEG_THREADS", "1")  # FFmpeg's threads, else one per CPU: setNumThreads misses them
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
