@@ -139,7 +139,6 @@ def record(
     warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """training.json: what the model was made from and with, and how it did; the model card is written from it."""
-    ev = trained.evaluation
     return {
         "base_model": base[0],
         "base_revision": base[1],
@@ -157,13 +156,18 @@ def record(
             "l2_grid": list(L2_GRID),
             "validation": split.how,
         },
-        "validation": {
-            "accuracy": ev.top1,
-            "log_loss": trained.head.fit.val_loss,
-            "macro_f1": ev.macro.f1,
-            "per_label": {
-                m.label: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "support": m.support}
-                for m in ev.per_label
-            },  # fmt: skip
+        "validation": figures(trained.evaluation, trained.head.fit.val_loss),
+    }
+
+
+def figures(ev: Evaluation, loss: float) -> dict[str, Any]:
+    """training.json's validation figures."""
+    return {
+        "accuracy": ev.top1,
+        "log_loss": loss,
+        "macro_f1": ev.macro.f1,
+        "per_label": {
+            m.label: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "support": m.support}
+            for m in ev.per_label
         },
     }
