@@ -6,20 +6,44 @@ that a run, a resumed run and a distributed run see the same batches; never more
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from vivit_cli.batch.pool import DONE
+from vivit_cli.batch.pool import DONE, DecodePool
 
 if TYPE_CHECKING:
     import torch
 
-    from vivit_cli.batch.pool import DecodePool
     from vivit_cli.learn.clips import ClipSpec
 
 AHEAD_BATCHES = 2  # micro-batches decoded ahead of the one training, so that the next is ready when it is wanted
+
+
+class TrainingPool(DecodePool):
+    """The decode pool with learn.clips' body (training clips, and classify's views for validation), taking a round
+    of files after another: its workers start once for the whole run, not twice an epoch."""
+
+    def __init__(self, workers: int, timeout_s: float) -> None:
+        from vivit_cli.learn import clips
+
+        super().__init__(workers, timeout_s)
+        self._decode = clips.decode
+        self._rounds = 0
+
+    def submit(self, paths: Iterable[str], spec: Any, max_pending: int) -> None:
+        """As DecodePool.submit, again once the last round's files were all taken (get returned DONE)."""
+        if self._rounds:  # the manager thread ended with the last round: a new one goes on with the same workers
+            self._thread.join()
+            self._thread = threading.Thread(target=self._manage, name="vivit-decode-manager", daemon=True)
+            self._exhausted = False
+            super().submit(paths, spec, max_pending)
+            self._thread.start()
+        else:
+            super().submit(paths, spec, max_pending)
+        self._rounds += 1
 
 
 @dataclass(frozen=True)
