@@ -78,7 +78,7 @@ def main() -> None:
               f"{args.batch_size}; {workers} decode worker(s); torch threads {torch.get_num_threads()}\n")
 
         prepared = [prepare_video(p, cfg.num_frames, classifier.preprocess, views) for p in paths]
-        x = torch.cat([p.pixel_values for p in prepared])  # (N, T, C, S, S)
+        x = torch.cat([torch.from_numpy(p.frames) for p in prepared])  # (N, T, S, S, C) uint8, as the workers hand over
         classifier.scores(x[: args.batch_size])  # warm-up: first-call allocations
 
         def model_only() -> None:

@@ -104,8 +104,8 @@ def main() -> None:
         decode_s = best_time(lambda: prepare_video(videos / "v000.mp4", cfg.num_frames, classifier.preprocess,
                                                    Views()), repeats=3)
         torch.set_num_threads(threads)
-        classifier.scores(clip.pixel_values)  # warm-up: first-call allocations
-        model_s = best_time(lambda: classifier.scores(clip.pixel_values), repeats=2)
+        classifier.scores(clip.frames)  # warm-up: first-call allocations
+        model_s = best_time(lambda: classifier.scores(clip.frames), repeats=2)
 
     print(f"\n{'videos':>6}  {'':<22}{'seconds':>9}{'clips/s':>9}")
     for n, local_s, ray_s, agree in runs:

@@ -13,8 +13,10 @@ Steps, in one run, on ViViT-B with random weights (--quick: a two-layer 32 px mo
                dtype (and of bf16's) measured in this run with a large matrix product
   compile      torch.compile of the model in bf16: compile time apart, then clips/s against eager
   vivit batch  the whole command on 64 generated 720p H.264 videos with 4, 8 and (cores - 1) decode workers:
-               videos/s, and the share of the loop's wall time the model computes on the same number of clips
-               (near 1: the model bounds the run; well below: decoding does)
+               videos/s; the model's clips/s alone (uint8 frames in, as the workers hand them over); the feed's
+               clips/s alone (the decode pool into batches on the GPU, no model: bench_feed.py); the share of the
+               loop's wall time the GPU computes (near 1: the model bounds the run; well below: decoding does);
+               and one line naming the bottleneck
 
 Every figure goes to the JSON file (--out) besides the printed tables. A step that fails is reported and the
 others still run; the exit code is then 1. Steps that would start after --budget-s seconds are skipped and
@@ -41,6 +43,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_feed  # noqa: E402
 from common import (  # noqa: E402
     best_time,
     cpu_description,
@@ -52,6 +55,10 @@ from common import (  # noqa: E402
 )
 
 from vivit_cli import load_model  # noqa: E402
+from vivit_cli.batch import ring  # noqa: E402
+from vivit_cli.batch.worker import DecodeSpec  # noqa: E402
+from vivit_cli.checkpoint import read_preprocess  # noqa: E402
+from vivit_cli.video.sampling import Views  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 CLI_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -367,7 +374,10 @@ SUMMARY = re.compile(r"(\d+) ok, (\d+) failed.*?; (\d+) videos in ([\d.]+) s")
 def scores_seconds(folder: Path, device: torch.device, dtype: str, clips: int, batch: int) -> float:
     """Seconds Classifier.scores takes over `clips` random clips, `batch` at a time: the model's share of a run."""
     clf = load_model(folder, device=device, dtype=CLI_DTYPES[dtype])
-    x = random_clips(clf, clips, seed=4)  # on the CPU, as decoded clips are: the copy to the device is timed
+    h, w = clf.config.image_hw
+    gen = torch.Generator().manual_seed(4)
+    # uint8 frames on the CPU, as the decode workers hand them over: the copy and the normalising are timed
+    x = torch.randint(0, 256, (clips, clf.config.num_frames, h, w, 3), dtype=torch.uint8, generator=gen)
     sync = _sync(device)
 
     def model_only() -> None:
@@ -384,8 +394,11 @@ def batch_command(folder: Path, root: Path, device: torch.device, s: Settings) -
     videos, codec = make_video_folder(root / "videos", s.videos, s.video_size, 30, s.video_seconds)
     model_s = scores_seconds(folder, device, dtype, s.videos, s.cli_batch)
     _free(device)
+    paths = sorted(str(p) for p in videos.iterdir())
+    spec = DecodeSpec(load_model(folder, device="cpu").config.num_frames, read_preprocess(folder), Views())
     runs = []
     for workers in s.workers:
+        fed = bench_feed.feed("uint8 ring" if ring.available() else "uint8 pipe", paths, spec, workers, device)
         out = root / f"rows-{workers}.jsonl"
         cmd = [
             sys.executable,
@@ -426,6 +439,9 @@ def batch_command(folder: Path, root: Path, device: torch.device, s: Settings) -
                 "videos_per_s_wall": s.videos / wall_s,
                 "model_share_of_loop": model_s / loop_s if loop_s else None,
                 "start_up_s": wall_s - loop_s if loop_s else None,
+                "feed_clips_per_s": fed["clips_per_s"],
+                "feed_vs_decode": fed["feed_vs_decode"],
+                "feed_main_ms_per_view": fed["handover_ms_per_view"],
             }
         )
     print(
@@ -433,16 +449,26 @@ def batch_command(folder: Path, root: Path, device: torch.device, s: Settings) -
         f"at 30 fps, 1 clip each; {dtype}, batch size {s.cli_batch}; the model alone on {s.videos} clips: "
         f"{model_s:.2f} s ({s.videos / model_s:.1f} clips/s)"
     )
-    print(f"{'workers':>8}{'wall s':>9}{'loop s':>9}{'videos/s':>10}{'model share':>13}  bound by")
+    print(f"{'workers':>8}{'wall s':>9}{'loop s':>9}{'videos/s':>10}{'feed clips/s':>14}{'GPU busy':>10}  bound by")
     for r in runs:
         share = r["model_share_of_loop"]
         bound = "?" if share is None else ("the model" if share >= 0.8 else "decoding" if share < 0.5 else "both")
         loop = f"{r['loop_s']:.2f}" if r["loop_s"] else "?"
         print(
             f"{r['workers']:>8}{r['wall_s']:>9.2f}{loop:>9}{(r['videos_per_s_loop'] or 0):>10.2f}"
-            f"{(share or 0):>12.0%}  {bound}"
+            f"{r['feed_clips_per_s']:>14.1f}{(share or 0):>9.0%}  {bound}"
         )
-    print("  (loop: the command's own summary, model load and worker start excluded; wall: the whole process)")
+    print("  (loop: the command's own summary, model load and worker start excluded; wall: the whole process;")
+    print("   feed: the decode pool into batches on the device with no model, bench_feed.py; GPU busy: the model")
+    print("   alone on as many clips over the loop's time)")
+    best = max(runs, key=lambda r: r["feed_clips_per_s"])
+    model_rate = s.videos / model_s
+    fed, most = best["feed_clips_per_s"], best["workers"]
+    bottleneck = (
+        f"decoding: {most} workers feed {fed:.1f} clips/s, the model takes {model_rate:.1f}" if fed < model_rate
+        else f"the model: {model_rate:.1f} clips/s, the feed gives {fed:.1f} with {most} workers"
+    )
+    print(f"bottleneck: {bottleneck}")
     return {
         "videos": s.videos,
         "size": s.video_size,
@@ -450,6 +476,8 @@ def batch_command(folder: Path, root: Path, device: torch.device, s: Settings) -
         "dtype": dtype,
         "batch_size": s.cli_batch,
         "model_only_s": model_s,
+        "model_clips_per_s": s.videos / model_s,
+        "bottleneck": bottleneck,
         "runs": runs,
     }
 

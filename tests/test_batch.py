@@ -327,15 +327,34 @@ def test_a_hung_and_a_crashed_decoder_cost_one_row_each(
 # Interrupted runs and --resume
 
 
-def start(args: list[str], hang_on: str) -> subprocess.Popen:
+def start(args: list[str], hang_on: str, mark: str = "") -> subprocess.Popen:
+    """`vivit batch` in a subprocess, its decoder stuck on `hang_on`; `mark` in its and its workers' environment."""
     path = os.pathsep.join(p for p in (faults.ROOT, os.environ.get("PYTHONPATH")) if p)
     return subprocess.Popen(
         [*faults.cli_with_faults(hang_on=hang_on), "batch", *args],
-        env={**os.environ, "PYTHONPATH": path},
+        env={**os.environ, "PYTHONPATH": path, "VIVIT_TEST_RUN": mark},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_gone(mark: str) -> None:
+    """Wait until no process has `mark` as its VIVIT_TEST_RUN."""
+    needle = f"VIVIT_TEST_RUN={mark}\0".encode()
+    deadline = time.monotonic() + KILL_WAIT_S
+    while True:
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                left += [pid] if needle in Path(f"/proc/{pid}/environ").read_bytes() else []
+            except OSError:  # gone meanwhile, or not ours to read
+                pass
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"processes of the killed run are still there: {left}")
+        time.sleep(0.1)
 
 
 def wait_for_rows(out: Path, fmt: str, count: int, process: subprocess.Popen) -> None:
@@ -356,11 +375,16 @@ def test_a_killed_run_resumes_to_every_row_once(
     folder: Path, checkpoint: Path, tmp_path: Path, sig: int, fmt: str
 ) -> None:
     out = tmp_path / f"preds.{fmt}"
+    shm, mark = sorted(os.listdir("/dev/shm")), str(tmp_path)
     # One worker stuck on c.avi: a.avi and b.mp4 are done, and the run is killed while it waits.
-    process = start([str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "-j", "1"], hang_on="c.avi")
+    args = [str(folder), "-r", "--model", str(checkpoint), "--out", str(out), "-j", "1"]
+    process = start(args, hang_on="c.avi", mark=mark)
     wait_for_rows(out, fmt, 2, process)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
+    # Its workers go with it, and the ring of shared memory with them: no process is left, nothing named stays.
+    wait_gone(mark)
+    assert sorted(os.listdir("/dev/shm")) == shm
     assert process.returncode == {signal.SIGKILL: -signal.SIGKILL, signal.SIGINT: 130, signal.SIGTERM: 143}[sig], stderr
     if sig != signal.SIGKILL:  # stopped as Ctrl-C stops it: the summary says how to finish, and says it once
         assert "Interrupted: 2 ok" in stderr and "--resume" in stderr

@@ -41,10 +41,23 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     runs = figures["batch_command"]["runs"]
     assert [r["workers"] for r in runs] == [1, 2]
     assert all(r["videos_per_s_wall"] > 0 and r["model_share_of_loop"] is not None for r in runs)
+    assert all(r["feed_clips_per_s"] > 0 and r["feed_vs_decode"] > 0 for r in runs)
+    assert figures["batch_command"]["bottleneck"].split(":")[0] in ("decoding", "the model")
+    assert "bottleneck: " in done.stdout
     assert "vivit batch" in done.stdout and "correctness" in done.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_bench_feed_quick_compares_the_three_hand_overs(tmp_path: Path) -> None:
+    done = run("bench_feed.py", "--quick", "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(done.stdout)
+    assert figures["bytes_per_view"] == 8 * 56 * 56 * 3  # uint8: a quarter of float32's
+    assert figures["handovers"]["float32 pipe"]["bytes_per_view"] == 4 * figures["bytes_per_view"]
+    assert figures["handover_ms_per_view"] > 0 and figures["feed_vs_decode"] > 0
+    assert "feed/decode" in done.stderr
+
+
 def test_gpu_check_without_cuda_says_so_and_exits_0(tmp_path: Path) -> None:
     done = run("gpu_check.py", "--out", str(tmp_path / "none.json"))
     assert done.returncode == 0

@@ -48,7 +48,8 @@ def cls_embedding(checkpoint: Path, path: Path, views: Views) -> np.ndarray:
     classifier = load_model(checkpoint, dtype="float32")
     prepared = prepare_video(path, classifier.config.num_frames, classifier.preprocess, views)
     with torch.inference_mode():
-        hidden = classifier.model.vivit(prepared.pixel_values).last_hidden_state  # (V, N, D)
+        x = classifier.preprocess.normalise(torch.from_numpy(prepared.frames))  # (V, T, C, S, S)
+        hidden = classifier.model.vivit(x).last_hidden_state  # (V, N, D)
     return hidden[:, 0].mean(dim=0).numpy()  # (D,)
 
 

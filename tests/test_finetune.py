@@ -16,6 +16,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from tests import faults
 from tests.checkpoints import hf, write_ours
 from tests.videos import write_video
 from vivit_cli.cli import cli
@@ -124,6 +125,32 @@ def test_the_fine_tuned_folder_loads_in_transformers_with_equal_logits(motion: t
     x = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         torch.testing.assert_close(theirs(x).logits, ours(x).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_clips_that_come_before_their_turn_keep_their_own_frames(tmp_path: Path) -> None:
+    """The workers finish out of order (the plan's first video answers late): the clips taken before their turn are
+    kept while the pool reuses their shared blocks, and each micro-batch holds its own video's clip, in the plan's
+    order."""
+    from vivit_cli.batch.pool import DecodePool
+    from vivit_cli.learn.clips import ClipSpec, decode_clip
+    from vivit_cli.learn.feed import Feed, Plan
+
+    seed, count = 5, 12  # more videos than the ring has blocks (a few batches ahead)
+    plan = Plan(count, batch=1)
+    order = [i for step in plan.steps(seed, 0) for micro in step for i in micro]
+    directions = list(DIRECTIONS)
+    paths = [
+        str(write_video(tmp_path / f"{'late-' if i == order[0] else ''}{i}.avi", FRAMES, (SIZE, SIZE),
+                        frame_fn=moving(directions[i % 4], i)))
+        for i in range(count)
+    ]  # fmt: skip
+    spec = ClipSpec(4, 2, (16, 16), seed, 0, False)
+    with DecodePool(2, 60, decode=faults.late("late-", 1.0)) as pool:
+        feed = Feed(pool, [(path, i) for i, path in enumerate(paths)], plan, lambda epoch: spec, seed)
+        micros = list(feed.epoch(0))
+    assert [m.labels.tolist() for m in micros] == [[i] for i in order] and not feed.failed
+    for m in micros:
+        np.testing.assert_array_equal(m.frames[0].numpy(), decode_clip(paths[m.labels.item()], spec).frames)
 
 
 SMALL_RUN = ("--epochs", "2", "--lr", "1e-3", "-b", "2", "--clips", "1")

@@ -234,9 +234,12 @@ def test_a_run_killed_with_sigkill_leaves_its_folder_to_the_next_run(
         [
             "import os, signal, sys",
             "from vivit_cli.batch.pool import DecodePool",
+            "from vivit_cli.batch.worker import DecodeSpec",
+            "from vivit_cli.video.preprocess import PreprocessConfig",
+            "from vivit_cli.video.sampling import Views",
             "if __name__ == '__main__':",
             "    with DecodePool(1, 60) as pool:",
-            "        pool.submit([], None, 1)",
+            "        pool.submit([], DecodeSpec(8, PreprocessConfig(), Views()), 1)",
             "        pool.get()",  # DONE once the worker has started, through the server
             "        if sys.argv[1] == 'kill':",
             "            os.kill(os.getpid(), signal.SIGKILL)",

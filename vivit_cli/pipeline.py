@@ -65,12 +65,13 @@ class Classifier:
         return ModelInfo(self.source.model_id, self.source.revision, str(self.device), self.dtype_name)
 
     def forward(self, pixel_values: torch.Tensor, output: Output = "probs") -> np.ndarray:
-        """(B, T, C, S, S) -> probabilities (B, num_labels) or features (B, hidden_size), float32 numpy."""
+        """Frames (B, T, S, S, C) uint8, normalised on the device, or pixel values (B, T, C, S, S) float -> class
+        probabilities (B, num_labels) or features (B, hidden_size), float32 numpy."""
         if output == "probs" and not (isinstance(self.model, VivitForVideoClassification) and self.config.num_labels):
             raise VivitError(f"{self.source.model_id} has no classification head (it is a bare VivitModel)")
         try:
             with torch.inference_mode():
-                x = self._to_device(pixel_values)  # (B, T, C, S, S)
+                x = self._to_device(torch.as_tensor(pixel_values))  # (B, T, C, S, S)
                 if output == "features":
                     backbone = self.model.vivit if isinstance(self.model, VivitForVideoClassification) else self.model
                     out = backbone(x, cls_only=True).last_hidden_state[:, 0].float()  # (B, D)
@@ -94,10 +95,9 @@ class Classifier:
         return str(self.dtype).removeprefix("torch.")
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs onto the model's device: on a GPU from pinned memory, without waiting, cast there."""
-        if self.device.type != "cuda":
-            return x.to(self.device, self.dtype)
-        return x.pin_memory().to(self.device, non_blocking=True).to(self.dtype)
+        """Inputs onto the model's device, normalised there in float32: the one rounding to the model's dtype last,
+        as a float32 input would be."""
+        return to_device(x, self.preprocess, self.device).to(self.dtype)
 
     def scores(self, pixel_values: torch.Tensor) -> np.ndarray:
         """(B, T, C, S, S) -> class probabilities (B, num_labels), float32 numpy."""
@@ -133,9 +133,18 @@ class Classifier:
     ) -> VideoResult:
         """classify() for a video already decoded and preprocessed (by a decode worker): its views `batch_size` at a
         time (default: all in one batch); `on_batch(views)` after each forward pass."""
-        views = len(prepared.pixel_values)
-        (probs,) = score_videos(self, [prepared.pixel_values], min(batch_size or views, views), on_batch=on_batch)
+        views = len(prepared.frames)
+        (probs,) = score_videos(self, [prepared.frames], min(batch_size or views, views), on_batch=on_batch)
         return self.result(prepared, probs, k)
+
+
+def to_device(x: torch.Tensor, preprocess: PreprocessConfig, device: torch.device) -> torch.Tensor:
+    """Frames (..., T, S, S, C) uint8 or pixel values (..., T, C, S, S) onto `device` (on a GPU from pinned memory,
+    without waiting); uint8 frames are normalised there, into float32 (..., T, C, S, S)."""
+    if device.type == "cuda":
+        x = (x if x.is_pinned() else x.pin_memory()).to(device, non_blocking=True)
+    x = x.to(device)
+    return preprocess.normalise(x) if x.dtype == torch.uint8 else x
 
 
 @dataclass(eq=False)
@@ -143,21 +152,22 @@ class _Entry:
     """A video whose views are going through the model, possibly over several batches."""
 
     key: Hashable
-    views: torch.Tensor | np.ndarray  # (V, T, C, S, S)
-    taken: int = 0  # views sent to the model so far
-    scores: list[np.ndarray] = field(default_factory=list)
+    views: int  # how many it has
+    scores: list[np.ndarray] = field(default_factory=list)  # those scored so far, in order
 
     @property
-    def left(self) -> int:
-        return len(self.views) - self.taken
+    def done(self) -> bool:
+        return sum(len(s) for s in self.scores) == self.views
 
 
 class ViewBatcher:
     """Videos' views in, `batch_size` views per forward pass, each video's scores (V, ...) out once all are done.
 
-    Views of several videos share a batch, and a video's views may span batches; only views of one shape go
-    together (without a centre crop, frame sizes differ between videos). Videos complete in the order added.
-    `on_batch(views)` hears of each forward pass as it ends: a progress bar's callback.
+    `add` copies a video's views into the next batch at once (on a GPU, pinned memory), so the caller may reuse
+    their memory as soon as it returns: a decode pool's shared block. Views of several videos share a batch, and
+    a video's views may span batches; only views of one shape and dtype go together (without a centre crop, frame
+    sizes differ between videos). Videos complete in the order added. `on_batch(views)` hears of each forward
+    pass as it ends: a progress bar's callback.
     """
 
     def __init__(
@@ -170,55 +180,63 @@ class ViewBatcher:
         if batch_size < 1:
             raise VivitError(f"batch_size must be at least 1, got {batch_size}")
         self.classifier, self.batch_size, self.output, self.on_batch = classifier, batch_size, output, on_batch
-        self._queue: deque[_Entry] = deque()
+        self._queue: deque[_Entry] = deque()  # added and not yet complete, in order
+        self._batch: torch.Tensor | None = None  # (batch_size, ...) the next batch, filled from the front
+        self._owners: list[tuple[_Entry, int]] = []  # whose views the batch holds, and how many, in order
 
     @property
     def pending(self) -> int:
         """Views added and not yet through the model."""
-        return sum(e.left for e in self._queue)
+        return sum(n for _, n in self._owners)
 
     def add(self, key: Hashable, views: torch.Tensor | np.ndarray) -> list[tuple[Hashable, np.ndarray]]:
-        """Queue a video's views (V, T, C, S, S); run every full batch; return the videos that completed."""
-        self._queue.append(_Entry(key, views))
-        done = []
-        while self.pending >= self.batch_size:
-            done += self.step()
+        """Copy a video's views (V, ...) into the batch, running it each time it fills; the videos that completed."""
+        entry = _Entry(key, len(views))
+        self._queue.append(entry)
+        x = torch.as_tensor(views)  # (V, ...) no copy
+        done, taken = [], 0
+        while taken < len(x):
+            batch = self._batch
+            if batch is None or batch.shape[1:] != x.shape[1:] or batch.dtype != x.dtype:
+                done += self.step()  # what the batch holds goes first: results keep their order
+                self._batch = batch = self._new_batch(x)
+            filled = self.pending
+            n = min(self.batch_size - filled, len(x) - taken)
+            batch[filled : filled + n].copy_(x[taken : taken + n])
+            self._owners.append((entry, n))
+            taken += n
+            if filled + n == self.batch_size:
+                done += self.step()
         return done
 
+    def _new_batch(self, x: torch.Tensor) -> torch.Tensor:
+        # pinned, so that the copy to the GPU need not wait
+        pinned = self.classifier.device.type == "cuda" and torch.cuda.is_available()
+        return torch.empty((self.batch_size, *x.shape[1:]), dtype=x.dtype, pin_memory=pinned)  # (B, ...)
+
     def step(self) -> list[tuple[Hashable, np.ndarray]]:
-        """One forward pass over up to batch_size views from the front of the queue; the videos it completed."""
-        if not self._queue:
-            return []
-        shape = tuple(self._queue[0].views.shape[1:])
-        parts: list[tuple[_Entry, int, int]] = []
-        taken = 0
-        for entry in self._queue:
-            if taken == self.batch_size or tuple(entry.views.shape[1:]) != shape:
-                break
-            n = min(self.batch_size - taken, entry.left)
-            parts.append((entry, entry.taken, entry.taken + n))
-            entry.taken += n
-            taken += n
-        x = torch.cat([torch.as_tensor(e.views[a:b]) for e, a, b in parts])  # (B, T, C, S, S)
-        out = self.classifier.forward(x, self.output)  # (B, L) or (B, D)
-        if self.on_batch:
-            self.on_batch(len(x))
-        offset = 0
-        for entry, a, b in parts:
-            entry.scores.append(out[offset : offset + b - a])
-            offset += b - a
+        """One forward pass over the views the batch holds, whatever its fill; the videos it completed."""
+        views = self.pending
+        if views:
+            assert self._batch is not None
+            # forward waits for the device (its output comes back to the CPU), so the batch may be refilled after
+            out = self.classifier.forward(self._batch[:views], self.output)  # (B, L) or (B, D)
+            if self.on_batch:
+                self.on_batch(views)
+            offset = 0
+            for entry, n in self._owners:
+                entry.scores.append(out[offset : offset + n])
+                offset += n
+            self._owners = []
         done = []
-        while self._queue and self._queue[0].left == 0:  # views are taken front first: the done ones lead
+        while self._queue and self._queue[0].done:  # views are scored front first: the done ones lead
             entry = self._queue.popleft()
             done.append((entry.key, np.concatenate(entry.scores)))  # (V, ...)
         return done
 
     def drain(self) -> list[tuple[Hashable, np.ndarray]]:
         """Run what is queued, whatever the batch's fill; every video's scores."""
-        done = []
-        while self._queue:
-            done += self.step()
-        return done
+        return self.step()
 
 
 def score_videos(
@@ -228,7 +246,8 @@ def score_videos(
     output: Output = "probs",
     on_batch: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
-    """Each video's views (V, T, C, S, S) -> its scores (V, L) or features (V, D), batch_size views per pass;
+    """Each video's views, frames (V, T, S, S, C) uint8 or pixel values (V, T, C, S, S) -> its scores (V, L) or
+    features (V, D), batch_size views per pass;
     `on_batch(views)` after each pass."""
     batcher = ViewBatcher(classifier, batch_size, output, on_batch)
     found: dict[Hashable, np.ndarray] = {}

@@ -117,7 +117,7 @@ class ModelWorker:
                 records[i] = self.kind.error(str(path), str(error), self.info)
             else:
                 decoded.append((i, pickle.loads(blob)))
-        scores = score_videos(self.classifier, [p.pixel_values for _, p in decoded], self.batch_size, self.kind.output)
+        scores = score_videos(self.classifier, [p.frames for _, p in decoded], self.batch_size, self.kind.output)
         for (i, prepared), view_scores in zip(decoded, scores, strict=True):
             # The model string as the driver resolved it, not as the worker opened it: rows match a local run's.
             records[i] = {**self.kind.record(self.classifier, prepared, view_scores), **model_fields(self.info)}

@@ -65,7 +65,7 @@ def score_files(
         elif item.prepared is None:
             yield Scored(item.path, error=one_line(item.error or "unknown error"))
         else:
-            yield from done(batcher.add(item.prepared, item.prepared.pixel_values))
+            yield from done(batcher.add(item.prepared, item.prepared.frames))
     yield from done(batcher.drain())
 
 

@@ -11,12 +11,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Literal
 
-from vivit_cli.batch import processes, worker
+from vivit_cli.batch import processes, ring, worker
 from vivit_cli.batch.worker import DecodeSpec
 from vivit_cli.errors import VivitError
 
@@ -42,19 +42,25 @@ DONE = _End.DONE  # what DecodePool.get returns once every submitted file has it
 
 @dataclass(frozen=True)
 class Decoded:
-    """A worker's answer for one file: the prepared video (pixel_values as numpy), or why there is none."""
+    """A worker's answer for one file: the prepared video, or why there is none. Its frames may be in the pool's
+    shared ring: read them (ViewBatcher.add copies them) before the next get(), which gives their block back."""
 
     path: str
     prepared: PreparedVideo | None
     error: str | None = None
+    decode_s: float = 0.0  # the worker's time on it
+    handed_s: float = 0.0  # when the worker handed it over (time.monotonic, the same clock in every process)
+    block: int | None = None  # the ring's block that holds its frames
 
 
 @dataclass(eq=False)
 class _Worker:
     process: Any  # multiprocessing's BaseProcess
     conn: Connection
-    tasks: deque[tuple[int, str]] = field(default_factory=deque)  # sent, not answered; the head is in work
+    tasks: deque[tuple[int, str, int | None]] = field(default_factory=deque)  # (index, path, block) sent, not
+    # answered; the head is in work
     ready: bool = False
+    has_ring: bool = False
     started_s: float = 0.0  # monotonic time the head task started (when it was sent, or the last answer came)
     dead: bool = False
     server: int | None = None  # the forkserver it was started through
@@ -68,12 +74,13 @@ class DecodePool:
     answers with an error. Use as a context manager: the workers start (and import torch) on entry.
     """
 
-    def __init__(self, workers: int, timeout_s: float) -> None:
+    def __init__(self, workers: int, timeout_s: float, decode: Callable[[str, Any], Any] | None = None) -> None:
         if workers < 1 or not timeout_s > 0:
             raise VivitError(f"need at least one worker and a positive timeout (got {workers}, {timeout_s})")
         self.workers, self.timeout_s = workers, timeout_s
-        # The body each worker runs, looked up now and sent to the workers by reference.
-        self._decode: Callable[[str, DecodeSpec], tuple[PreparedVideo | None, str | None]] = worker.decode
+        # The body each worker runs (path, spec) -> (PreparedVideo or None, error or None), looked up now and sent to
+        # the workers by reference: worker.decode unless another is given (train --full's training clips).
+        self._decode: Callable[[str, Any], tuple[PreparedVideo | None, str | None]] = decode or worker.decode
         self._ctx = processes.context()
         self._slots: list[_Worker] = []
         self._out: queue.Queue[Any] = queue.Queue()
@@ -82,9 +89,11 @@ class DecodePool:
         self._tasks: Iterator[tuple[int, str]] | None = None
         self._spec: DecodeSpec | None = None
         self._max_pending = 0
-        self._retry: deque[tuple[int, str]] = deque()  # sent to a worker that died before starting them
+        self._retry: deque[Any] = deque()  # sent to a worker that died before starting them
         self._exhausted = False
         self._restarts = 0  # forkservers started since the last answer
+        self._ring: ring.Ring | None = None
+        self._lent: int | None = None  # the block of the answer get() returned last
 
     def __enter__(self) -> DecodePool:
         self._thread.start()  # the thread starts the workers: the caller goes on to load the model meanwhile
@@ -93,13 +102,29 @@ class DecodePool:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         self.close(kill=exc_type is not None)
 
-    def submit(self, paths: Iterable[str], spec: DecodeSpec, max_pending: int) -> None:
-        """Decode `paths`, keeping at most `max_pending` files sent out or answered but not yet taken by get."""
+    def submit(self, paths: Iterable[str], spec: DecodeSpec | Any, max_pending: int) -> None:
+        """Decode `paths`, keeping at most `max_pending` files sent out or answered but not yet taken by get. Again,
+        with the same workers, once get() has returned DONE: a round after another (train --full's epochs)."""
+        assert self._tasks is None, "one round at a time: submit again once get() has returned DONE"
         self._spec, self._max_pending = spec, max(max_pending, 1)
-        self._tasks = enumerate(paths)
+        size = spec.frames_bytes  # None: not known before decoding
+        # the files out, those answered and waiting, and the one get() returned last: a block each
+        count = self._max_pending + 1
+        if self._ring is not None and (not size or self._ring.count < count or self._ring.size < size):
+            self._ring.close()  # every block is back: the last round ended
+            self._ring = None
+        if size and ring.available() and self._ring is None:
+            self._ring = ring.Ring(count, size)
+            for w in self._slots:
+                w.has_ring = False
+        self._exhausted = False
+        self._tasks = enumerate(paths)  # last: the manager thread starts the round when it sees it
 
     def get(self, timeout_s: float | None = None) -> Decoded | Literal[_End.DONE] | None:
         """The next answer in completion order; None if none came within timeout_s; DONE after the last one."""
+        if self._lent is not None and self._ring is not None:
+            self._ring.give_back(self._lent)
+            self._lent = None
         deadline = time.monotonic() + (math.inf if timeout_s is None else timeout_s)
         while True:
             # In slices: a wait with no end is not woken by a Ctrl-C that another thread of the process received.
@@ -111,6 +136,8 @@ class DecodePool:
                     return None
         if isinstance(item, BaseException):
             raise item
+        if isinstance(item, Decoded):
+            self._lent = item.block
         return item
 
     def close(self, kill: bool = False) -> None:
@@ -124,8 +151,11 @@ class DecodePool:
                     w.conn.send(None)
         deadline = time.monotonic() + (0.0 if kill else EXIT_GRACE_S)
         for w in self._slots:
-            _stop_process(w, max(0.0, deadline - time.monotonic()))
+            processes.stop(w.process, w.conn, max(0.0, deadline - time.monotonic()))
         self._slots = []
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
 
     # Everything below runs in the manager thread.
 
@@ -135,9 +165,9 @@ class DecodePool:
                 self._slots.append(self._start_worker())
             while not self._stop.is_set():
                 self._dispatch()
-                if self._exhausted and not self._retry and not self._in_flight():
+                if self._tasks is not None and self._exhausted and not self._retry and not self._in_flight():
+                    self._tasks = None  # before DONE: the caller may submit the next round the moment it has it
                     self._out.put(DONE)
-                    return
                 self._poll()
         except BaseException as e:  # handed to the caller's thread, which raises it from get()
             self._out.put(e)
@@ -151,21 +181,33 @@ class DecodePool:
             free = [w for w in self._slots if w.ready and not w.dead and len(w.tasks) < WORKER_DEPTH]
             if not free:
                 return
+            block = self._ring.take() if self._ring else None
+            if self._ring and block is None:  # cannot be, with a block per pending file; waits for get() if it were
+                return
             task = self._retry.popleft() if self._retry else next(self._tasks, None)
             if task is None:
                 self._exhausted = True
+                self._give_back(block)
                 return
             w = min(free, key=lambda w: len(w.tasks))
             if not w.tasks:
                 w.started_s = time.monotonic()
-            w.tasks.append(task)
+            w.tasks.append((*task, block))
             try:
-                w.conn.send((task[0], task[1], self._spec))
+                if self._ring and not w.has_ring:
+                    self._ring.send(w.conn)
+                    w.has_ring = True
+                w.conn.send((*task, self._spec, block))
             except OSError:  # it died idle: the file never reached it, so it goes to another worker
                 w.tasks.pop()
+                self._give_back(block)
                 self._retry.appendleft(task)
                 w.dead = True
                 return
+
+    def _give_back(self, block: int | None) -> None:
+        if block is not None and self._ring is not None:
+            self._ring.give_back(block)
 
     def _poll(self) -> None:
         now = time.monotonic()
@@ -188,11 +230,17 @@ class DecodePool:
                 if message == worker.READY:
                     w.ready, w.started_s = True, time.monotonic()
                     continue
-                index, prepared, error = message
-                head = w.tasks.popleft()
-                assert head[0] == index, "a worker answers its files in order"
+                index, prepared, error, shape, decode_s, handed_s = message
+                _, path, block = w.tasks.popleft()
+                assert _ == index, "a worker answers its files in order"
                 w.started_s, self._restarts = time.monotonic(), 0
-                self._out.put(Decoded(head[1], prepared, error))
+                if shape is None:  # its frames came in the message, if it has any
+                    self._give_back(block)
+                    block = None
+                else:
+                    assert self._ring is not None and block is not None
+                    prepared = replace(prepared, frames=self._ring.frames(block, shape))
+                self._out.put(Decoded(path, prepared, error, decode_s, handed_s, block))
         except (EOFError, OSError):
             w.dead = True
 
@@ -204,17 +252,20 @@ class DecodePool:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(w.process.pid, signal.SIGKILL)  # orphaned, and no longer ours to wait for
             self._server_lost(w.server, "it died while they ran")
-        _stop_process(w, 0.0 if timeout_error or lost else EXIT_GRACE_S)
+        processes.stop(w.process, w.conn, 0.0 if timeout_error or lost else EXIT_GRACE_S)
         if not w.ready and not lost:
-            raise VivitError(f"a decode worker failed to start ({_describe_exit(w.process.exitcode)})")
+            raise VivitError(f"a decode worker failed to start ({processes.describe_exit(w.process.exitcode)})")
         self._slots.remove(w)
-        if w.tasks and not lost:
-            _, path = w.tasks.popleft()
+        for *_, block in w.tasks:  # its process is gone: it writes no more into them
+            self._give_back(block)
+        tasks = [task[:2] for task in w.tasks]
+        if tasks and not lost:
+            _, path = tasks.pop(0)
             error = timeout_error or (
-                f"the decoder crashed ({_describe_exit(w.process.exitcode)}); its worker was replaced"
+                f"the decoder crashed ({processes.describe_exit(w.process.exitcode)}); its worker was replaced"
             )
             self._out.put(Decoded(path, None, error))
-        self._retry.extendleft(reversed(w.tasks))
+        self._retry.extendleft(reversed(tasks))
         self._slots.append(self._start_worker())
 
     def _start_worker(self) -> _Worker:
@@ -247,20 +298,3 @@ class DecodePool:
             raise VivitError(
                 f"the decode workers cannot be started: their forkserver died {self._restarts} times in a row ({why})"
             )
-
-
-def _stop_process(w: _Worker, grace_s: float) -> None:
-    w.process.join(grace_s)
-    if w.process.is_alive():
-        w.process.kill()
-        w.process.join()
-    w.conn.close()
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            pass
-    return f"exit status {code}"

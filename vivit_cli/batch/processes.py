@@ -171,3 +171,22 @@ def _remove_orphans(base: str) -> None:
             pass
         finally:
             os.close(fd)
+
+
+def stop(process: Any, conn: Any, grace_s: float) -> None:
+    """Wait `grace_s` for a worker to exit, kill it if it has not, and close our end of its pipe."""
+    process.join(grace_s)
+    if process.is_alive():
+        process.kill()
+        process.join()
+    conn.close()
+
+
+def describe_exit(code: int | None) -> str:
+    """A process's end in words: the signal that killed it, or its exit status."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit status {code}"

@@ -7,6 +7,7 @@ import os
 import select
 import signal
 import threading
+import time
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from vivit_cli.video.views import PreparedVideo
 
 FFMPEG_QUIET = "-8"  # AV_LOG_QUIET
+CHANNELS = 3  # RGB
 READY = "ready"  # a pool worker's first message: imports done, the clock of its first file may start
 
 
@@ -33,6 +35,15 @@ class DecodeSpec:
     num_frames: int
     preprocess: PreprocessConfig
     views: Views
+
+    @property
+    def frames_bytes(self) -> int | None:
+        """Bytes of one video's uint8 views; None when not known before decoding (no centre crop: frames keep the
+        video's shape). The decode pool sizes its shared blocks by it."""
+        p = self.preprocess
+        if not p.do_center_crop:
+            return None
+        return self.views.clips * self.views.crops * self.num_frames * p.crop_hw[0] * p.crop_hw[1] * CHANNELS
 
 
 def one_line(message: str) -> str:
@@ -66,8 +77,7 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
     where = where or path
     try:
         prepared = prepare_video(where, spec.num_frames, spec.preprocess, spec.views)
-        # numpy, not a tensor: a tensor would travel through shared memory, one file descriptor per file
-        return replace(prepared, source=path, pixel_values=prepared.pixel_values.numpy()), None
+        return replace(prepared, source=path), None
     except VivitError as e:
         message = one_line(str(e))
     except Exception as e:
@@ -79,21 +89,35 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
 
 
 def serve(conn: Connection, decode: Callable[[str, DecodeSpec], tuple[Any, str | None]]) -> None:
-    """(index, path, spec) in, (index, prepared or None, error or None) out, until None or the batch is gone."""
+    """(index, path, spec, block) in, (index, prepared or None, error or None, shape, decode_s, handed_s) out, until
+    None or the batch is gone. With a ring (sent first) and a block, the frames go into the block and `shape` says
+    theirs; else they travel in `prepared` and `shape` is None. The times (seconds, on the system's monotonic
+    clock, one for every process) measure the feed."""
+    from vivit_cli.batch import ring
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
     _exit_without(conn)
     settle()
     conn.send(READY)
+    attached = None
     while True:
         try:
             task = conn.recv()
+            if ring.is_ring(task):
+                attached = ring.Attached(conn, task[1], task[2])
+                continue
         except (EOFError, OSError):
             return
         if task is None:
             return
-        index, path, spec = task
+        index, path, spec, block = task
+        started = time.monotonic()
+        prepared, error = decode(path, spec)
+        shape = None
+        if prepared is not None and attached is not None and block is not None:
+            prepared, shape = attached.put(prepared, block)
         try:
-            conn.send((index, *decode(path, spec)))
+            conn.send((index, prepared, error, shape, time.monotonic() - started, time.monotonic()))
         except OSError:
             return
 

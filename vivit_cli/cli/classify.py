@@ -89,7 +89,7 @@ def classify_command(
             assert decoded is not None and decoded is not DONE and decoded.path == path, "one worker answers in order"
             if decoded.prepared is None:
                 return fail(path, decoded.error or "unknown error")
-            scored = views_postfix(bar, len(decoded.prepared.pixel_values))
+            scored = views_postfix(bar, len(decoded.prepared.frames))
             result = classifier.classify_prepared(decoded.prepared, top_k, batch_size, scored)
             with above_bars():
                 if as_json:

@@ -89,10 +89,11 @@ def _device(ctx: click.Context, world: Any) -> Any:
 
 def _run(ctx, data, out, everything, dataset, p, world, device, stack) -> None:  # noqa: ANN001
     from vivit_cli.batch.plan import default_workers
+    from vivit_cli.batch.pool import DecodePool
     from vivit_cli.device import resolve_dtype
     from vivit_cli.learn import clips, export, resume, start
     from vivit_cli.learn.distributed import main_does
-    from vivit_cli.learn.feed import Feed, Plan, TrainingPool
+    from vivit_cli.learn.feed import Feed, Plan
     from vivit_cli.learn.finetune import Settings, Trainer
 
     main = functools.partial(main_does, world)
@@ -128,11 +129,13 @@ def _run(ctx, data, out, everything, dataset, p, world, device, stack) -> None: 
     else:
         best_weights = None
     workers = p["workers"] or default_workers(device.type)
-    pool = stack.enter_context(TrainingPool(workers, p["timeout"]))
+    pool = stack.enter_context(DecodePool(workers, p["timeout"], decode=clips.decode))
     size = trainer.preprocess.crop_hw
     spec = functools.partial(clips.ClipSpec, model.config.num_frames, p["views"].stride, size, settings.seed,
                              flip=settings.flip)  # fmt: skip
-    feed = Feed(pool, train_videos, plan, lambda epoch: spec(epoch=epoch), settings.seed, world.rank)
+    feed = Feed(
+        pool, train_videos, plan, lambda epoch: spec(epoch=epoch), settings.seed, world.rank, device.type == "cuda"
+    )
     epochs = Epochs(ctx, out, trainer, pool, begun, made_from, p, history, best_weights, local)
     first = len(history)
     try:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from vivit_cli.batch.worker import CHANNELS
 from vivit_cli.errors import VivitError
 
 MIN_AREA = 0.35  # the smallest share of the frame a crop keeps: smaller ones often lose the thing that moves
@@ -29,6 +30,11 @@ class ClipSpec:
     seed: int
     epoch: int
     flip: bool
+
+    @property
+    def frames_bytes(self) -> int:
+        """Bytes of one clip's uint8 frames: the decode pool sizes its shared blocks by it."""
+        return self.num_frames * self.size[0] * self.size[1] * CHANNELS
 
 
 @dataclass(frozen=True, eq=False)

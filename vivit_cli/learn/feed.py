@@ -6,11 +6,12 @@ that a run, a resumed run and a distributed run see the same batches; never more
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from vivit_cli.batch.pool import DONE, DecodePool
 
@@ -20,30 +21,6 @@ if TYPE_CHECKING:
     from vivit_cli.learn.clips import ClipSpec
 
 AHEAD_BATCHES = 2  # micro-batches decoded ahead of the one training, so that the next is ready when it is wanted
-
-
-class TrainingPool(DecodePool):
-    """The decode pool with learn.clips' body (training clips, and classify's views for validation), taking a round
-    of files after another: its workers start once for the whole run, not twice an epoch."""
-
-    def __init__(self, workers: int, timeout_s: float) -> None:
-        from vivit_cli.learn import clips
-
-        super().__init__(workers, timeout_s)
-        self._decode = clips.decode
-        self._rounds = 0
-
-    def submit(self, paths: Iterable[str], spec: Any, max_pending: int) -> None:
-        """As DecodePool.submit, again once the last round's files were all taken (get returned DONE)."""
-        if self._rounds:  # the manager thread ended with the last round: a new one goes on with the same workers
-            self._thread.join()
-            self._thread = threading.Thread(target=self._manage, name="vivit-decode-manager", daemon=True)
-            self._exhausted = False
-            super().submit(paths, spec, max_pending)
-            self._thread.start()
-        else:
-            super().submit(paths, spec, max_pending)
-        self._rounds += 1
 
 
 @dataclass(frozen=True)
@@ -98,44 +75,65 @@ class Feed:
         spec: Callable[[int], ClipSpec],  # epoch -> what the workers draw
         seed: int,
         rank: int = 0,
+        pin: bool = False,  # micro-batches in pinned memory: a GPU copies them in without waiting
     ) -> None:
         self.pool, self.videos, self.plan, self.spec, self.seed, self.rank = pool, videos, plan, spec, seed, rank
+        self.pin = pin
         self.waited_s = 0.0  # time the training waited for a clip, this epoch
         self.failed: dict[str, str] = {}  # path -> why, over every epoch
 
     def epoch(self, epoch: int) -> Iterator[Micro]:
         """This process's micro-batches of `epoch`, in the plan's order."""
-        import numpy as np
-        import torch
-
         self.waited_s = 0.0
         steps = self.plan.steps(self.seed, epoch)
         mine = [[m[self.rank :: self.plan.world] for m in step] for step in steps]
         order = [i for step in mine for m in step for i in m]
-        self.pool.submit(
-            [self.videos[i][0] for i in order], self.spec(epoch), max_pending=AHEAD_BATCHES * self.plan.batch + 2
-        )
-        arrived: dict[str, np.ndarray | None] = {}
+        spec = self.spec(epoch)
+        self.pool.submit([self.videos[i][0] for i in order], spec, max_pending=AHEAD_BATCHES * self.plan.batch + 2)
+        arrived: dict[str, np.ndarray | None] = {}  # clips that came before their turn, copied out of the pool
         for step, planned in zip(mine, steps, strict=True):
             total = sum(len(m) for m in planned)
             for k, micro in enumerate(step):
-                clips = [(self._take(self.videos[i][0], arrived), self.videos[i][1]) for i in micro]
-                kept = [(c, label) for c, label in clips if c is not None]
-                frames = torch.from_numpy(np.stack([c for c, _ in kept])) if kept else torch.empty(0, dtype=torch.uint8)
-                labels = torch.tensor([label for _, label in kept], dtype=torch.int64)
+                frames, labels = self._micro(micro, arrived)
                 yield Micro(frames, labels, total, k == len(step) - 1)
         self._wait(DONE)  # the pool's round ends, so that the next epoch (or the validation) can submit
 
-    def _take(self, path: str, arrived: dict) -> object:
-        """The clip of `path` (its frames, or None where it failed), waiting for the pool where it has not come."""
-        while path not in arrived:
+    def _micro(self, micro: Sequence[int], arrived: dict[str, np.ndarray | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clips of `micro` that decoded, copied one by one into one uint8 batch (b, T, S, S, 3) as each is
+        taken, and their class ids."""
+        import torch
+
+        frames: torch.Tensor | None = None
+        labels: list[int] = []
+        for i in micro:
+            path, label = self.videos[i]
+            clip = self._take(path, arrived)
+            if clip is None:
+                continue
+            if frames is None:
+                frames = torch.empty((len(micro), *clip.shape), dtype=torch.uint8, pin_memory=self.pin)
+            frames[len(labels)].copy_(torch.from_numpy(clip))
+            labels.append(label)
+        if frames is None:
+            frames = torch.empty(0, dtype=torch.uint8)
+        return frames[: len(labels)], torch.tensor(labels, dtype=torch.int64)
+
+    def _take(self, path: str, arrived: dict[str, np.ndarray | None]) -> np.ndarray | None:
+        """The clip of `path` (its frames, or None where it failed), waiting for the pool where it has not come. What
+        get() returned lives in a block of the pool's ring that the next get() reuses: the clip returned is read
+        before then, and those that come before their turn are copied."""
+        if path in arrived:
+            return arrived.pop(path)
+        while True:
             item = self._wait(None)
-            arrived[item.path] = None if item.prepared is None else item.prepared.frames
             if item.prepared is None:
                 self.failed[item.path] = item.error or "unknown error"
-        return arrived.pop(path)
+            frames = None if item.prepared is None else item.prepared.frames
+            if item.path == path:
+                return frames
+            arrived[item.path] = None if frames is None else np.array(frames)
 
-    def _wait(self, expect: object) -> object:
+    def _wait(self, expect: object) -> Any:
         started = time.perf_counter()
         item = self.pool.get()
         self.waited_s += time.perf_counter() - started

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from vivit_cli.errors import DeviceError
 from vivit_cli.learn.optim import Schedule, optimiser
+from vivit_cli.pipeline import to_device
 
 if TYPE_CHECKING:
     from vivit_cli.learn.feed import Micro, Plan
@@ -92,9 +93,7 @@ class Trainer:
 
     def inputs(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 clips (b, T, S, S, 3) -> the model's input (b, T, 3, S, S) float32, normalised on its device."""
-        if self.device.type == "cuda":
-            frames = frames.pin_memory().to(self.device, non_blocking=True)
-        return normalise(self.preprocess, frames.to(self.device))
+        return to_device(frames, self.preprocess, self.device)
 
     def train_epoch(self, micros: Iterator[Micro], waited: Callable[[], float]) -> EpochFigures:
         """One pass over `micros`; figures over every process."""
@@ -144,18 +143,6 @@ class Trainer:
     def lr(self) -> float:
         """The head's learning rate now."""
         return max(g["lr"] for g in self.optimiser.param_groups)
-
-
-def normalise(preprocess: PreprocessConfig, frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., T, S, S, 3) -> float32 (..., T, 3, S, S) as preprocessing rescales and normalises, on frames'
-    device."""
-    x = frames.movedim(-1, -3).float()  # (..., T, 3, S, S)
-    p = preprocess
-    f, o = (p.rescale_factor, 1.0 if p.offset else 0.0) if p.do_rescale else (1.0, 0.0)
-    channels = x.shape[-3]
-    mean = torch.tensor(p.image_mean if p.do_normalize else (0.0,) * channels, device=x.device).view(-1, 1, 1)
-    std = torch.tensor(p.image_std if p.do_normalize else (1.0,) * channels, device=x.device).view(-1, 1, 1)
-    return x * (f / std) - (o + mean) / std
 
 
 def out_of_memory(device: torch.device, batch: int, grad_ckpt: bool) -> DeviceError:

@@ -156,8 +156,9 @@ class _Scanner:
 
         from vivit_cli.video.sampling import CROP_NAMES
 
-        crops = [self.classifier.preprocess(rgb[None], crop=where) for where in CROP_NAMES[self.views.crops]]
-        return torch.cat(crops)  # (crops, C, S, S)
+        # uint8 until the model's device normalises them: a quarter of float32's memory while windows are open
+        crops = [self.classifier.preprocess.crop(rgb[None], where) for where in CROP_NAMES[self.views.crops]]
+        return torch.cat(crops)  # (crops, S, S, C)
 
     def _finish(self, complete: list[_Open], end_s: float) -> None:
         """Move complete windows, which end at `end_s`, to the batch; score it when full."""
@@ -176,7 +177,7 @@ class _Scanner:
 
         if not self.done:
             return
-        clips = [torch.stack(w.frames, dim=1) for w in self.done]  # each (crops, T, C, S, S)
+        clips = [torch.stack(w.frames, dim=1) for w in self.done]  # each (crops, T, S, S, C)
         scored = score_videos(self.classifier, clips, batch_size=sum(len(c) for c in clips))  # each (crops, L)
         for w, p in zip(self.done, (s.mean(axis=0) for s in scored), strict=True):
             self.windows.append(

@@ -47,7 +47,7 @@ class ClassifierModel:
     def score(self, frames: np.ndarray) -> np.ndarray:
         from vivit_cli.pipeline import score_videos
 
-        x = self.classifier.preprocess(frames)[None]  # (1, T, C, S, S)
+        x = self.classifier.preprocess.crop(frames)[None]  # (1, T, S, S, C) uint8: normalised on the model's device
         return score_videos(self.classifier, [x], batch_size=1)[0][0]  # (L,)
 
     def top_k(self, probs: np.ndarray, k: int) -> tuple[Prediction, ...]:

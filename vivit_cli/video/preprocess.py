@@ -130,10 +130,14 @@ class PreprocessConfig:
 
     def __call__(self, frames: np.ndarray | torch.Tensor, crop: str = "center") -> torch.Tensor:
         """(T, H, W, C) uint8 RGB -> (T, C, S, S) float32; crop: "center", "start" or "end" along the long side."""
+        return self.normalise(self.crop(frames, crop))
+
+    def crop(self, frames: np.ndarray | torch.Tensor, where: str = "center") -> torch.Tensor:
+        """(T, H, W, C) uint8 RGB -> (T, S, S, C) uint8, resized and cropped: what a decode worker hands over."""
         import torch
 
-        if crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
+        if where not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {where!r}")
         x = torch.as_tensor(frames)
         if x.dim() != 4:
             raise ValueError(f"frames must be (T, H, W, C), got shape {tuple(x.shape)}")
@@ -142,15 +146,23 @@ class PreprocessConfig:
         if self.do_resize:
             x = self._resize(x)
         if self.do_center_crop:
-            x = crop_frames(x, self.crop_hw, crop)  # (T, C, S, S)
+            x = crop_frames(x, self.crop_hw, where)  # (T, C, S, S)
+        return x.permute(0, 2, 3, 1)  # (T, S, S, C), a view
+
+    def normalise(self, frames: torch.Tensor) -> torch.Tensor:
+        """(..., H, W, C) uint8 -> (..., C, H, W) float32 on the frames' device: rescale, offset, mean and std."""
+        import torch
+
+        x = frames.movedim(-1, -3)  # (..., C, H, W), a view
         # One copy into contiguous float, then rescale and normalise folded into one multiply-add per channel:
         # ((x * f - o) - m) / s == x * (f / s) - (o + m) / s, equal to the step-by-step values within float rounding.
-        out = torch.empty(x.shape, dtype=torch.float32).copy_(x)  # (T, C, S, S)
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device).copy_(x)  # (..., C, H, W)
         f, o = (self.rescale_factor, 1.0 if self.offset else 0.0) if self.do_rescale else (1.0, 0.0)
-        channels = x.shape[1]
-        mean = torch.tensor(self.image_mean if self.do_normalize else (0.0,) * channels).view(1, -1, 1, 1)
-        std = torch.tensor(self.image_std if self.do_normalize else (1.0,) * channels).view(1, -1, 1, 1)
-        return out.mul_(f / std).sub_((o + mean) / std)  # (T, C, S, S)
+        channels = x.shape[-3]
+        mean = torch.tensor(self.image_mean if self.do_normalize else (0.0,) * channels).view(-1, 1, 1)
+        std = torch.tensor(self.image_std if self.do_normalize else (1.0,) * channels).view(-1, 1, 1)
+        scale, shift = (f / std).to(x.device), ((o + mean) / std).to(x.device)  # (C, 1, 1) each
+        return out.mul_(scale).sub_(shift)  # (..., C, H, W)
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         import torch

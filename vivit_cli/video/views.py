@@ -1,4 +1,5 @@
-"""Decoded clips -> model inputs: every clip x crop of a video preprocessed into one batch of views. No model."""
+"""Decoded clips -> model inputs: every clip x crop of a video resized and cropped into one uint8 batch of views, the
+frames a decode worker hands over; the model's device normalises them (Classifier.forward). No model."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vivit_cli.results import View
@@ -19,10 +21,10 @@ CROP_LABELS = {"center": ("center", "center"), "start": ("left", "top"), "end": 
 
 @dataclass(frozen=True)
 class PreparedVideo:
-    """A video read and preprocessed: every view as one batch, ready for the model."""
+    """A video read, resized and cropped: every view as one uint8 batch, ready for the model's device."""
 
     source: str
-    pixel_values: torch.Tensor  # (V, T, C, S, S) float32
+    frames: np.ndarray  # (V, T, S, S, C) uint8 RGB: a quarter of the float32 bytes
     views: tuple[View, ...]
     duration_s: float
     num_frames: int
@@ -31,7 +33,7 @@ class PreparedVideo:
     @property
     def described(self) -> dict[str, Any]:
         """Every field but the pixels: what a result or an embedding says of the video besides the model's output."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pixel_values"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "frames"}
 
 
 def crop_label(where: str, height: int, width: int) -> str:
@@ -48,12 +50,13 @@ def prepare_video(path: str | Path, num_frames: int, preprocess: PreprocessConfi
 def preprocess_clips(
     path: str | Path, info: VideoInfo, clips: list[Clip], preprocess: PreprocessConfig, views: Views
 ) -> PreparedVideo:
-    """A video's decoded clips (video.sample_clips) -> each clip's crops preprocessed into one batch."""
-    tensors, described = [], []
+    """A video's decoded clips (video.sample_clips) -> each clip's crops, resized and cropped, in one uint8 batch."""
+    crops, described = [], []
     for clip in clips:
         for where in CROP_NAMES[views.crops]:
-            tensors.append(preprocess(clip.frames, crop=where))  # (T, C, S, S)
+            crops.append(preprocess.crop(clip.frames, where))  # (T, S, S, C) uint8
             described.append(
                 View(clip.index, crop_label(where, info.height, info.width), clip.frame_indices, clip.timestamps_s)
             )
-    return PreparedVideo(str(path), torch.stack(tensors), tuple(described), info.duration_s, info.frame_count, info.fps)
+    frames = torch.stack(crops).numpy()  # (V, T, S, S, C)
+    return PreparedVideo(str(path), frames, tuple(described), info.duration_s, info.frame_count, info.fps)
