@@ -262,3 +262,53 @@ def test_bad_input_is_one_line(small: Path, checkpoint: Path, tmp_path: Path) ->
         result = full(small, checkpoint, tmp_path / "busy")
     assert result.exit_code == 2 and "is in use by another vivit run" in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize(
+    ("choice", "needed", "free", "on"),
+    [
+        ("auto", 10 * GIB, 4 * GIB, True),  # a GPU with less free than the activations: on
+        ("auto", 2 * GIB, 4 * GIB, False),  # room enough: off, and no time spent recomputing
+        ("auto", 10 * GIB, None, False),  # a CPU (free unknown): off
+        ("on", 1, 4 * GIB, True),
+        ("off", 10 * GIB, 4 * GIB, False),
+    ],
+)
+def test_grad_ckpt_auto_turns_it_on_where_the_activations_exceed_free_memory(
+    choice: str, needed: int, free: int | None, on: bool
+) -> None:
+    from vivit_cli.learn.memory import wants_grad_ckpt
+
+    assert wants_grad_ckpt(choice, needed, free) is on
+
+
+def test_the_activation_estimate_grows_with_the_batch_and_halves_in_16_bit() -> None:
+    from vivit_cli.config import VivitConfig
+    from vivit_cli.learn.memory import activation_bytes
+
+    base = VivitConfig()  # ViViT-B: 3,137 tokens, 12 layers of 768
+    one = activation_bytes(base, 1, "bfloat16")
+    assert 0.5 * GIB < one < 2 * GIB
+    assert activation_bytes(base, 8, "bfloat16") == 8 * one and activation_bytes(base, 1, "float32") == 2 * one
+
+
+def test_a_step_out_of_gpu_memory_names_what_should_fit(
+    small: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vivit_cli.learn.finetune import Trainer
+
+    def out_of_memory(self: Trainer, micro: object, totals: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "_pass", out_of_memory)
+    result = full(small, checkpoint, tmp_path / "m", "--epochs", "1", "-b", "4")
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 2 and line.startswith("Error: ") and "Traceback" not in result.stderr
+    assert "ran out of memory training on 4 clips" in line and "--grad-ckpt on" in line
+    assert "--batch-size 2 --accumulate 2" in line
+    result = full(small, checkpoint, tmp_path / "m", "--epochs", "1", "-b", "4", "--grad-ckpt", "on")
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code == 2 and "--grad-ckpt on: try --batch-size 2 --accumulate 2" in line

@@ -4,6 +4,7 @@ epoch at a time, resumable, on one process or as many as torchrun starts."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,7 @@ def full_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="--full: forward passes per optimiser step (a larger batch than memory holds)."),
         click.option("--grad-ckpt", type=click.Choice(["auto", "on", "off"]), default="auto",
                      help="--full: recompute activations in the backward pass (less memory, about 30% more time); "
-                     "auto: off, and on when a step runs out of GPU memory."),
+                     "auto: on where a GPU has less free memory than a pass's activations would take (an estimate)."),
         click.option("--flip", is_flag=True,
                      help="--full: flip clips horizontally at random (not where labels say left or right)."),
         click.option("--resume", is_flag=True, help="--full: go on from the last epoch a stopped run left in --out."),
@@ -102,10 +103,9 @@ def _run(ctx, data, out, everything, dataset, p, world, device, stack) -> None: 
     local = main(lambda: fetch_model(ctx, p["model"]))
     start.check_weights(local.folder, p["model"])
     dtype = str(resolve_dtype(ctx.params["dtype"], device)).removeprefix("torch.")
-    grad_ckpt = p["grad_ckpt"] == "on"
     batch = p["batch_size"] or (CPU_TRAIN_BATCH if device.type == "cpu" else GPU_TRAIN_BATCH)
     settings = Settings(p["epochs"], batch, p["accumulate"], p["lr"], p["weight_decay"], p["warmup"], p["seed"],
-                        p["flip"], grad_ckpt, dtype)  # fmt: skip
+                        p["flip"], p["grad_ckpt"] == "on", dtype)  # fmt: skip
     made_from = _made_from(dataset, local, settings, p, world.size)
     if p["resume"]:
         state = main(lambda: resume.load(out, made_from))  # every process reads the weights from the file
@@ -120,6 +120,7 @@ def _run(ctx, data, out, everything, dataset, p, world, device, stack) -> None: 
     train_videos = [(path, ids[label]) for path, label, _ in begun["split"]["train"]]
     plan = Plan(len(train_videos), batch, world.size, p["accumulate"])
     model = start.build(local.folder, labels, None if state else begun["probe_head"], device)
+    settings = dataclasses.replace(settings, grad_ckpt=_grad_ckpt(ctx, p["grad_ckpt"], model, settings, device))
     trainer = Trainer(model, _preprocess(local), device, settings, plan, world.many)
     history = list(begun.get("history", []))
     if state:
@@ -152,6 +153,20 @@ def _run(ctx, data, out, everything, dataset, p, world, device, stack) -> None: 
     main(lambda: epochs.finish(dataset, feed.failed))
 
 
+def _grad_ckpt(ctx: click.Context, choice: str, model: Any, settings: Any, device: Any) -> bool:
+    """--grad-ckpt's answer for this model, batch and device; auto says so where it turns it on."""
+    from vivit_cli.learn import memory
+
+    needed = memory.activation_bytes(model.config, settings.batch_size, settings.dtype)
+    free = memory.free_bytes(device, model)
+    on = memory.wants_grad_ckpt(choice, needed, free)
+    if on and choice == "auto":
+        say(ctx, f"Gradient checkpointing on (--grad-ckpt auto): a pass of {settings.batch_size} clips keeps about "
+                 f"{needed / memory.GIB:.1f} GiB for the backward pass, {device} has {free / memory.GIB:.1f} GiB "
+                 "free for it")  # fmt: skip
+    return on
+
+
 def _preprocess(local: Any) -> Any:
     from vivit_cli.checkpoint import read_preprocess
 
@@ -160,8 +175,6 @@ def _preprocess(local: Any) -> Any:
 
 def _made_from(dataset: Any, local: Any, settings: Any, p: dict[str, Any], processes: int) -> dict[str, Any]:
     """What a --resume must find the same: the data, labels, model and every setting that changes the weights."""
-    import dataclasses
-
     v = p["views"]
     return {
         "data": sorted([e.path, e.label, e.split or ""] for e in dataset.examples),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from vivit_cli.errors import DeviceError
+from vivit_cli.learn.memory import out_of_memory
 from vivit_cli.learn.optim import Schedule, optimiser
 from vivit_cli.pipeline import to_device
 
@@ -101,25 +101,11 @@ class Trainer:
         started = time.perf_counter()
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips
         world = self.plan.world
-        for micro in micros:
-            sync = micro.last or world == 1
-            with contextlib.nullcontext() if sync else self.net.no_sync():  # type: ignore[operator]
-                if len(micro.labels) or world > 1:  # every process joins each step's gradient exchange
-                    labels = micro.labels.to(self.device)
-                    with self.autocast():
-                        logits = self.net(self.inputs(micro.frames)).logits  # (b, L)
-                    losses = F.cross_entropy(
-                        logits.float(), labels, label_smoothing=self.settings.label_smoothing, reduction="none"
-                    )  # (b,)
-                    # Divided by the clips of the whole step on every process, times the processes (their gradients
-                    # are averaged): the step's gradient is the mean over its clips, however they were split.
-                    loss = losses.sum() * (world / micro.step_clips)
-                    (self.scaler.scale(loss) if self.scaler else loss).backward()
-                    correct = (logits.argmax(-1) == labels).sum()
-                    totals += torch.stack([losses.detach().sum().double().cpu(), correct.double().cpu(),
-                                           torch.tensor(float(len(labels)), dtype=torch.float64)])  # fmt: skip
-            if micro.last:
-                self._step()
+        try:
+            for micro in micros:
+                self._pass(micro, totals)
+        except torch.OutOfMemoryError:  # a GPU's allocator: one line naming what should fit
+            raise out_of_memory(self.device, self.settings.batch_size, self.settings.grad_ckpt) from None
         if world > 1:
             import torch.distributed as dist
 
@@ -128,6 +114,29 @@ class Trainer:
         return EpochFigures(
             loss_sum / max(clips, 1), correct / max(clips, 1), int(clips), time.perf_counter() - started, waited()
         )
+
+    def _pass(self, micro: Micro, totals: torch.Tensor) -> None:
+        """One micro-batch forward and backward (the optimiser steps after a step's last); its loss sum, correct
+        count and clips added to `totals`."""
+        world = self.plan.world
+        sync = micro.last or world == 1
+        with contextlib.nullcontext() if sync else self.net.no_sync():  # type: ignore[operator]
+            if len(micro.labels) or world > 1:  # every process joins each step's gradient exchange
+                labels = micro.labels.to(self.device)
+                with self.autocast():
+                    logits = self.net(self.inputs(micro.frames)).logits  # (b, L)
+                losses = F.cross_entropy(
+                    logits.float(), labels, label_smoothing=self.settings.label_smoothing, reduction="none"
+                )  # (b,)
+                # Divided by the clips of the whole step on every process, times the processes (their gradients
+                # are averaged): the step's gradient is the mean over its clips, however they were split.
+                loss = losses.sum() * (world / micro.step_clips)
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+                correct = (logits.argmax(-1) == labels).sum()
+                totals += torch.stack([losses.detach().sum().double().cpu(), correct.double().cpu(),
+                                       torch.tensor(float(len(labels)), dtype=torch.float64)])  # fmt: skip
+        if micro.last:
+            self._step()
 
     def _step(self) -> None:
         if self.scaler is not None:
@@ -143,18 +152,3 @@ class Trainer:
     def lr(self) -> float:
         """The head's learning rate now."""
         return max(g["lr"] for g in self.optimiser.param_groups)
-
-
-def out_of_memory(device: torch.device, batch: int, grad_ckpt: bool) -> DeviceError:
-    """What to try when a training step does not fit: gradient checkpointing first, then a smaller batch."""
-    if not grad_ckpt:
-        return DeviceError(
-            f"{device} ran out of memory training on {batch} clips per forward pass: try --grad-ckpt on"
-            + (f", or --batch-size {max(1, batch // 2)} with --accumulate to keep the step's size" if batch > 1 else "")
-        )
-    if batch > 1:
-        return DeviceError(
-            f"{device} ran out of memory training on {batch} clips per forward pass with --grad-ckpt on: try "
-            f"--batch-size {max(1, batch // 2)} --accumulate N (N times as many passes per step)"
-        )
-    return DeviceError(f"{device} ran out of memory training on one clip with --grad-ckpt on: try --dtype bfloat16")
