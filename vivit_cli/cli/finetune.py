@@ -196,10 +196,13 @@ def _probe(ctx: click.Context, local: Any, everything: Any, dataset: Any, p: dic
     """The linear probe, as `train` without --full fits it (and says so): the split, the head, its record."""
     from vivit_cli.cli.options import note
     from vivit_cli.cli.train import fit_head
+    from vivit_cli.learn.head import strongest_near_best
 
     note(ctx, replacing)
-    _, split, trained, record, _ = fit_head(ctx, local, everything, dataset, p)
-    say(ctx, f"Fine-tuning the whole network from this head: {counted(len(split.train), 'video')}, one clip each per "
-             f"epoch, for {p['epochs']} epochs")  # fmt: skip
+    # The strongest L2 that does (nearly) as well: a small head moves the backbone less at the start of fine-tuning.
+    _, split, trained, record, _ = fit_head(ctx, local, everything, dataset, p, strongest_near_best)
+    chosen = "" if p["l2"] is not None else ", the strongest L2 within a point of the best validation accuracy"
+    say(ctx, f"Fine-tuning the whole network from the head of l2 {trained.head.fit.l2:g}{chosen}: "
+             f"{counted(len(split.train), 'video')}, one clip each per epoch, for {p['epochs']} epochs")  # fmt: skip
     rows = {part: [[e.path, e.label, e.split or ""] for e in getattr(split, part)] for part in ("train", "val")}
     return {"split": rows, "how": split.how, "probe": record, "probe_head": trained.head, "history": []}

@@ -102,10 +102,11 @@ def _train(
 
 
 def fit_head(
-    ctx: click.Context, local: Any, everything: Any, dataset: Any, p: dict[str, Any]
+    ctx: click.Context, local: Any, everything: Any, dataset: Any, p: dict[str, Any], pick: Any = None
 ) -> tuple[Any, Any, Any, dict[str, Any], list[str]]:
     """The head on the frozen features, said as it goes: (the dataset less the videos that failed, the split, the
-    Trained head, training.json's record, the validation report's lines)."""
+    Trained head, training.json's record, the validation report's lines). `pick`: which strength of the grid is kept
+    (head.train_head's)."""
     from vivit_cli.learn import train
     from vivit_cli.writers.evaluation import metrics_lines
 
@@ -124,7 +125,7 @@ def fit_head(
         say(ctx, f"l2 {fit.l2:<7g} train acc {fit.train_accuracy:.3f}  val acc {fit.val_accuracy:.3f}  "
                    f"val loss {fit.val_loss:.4f}")  # fmt: skip
 
-    trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit)
+    trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit, pick)
     lines = metrics_lines(trained.evaluation)
     say(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
     cautions = train.cautions(split, trained, dataset.labels, p["l2"] is not None)

@@ -91,6 +91,7 @@ def fit(
     labels: Sequence[str],
     l2: float | None,
     on_fit: Callable[[Fit], None],
+    pick: Callable[[Sequence[Head]], Head] | None = None,
 ) -> Trained:
     """The head on the training videos' views (each one a sample, class ids by position in `labels`), and how it
     does on the validation videos."""
@@ -99,7 +100,7 @@ def fit(
         Videos.stack([features[e.path] for e in part], [ids[e.label] for e in part])
         for part in (split.train, split.val)
     )
-    head = train_head(train, val, len(labels), l2, on_fit)
+    head = train_head(train, val, len(labels), l2, on_fit, pick)
     probs = video_probs(head, val)  # (M, L) in split.val's order
     outcomes = [outcome(e.path, e.label, p, labels) for e, p in zip(split.val, probs, strict=True)]
     return Trained(head, evaluate(outcomes, labels))
