@@ -87,10 +87,14 @@ MOTION_RUN = ("--epochs", "12", "--lr", "3e-3", "--warmup", "2", "-b", "4")
 
 
 @pytest.fixture(scope="module")
-def motion(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    data = write_motion(tmp_path_factory.mktemp("motion"), {"train": 10, "val": 5})
+def motion_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_motion(tmp_path_factory.mktemp("motion"), {"train": 10, "val": 5})
+
+
+@pytest.fixture(scope="module")
+def motion(motion_data: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("models") / "motion-model"
-    result = full(data, checkpoint, out, *MOTION_RUN)
+    result = full(motion_data, checkpoint, out, *MOTION_RUN)
     assert result.exit_code == 0, result.output
     return out, result.stderr
 
@@ -152,6 +156,19 @@ def test_clips_that_come_before_their_turn_keep_their_own_frames(tmp_path: Path)
     assert [m.labels.tolist() for m in micros] == [[i] for i in order] and not feed.failed
     for m in micros:
         np.testing.assert_array_equal(m.frames[0].numpy(), decode_clip(paths[m.labels.item()], spec).frames)
+
+
+def test_bf16_autocast_trains_the_motion_task_as_well_as_fp32(
+    motion: tuple[Path, str], motion_data: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """The same run in bf16 autocast (fp32 weights): this CPU may have no native bf16, and torch then emulates it,
+    slowly, which a tiny model affords."""
+    result = full(motion_data, checkpoint, tmp_path / "bf16", *MOTION_RUN, "--dtype", "bfloat16")
+    assert result.exit_code == 0, result.output
+    bf16, fp32 = (json.loads((out / "training.json").read_text("utf-8")) for out in (tmp_path / "bf16", motion[0]))
+    assert bf16["full"]["dtype"] == "bfloat16" and fp32["full"]["dtype"] == "float32"
+    assert bf16["validation"]["accuracy"] >= fp32["validation"]["accuracy"] - 0.05  # within a video of 20
+    assert all(v.dtype == torch.float32 for v in load_file(tmp_path / "bf16" / "model.safetensors").values())
 
 
 SMALL_RUN = ("--epochs", "2", "--lr", "1e-3", "-b", "2", "--clips", "1")
