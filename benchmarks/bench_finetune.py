@@ -14,14 +14,13 @@ a two-layer 32 px model at batch 2 instead of both, to check the harness). Per m
 
 Then gradient checkpointing per batch size, off and on: seconds per step (random clips in memory, no decoding) and
 the peak memory, each in a fresh process: on a GPU torch.cuda.max_memory_allocated, on a CPU the process's peak
-resident set (resource.getrusage's ru_maxrss) less its resident set before the first step.
+resident set over the steps (VmHWM, reset before them) less its resident set before them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,6 @@ SMALL = dict(image_size=112, num_frames=16, tubelet_size=(2, 16, 16), hidden_siz
 CONFIGS = {"tiny": (TINY, 2), "small": (SMALL, 8), "ViViT-B": ({}, 1)}  # name -> (config, batch of the step)
 CKPT_BATCHES = {"tiny": (2,), "small": (1, 4, 8), "ViViT-B": (1,)}
 LABELS = 4
-PAGE = resource.getpagesize()
 
 
 def build(name: str, device: torch.device, grad_ckpt: bool = False) -> tuple[Any, Any]:
@@ -135,24 +133,35 @@ def ckpt_child(name: str, batch: int, grad_ckpt: bool, steps: int, device: str =
     model, preprocess = build(name, dev, grad_ckpt)
     t = trainer(model, preprocess, dev, batch, steps, "float32", grad_ckpt)
     micros = random_micros(model, batch, steps + (name != "ViViT-B"))
-    before = _rss()
+    before = _reset_peak()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     if name != "ViViT-B":
         t.train_epoch(iter(micros[:1]), lambda: 0.0)  # a warm-up step
     figures = t.train_epoch(iter(micros[-steps:]), lambda: 0.0)
-    peak = (
-        torch.cuda.max_memory_allocated(dev)
-        if dev.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    )
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _peak() - before
     return {"batch": batch, "grad_ckpt": grad_ckpt, "step_s": figures.seconds / steps, "peak_mib": peak / 2**20}
 
 
-def _rss() -> int:
-    """This process's resident set now, in bytes."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE
+def _reset_peak() -> int:
+    """Reset this process's peak resident set to the present one (Linux's clear_refs 5), and return it in bytes.
+    Not ru_maxrss: Linux keeps that across exec, so a fresh process would report its parent's peak."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status("VmRSS")
+
+
+def _peak() -> int:
+    return _status("VmHWM")
+
+
+def _status(field: str) -> int:
+    """A field of /proc/self/status, in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def ckpt_rows(name: str, steps: int) -> list[dict[str, Any]]:
@@ -204,7 +213,7 @@ def main() -> None:
                     f"{r['batch']:>6}{'on' if r['grad_ckpt'] else 'off':>10}{r['step_s']:>9.3f}{r['peak_mib']:>10.0f}"
                 )
             out["models"][name] = {"step": fed, "grad_ckpt": rows}
-    print("\npeak: the peak resident set of a fresh process over a step (ru_maxrss) less its resident set before it")
+    print("\npeak: the peak resident set of a fresh process over the steps (VmHWM) less its resident set before them")
     write_json(args.json, out)
 
 
