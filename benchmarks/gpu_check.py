@@ -17,6 +17,9 @@ Steps, in one run, on ViViT-B with random weights (--quick: a two-layer 32 px mo
                clips/s alone (the decode pool into batches on the GPU, no model: bench_feed.py); the share of the
                loop's wall time the GPU computes (near 1: the model bounds the run; well below: decoding does);
                and one line naming the bottleneck
+  finetune     train --full's step (bf16 autocast, fp32 weights, AdamW) on random clips in memory: clips/s and peak
+               GPU memory at batch 1, 4 and 8 with gradient checkpointing off and on, against the activations
+               --grad-ckpt auto estimates; then the batch doubled from 8 until it no longer fits, off and on
 
 Every figure goes to the JSON file (--out) besides the printed tables. A step that fails is reported and the
 others still run; the exit code is then 1. Steps that would start after --budget-s seconds are skipped and
@@ -44,6 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_feed  # noqa: E402
+import bench_finetune  # noqa: E402
 from common import (  # noqa: E402
     best_time,
     cpu_description,
@@ -57,7 +61,9 @@ from common import (  # noqa: E402
 from vivit_cli import load_model  # noqa: E402
 from vivit_cli.batch import ring  # noqa: E402
 from vivit_cli.batch.worker import DecodeSpec  # noqa: E402
-from vivit_cli.checkpoint import read_preprocess  # noqa: E402
+from vivit_cli.checkpoint import load_checkpoint, read_preprocess  # noqa: E402
+from vivit_cli.errors import DeviceError  # noqa: E402
+from vivit_cli.learn.memory import activation_bytes  # noqa: E402
 from vivit_cli.video.sampling import Views  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -89,6 +95,9 @@ class Settings:
         self.cli_batch = 2 if quick else 32
         cores = _cores()
         self.workers = sorted({1, 2} if quick else {4, 8, max(1, cores - 1)})
+        self.finetune_batches = (1, 4, 8)
+        self.finetune_steps = 1 if quick else 3  # timed, after a warm-up step
+        self.finetune_max_batch = 256 if gpu else 0  # the search for the largest batch stops there; none on a CPU
 
 
 def _cores() -> int:
@@ -482,6 +491,68 @@ def batch_command(folder: Path, root: Path, device: torch.device, s: Settings) -
     }
 
 
+def finetune_rate(folder: Path, device: torch.device, batch: int, grad_ckpt: bool, steps: int) -> dict[str, Any]:
+    """One train --full configuration: clips/s over `steps` optimiser steps after a warm-up one, and the peak memory;
+    {"error": "out of memory"} where it does not fit."""
+    sync = _sync(device)
+    model = load_checkpoint(folder, device, torch.float32).model.train()
+    model.gradient_checkpointing_enable(grad_ckpt)
+    preprocess = read_preprocess(folder)
+    row: dict[str, Any] = {"batch": batch, "grad_ckpt": grad_ckpt}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t = micros = None
+    try:
+        t = bench_finetune.trainer(model, preprocess, device, batch, steps + 1, "bfloat16", grad_ckpt)
+        micros = bench_finetune.random_micros(model, batch, steps + 1, seed=batch)
+        t.train_epoch(iter(micros[:1]), lambda: 0.0)  # warm-up: kernels chosen, AdamW's moments made
+        sync()
+        started = time.perf_counter()
+        t.train_epoch(iter(micros[1:]), lambda: 0.0)
+        sync()
+        row["clips_per_s"] = steps * batch / (time.perf_counter() - started)
+        if device.type == "cuda":
+            row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    except (torch.OutOfMemoryError, DeviceError):  # DeviceError: the Trainer's own line for an out-of-memory step
+        row["error"] = "out of memory"
+    row["estimated_activations_gib"] = activation_bytes(model.config, batch, "bfloat16") / 2**30
+    del model, t, micros  # before the cache is emptied: the next configuration starts from an empty GPU
+    _free(device)
+    return row
+
+
+def finetune(folder: Path, device: torch.device, s: Settings) -> dict[str, Any]:
+    """train --full's step at batch 1, 4 and 8 with gradient checkpointing off and on, then the largest batch."""
+    rows = [
+        finetune_rate(folder, device, batch, on, s.finetune_steps)
+        for on in (False, True)
+        for batch in s.finetune_batches
+    ]
+    largest: dict[str, int | None] = {}
+    for on in (False, True):
+        batch = max((r["batch"] for r in rows if r["grad_ckpt"] == on and "error" not in r), default=0)
+        if batch == max(s.finetune_batches):  # every batch tried fits: double it until one does not
+            while 2 * batch <= s.finetune_max_batch:
+                rows.append(finetune_rate(folder, device, 2 * batch, on, 1))
+                if "error" in rows[-1]:
+                    break
+                batch *= 2
+        largest["on" if on else "off"] = batch if device.type == "cuda" else None
+    print("\nfinetune: train --full's step on random clips in memory, bf16 autocast, fp32 weights, AdamW")
+    print(f"{'batch':>6}{'grad ckpt':>10}{'clips/s':>10}{'peak mem':>11}{'estimated':>11}")
+    for r in sorted(rows, key=lambda r: (r["grad_ckpt"], r["batch"])):
+        on = "on" if r["grad_ckpt"] else "off"
+        if "error" in r:
+            print(f"{r['batch']:>6}{on:>10}  {r['error']}")
+            continue
+        mem = f"{r['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in r else "n/a"
+        print(f"{r['batch']:>6}{on:>10}{r['clips_per_s']:>10.2f}{mem:>11}{r['estimated_activations_gib']:>7.2f} GiB")
+    if device.type == "cuda":
+        print(f"largest batch that fits (doubled from 8, up to {s.finetune_max_batch}): "
+              f"{largest['off']} without gradient checkpointing, {largest['on']} with it")  # fmt: skip
+    return {"rows": rows, "largest_batch": largest, "dtype": "bf16"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu to run the steps on the CPU")
@@ -514,6 +585,7 @@ def main() -> int:
         backend = args.compile_backend or ("aot_eager" if args.quick else "inductor")
         run.step("compile", lambda: compiled(folder, device, s, backend))
         run.step("batch_command", lambda: batch_command(folder, root, device, s))
+        run.step("finetune", lambda: finetune(folder, device, s))
     run.figures["errors"] = run.errors
     run.figures["elapsed_s"] = time.monotonic() - run.start
     write_json(args.out, run.figures)

@@ -44,6 +44,21 @@ def faulty(hang_on: str | None = None, crash_on: str | None = None) -> Any:
     return functools.partial(decode, hang_on=hang_on, crash_on=crash_on)
 
 
+def late_clip(path: str, spec: Any, *, on: str, seconds: float) -> Any:
+    """train --full's decode body, except that a path containing `on` answers `seconds` late: the files after it
+    come first."""
+    from vivit_cli.learn import clips
+
+    if on in path:
+        time.sleep(seconds)
+    return clips.decode(path, spec)
+
+
+def late(on: str, seconds: float) -> Any:
+    """late_clip as a decode body, picklable by reference."""
+    return functools.partial(late_clip, on=on, seconds=seconds)
+
+
 def install(monkeypatch: Any, hang_on: str | None = None, crash_on: str | None = None) -> None:
     """Swap the decode body for the rest of the test, for local pools and Ray jobs alike."""
     monkeypatch.setattr(worker, "decode", faulty(hang_on, crash_on))

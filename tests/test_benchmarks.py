@@ -23,7 +23,7 @@ def run(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedPr
 
 def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
-    done = run("gpu_check.py", "--quick", "--device", "cpu", "--out", str(out))
+    done = run("gpu_check.py", "--quick", "--device", "cpu", "--out", str(out), timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["errors"] == {}
@@ -44,6 +44,11 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert all(r["feed_clips_per_s"] > 0 and r["feed_vs_decode"] > 0 for r in runs)
     assert figures["batch_command"]["bottleneck"].split(":")[0] in ("decoding", "the model")
     assert "bottleneck: " in done.stdout
+    tuned = figures["finetune"]
+    assert {(r["batch"], r["grad_ckpt"]) for r in tuned["rows"]} == {(b, on) for b in (1, 4, 8) for on in (False, True)}
+    assert all(r["clips_per_s"] > 0 and r["estimated_activations_gib"] > 0 for r in tuned["rows"])
+    assert tuned["largest_batch"] == {"off": None, "on": None}  # no out-of-memory to find on a CPU
+    assert "finetune: train --full's step" in done.stdout
     assert "vivit batch" in done.stdout and "correctness" in done.stdout
 
 
@@ -56,6 +61,16 @@ def test_bench_feed_quick_compares_the_three_hand_overs(tmp_path: Path) -> None:
     assert figures["handovers"]["float32 pipe"]["bytes_per_view"] == 4 * figures["bytes_per_view"]
     assert figures["handover_ms_per_view"] > 0 and figures["feed_vs_decode"] > 0
     assert "feed/decode" in done.stderr
+
+
+def test_bench_finetune_tiny_times_the_step_and_gradient_checkpointing(tmp_path: Path) -> None:
+    done = run("bench_finetune.py", "--tiny", "--steps", "2", "--json", str(tmp_path / "f.json"), timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tiny = json.loads((tmp_path / "f.json").read_text())["models"]["tiny"]
+    assert tiny["step"]["step_s"] > 0 and tiny["step"]["fwd_bwd_s"] > 0 and tiny["step"]["ratio"] > 0
+    assert [(r["batch"], r["grad_ckpt"]) for r in tiny["grad_ckpt"]] == [(2, False), (2, True)]
+    assert all(r["step_s"] > 0 and r["peak_mib"] > 0 for r in tiny["grad_ckpt"])
+    assert "fwd+bwd alone" in done.stdout
 
 
 def test_gpu_check_without_cuda_says_so_and_exits_0(tmp_path: Path) -> None:

@@ -95,13 +95,9 @@ class Classifier:
         return str(self.dtype).removeprefix("torch.")
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs onto the model's device (on a GPU from pinned memory, without waiting), then uint8 frames are
-        normalised there: in float32, the one rounding to the model's dtype last, as a float32 input would be."""
-        if self.device.type == "cuda":
-            x = (x if x.is_pinned() else x.pin_memory()).to(self.device, non_blocking=True)
-        if x.dtype == torch.uint8:
-            x = self.preprocess.normalise(x.to(self.device))  # (B, T, C, S, S) float32
-        return x.to(self.device, self.dtype)
+        """Inputs onto the model's device, normalised there in float32: the one rounding to the model's dtype last,
+        as a float32 input would be."""
+        return to_device(x, self.preprocess, self.device).to(self.dtype)
 
     def scores(self, pixel_values: torch.Tensor) -> np.ndarray:
         """(B, T, C, S, S) -> class probabilities (B, num_labels), float32 numpy."""
@@ -140,6 +136,15 @@ class Classifier:
         views = len(prepared.frames)
         (probs,) = score_videos(self, [prepared.frames], min(batch_size or views, views), on_batch=on_batch)
         return self.result(prepared, probs, k)
+
+
+def to_device(x: torch.Tensor, preprocess: PreprocessConfig, device: torch.device) -> torch.Tensor:
+    """Frames (..., T, S, S, C) uint8 or pixel values (..., T, C, S, S) onto `device` (on a GPU from pinned memory,
+    without waiting); uint8 frames are normalised there, into float32 (..., T, C, S, S)."""
+    if device.type == "cuda":
+        x = (x if x.is_pinned() else x.pin_memory()).to(device, non_blocking=True)
+    x = x.to(device)
+    return preprocess.normalise(x) if x.dtype == torch.uint8 else x
 
 
 @dataclass(eq=False)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from vivit_cli.cli.finetune import check_full_only, full_options, run_full
 from vivit_cli.cli.options import (
     batch_size_option,
     fetch_model,
@@ -38,14 +39,17 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
     default=DEFAULT_VAL,
     help="Share of each label's videos held out for validation, when DATA has no val split.",
 )
-@click.option("--seed", type=int, default=0, help="Chooses the validation videos.")
+@click.option("--seed", type=int, default=0, help="Chooses the validation videos (and, with --full, the clips).")
 @click.option(
     "--l2",
     type=click.FloatRange(0, min_open=True),
     help="L2 strength of the head. [default: the best on the validation videos of a small grid]",
 )
 @workers_option()
-@batch_size_option("Views (clips x crops) per forward pass", "each video is cached the moment it is done")
+@batch_size_option(
+    "Views (clips x crops) per forward pass; with --full, training clips per pass (auto: 8 on a GPU, 2 on a CPU)",
+    "each video is cached the moment it is done",
+)
 @timeout_option("the video is left out")
 @click.option(
     "--cache-dir",
@@ -54,6 +58,7 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
     "VIVIT_CACHE is set, else $XDG_CACHE_HOME/vivit/embeddings, else ~/.cache/vivit/embeddings]",
 )
 @click.option("--force", is_flag=True, help="Replace an --out that exists and is not a model vivit train wrote.")
+@full_options
 @click.pass_context
 def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     """Train a classifier for the labels in DATA on the frozen backbone of --model; write it to --out.
@@ -62,6 +67,10 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     folders, or a .csv or .jsonl of path,label[,split]. Each video's features are cached: a second run with other
     head settings takes seconds. Exit codes: 0 done, 2 bad DATA or --out, 3 model problem, 4 some videos failed to
     decode (the model is written from the rest), 130 Ctrl-C (run again to go on from the cache).
+
+    --full fine-tunes the whole network (for a GPU), an epoch at a time; Ctrl-C or a kill leaves the last epoch's state
+    in --out, and --resume goes on from it. `torchrun --nproc-per-node N -m vivit_cli train ... --full` runs it on N
+    processes.
     """
     from vivit_cli.learn import data as datasets
     from vivit_cli.learn import export, train
@@ -69,6 +78,9 @@ def train_command(ctx: click.Context, data: str, out: str, **p: Any) -> None:
     everything = datasets.read_data(data)
     dataset = train.usable(everything)
     train.check_trainable(dataset)  # before anything is fetched, loaded or decoded
+    if p.pop("full"):
+        return run_full(ctx, data, out, everything, dataset, p)
+    check_full_only(ctx)
     # Held for the run: a second run on --out is refused. check_out keeps only those of `keep` that are folders.
     with export.claimed(out, p["force"], [data, p["model"]]) as replacing:
         _train(ctx, data, out, everything, dataset, replacing, p)
@@ -78,13 +90,29 @@ def _train(
     ctx: click.Context, data: str, out: str, everything: Any, dataset: Any, replacing: str | None, p: dict[str, Any]
 ) -> None:
     from vivit_cli.errors import VideoError
-    from vivit_cli.learn import export, train
+    from vivit_cli.learn import export
+
+    local = fetch_model(ctx, p["model"])
+    dataset, _, trained, record, lines = fit_head(ctx, local, everything, dataset, p)
+    note(ctx, replacing)
+    export.export(local.folder, out, dataset.labels, trained.head, record, export.model_card(record, lines, out))
+    say(ctx, f"Wrote {out} ({len(dataset.labels)} labels): vivit classify --model {out} VIDEO")
+    if record["failed"]:
+        ctx.exit(VideoError.exit_code)  # as batch and evaluate: the model is written, from the videos that decoded
+
+
+def fit_head(
+    ctx: click.Context, local: Any, everything: Any, dataset: Any, p: dict[str, Any], pick: Any = None
+) -> tuple[Any, Any, Any, dict[str, Any], list[str]]:
+    """The head on the frozen features, said as it goes: (the dataset less the videos that failed, the split, the
+    Trained head, training.json's record, the validation report's lines). `pick`: which strength of the grid is kept
+    (head.train_head's)."""
+    from vivit_cli.learn import train
     from vivit_cli.writers.evaluation import metrics_lines
 
     if everything.split("test"):
         tests = len(everything.split("test"))
         say(ctx, f"{counted(tests, 'test video')} {'is' if tests == 1 else 'are'} left for vivit evaluate")
-    local = fetch_model(ctx, p["model"])
     embedded, settings = _embed(ctx, local, [e.path for e in dataset.examples], p)
     if embedded.failed:
         say_failed(ctx, sorted(embedded.failed.items()), len(dataset.examples), "they are left out")
@@ -97,7 +125,7 @@ def _train(
         say(ctx, f"l2 {fit.l2:<7g} train acc {fit.train_accuracy:.3f}  val acc {fit.val_accuracy:.3f}  "
                    f"val loss {fit.val_loss:.4f}")  # fmt: skip
 
-    trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit)
+    trained = train.fit(split, embedded.features, dataset.labels, p["l2"], on_fit, pick)
     lines = metrics_lines(trained.evaluation)
     say(ctx, f"Validation, l2 {trained.head.fit.l2:g}:", *lines)
     cautions = train.cautions(split, trained, dataset.labels, p["l2"] is not None)
@@ -105,11 +133,7 @@ def _train(
         warn_once()(caution)
     base = (local.model_id, local.revision)
     record = train.record(dataset, split, base, settings, trained, embedded.failed, cautions)
-    note(ctx, replacing)
-    export.export(local.folder, out, dataset.labels, trained.head, record, export.model_card(record, lines, out))
-    say(ctx, f"Wrote {out} ({len(dataset.labels)} labels): vivit classify --model {out} VIDEO")
-    if embedded.failed:
-        ctx.exit(VideoError.exit_code)  # as batch and evaluate: the model is written, from the videos that decoded
+    return dataset, split, trained, record, lines
 
 
 def _embed(ctx: click.Context, local: Any, paths: list[str], p: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from vivit_cli.learn.head import Head
 
 TRAINING_FILE = "training.json"  # what `vivit train` did: its presence marks a folder it may replace
+STATE_FILE = "training-state.pt"  # a stopped `vivit train --full` run's last epoch: a folder it may go on in
 CARD_FILE = "README.md"
 CLASSIFIER = "classifier."  # transformers' head keys in VivitForVideoClassification
 BACKBONE = "vivit."  # the prefix of the backbone's keys in a classification checkpoint
@@ -56,6 +57,8 @@ def check_out(out: str | Path, force: bool, keep: Sequence[str | Path] = ()) -> 
         return None
     if path.is_dir() and (path / TRAINING_FILE).is_file():
         return f"replacing the model vivit train wrote in {shown_path(path)}"
+    if path.is_dir() and (path / STATE_FILE).is_file():
+        return f"replacing the stopped run in {shown_path(path)} (--resume goes on from it)"
     if path.is_dir() and not any(path.iterdir()):
         return None
     if force:
@@ -78,19 +81,36 @@ def claimed(out: str | Path, force: bool, keep: Sequence[str | Path] = ()) -> It
 def export(
     base_folder: Path, out: str | Path, labels: Sequence[str], head: Head, training: Mapping[str, Any], card: str
 ) -> Path:
-    """Write the folder beside --out, then put it in --out's place (a run that fails leaves --out as it was)."""
+    """The base model's backbone as it is with `head` on it, written as write_model does."""
     import torch
 
-    from vivit_cli.checkpoint import read_config, read_preprocess, read_weights, write_folder
+    from vivit_cli.checkpoint import read_weights
 
-    config, _ = read_config(base_folder)
     state = read_weights(base_folder)
     if not any(k.startswith(BACKBONE) for k in state):  # a bare VivitModel: its keys gain the backbone's prefix
         state = {BACKBONE + k: v for k, v in state.items() if not k.startswith(POOLER)}
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}
-    backbone_dtype = next(v.dtype for v in state.values() if v.is_floating_point())
     state[CLASSIFIER + "weight"] = torch.as_tensor(head.weight, dtype=torch.float32)  # (L, D)
     state[CLASSIFIER + "bias"] = torch.as_tensor(head.bias, dtype=torch.float32)  # (L,)
+    return write_model(base_folder, out, labels, state, training, card)
+
+
+def write_model(
+    base_folder: Path,
+    out: str | Path,
+    labels: Sequence[str],
+    state: Mapping[str, Any],
+    training: Mapping[str, Any],
+    card: str,
+    files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """`state` (transformers' keys, with the classifier's) as a model of `labels` on the base model's config and
+    preprocessing, with the record, the card and `files` (name -> bytes): written beside --out, then put in --out's
+    place (a run that fails leaves --out as it was)."""
+    from vivit_cli.checkpoint import read_config, read_preprocess, write_folder
+
+    config, _ = read_config(base_folder)
+    backbone_dtype = next(v.dtype for k, v in state.items() if v.is_floating_point() and k.startswith(BACKBONE))
     new = dataclasses.replace(config, id2label=dict(enumerate(labels)), problem_type="single_label_classification")
     raw = {
         **new.to_dict(),
@@ -108,6 +128,8 @@ def export(
             text = json.dumps(training, indent=2, ensure_ascii=False) + "\n"
             (staging / TRAINING_FILE).write_text(text, encoding="utf-8")
             (staging / CARD_FILE).write_text(card, encoding="utf-8")
+            for name, data in (files or {}).items():
+                (staging / name).write_bytes(data)
             swap(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # the new model that failed, or the old one it replaced
@@ -129,8 +151,15 @@ def _umask() -> int:
     return mask
 
 
-def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: str) -> str:
-    """A short README.md: what it was made from and with, how well it did on the validation videos, how to use it."""
+def model_card(
+    training: Mapping[str, Any],
+    report_lines: Sequence[str],
+    out: str,
+    made: str | None = None,
+    settings: Sequence[str] | None = None,
+) -> str:
+    """A short README.md: what it was made from and with, how well it did on the validation videos, how to use it.
+    `made` and `settings` replace the frozen head's description and settings (for a fine-tuned network)."""
     base, revision = training["base_model"], training.get("base_revision")
     counts: Mapping[str, Mapping[str, int]] = training["counts"]
     splits = list(counts)
@@ -150,10 +179,14 @@ def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: st
         "",
         f"# {Path(out).name or out}",
         "",
-        f"A ViViT video classifier for {len(training['labels'])} labels, made by `vivit train`: a new linear head "
-        f"(L2-regularised logistic regression on the final CLS features) on the frozen backbone of `{base}`"
-        + (f" (revision `{revision}`)" if revision else "")
-        + ". The backbone's weights are unchanged.",
+        f"A ViViT video classifier for {len(training['labels'])} labels, made by `vivit train`: "
+        + (
+            made
+            or "a new linear head (L2-regularised logistic regression on the final CLS features) on the frozen "
+            f"backbone of `{base}`"
+            + (f" (revision `{revision}`)" if revision else "")
+            + ". The backbone's weights are unchanged."
+        ),
         "",
         "## Data",
         "",
@@ -165,9 +198,14 @@ def model_card(training: Mapping[str, Any], report_lines: Sequence[str], out: st
         "",
         "## Settings",
         "",
-        f"- views per video: {s['clips']} clips x {s['crops']} crops of {s['num_frames']} frames, stride {s['stride']};"
-        " each view is one training sample",
-        f"- features in {s['dtype']}; class-balanced loss; L2 {s['l2']:g} ({picked}); seed {s['seed']}",
+        *(
+            settings
+            or [
+                f"- views per video: {s['clips']} clips x {s['crops']} crops of {s['num_frames']} frames, stride "
+                f"{s['stride']}; each view is one training sample",
+                f"- features in {s['dtype']}; class-balanced loss; L2 {s['l2']:g} ({picked}); seed {s['seed']}",
+            ]
+        ),
         f"- validation: {s['validation']}",
         "",
         "## Validation",

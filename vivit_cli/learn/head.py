@@ -19,6 +19,7 @@ ARMIJO = 1e-4  # sufficient decrease of the line search
 MIN_STEP = 1e-12  # the line search's shortest step
 MIN_STD = 1e-6  # features that never vary are divided by this, not by zero
 PROB_FLOOR = 1e-12  # log-loss of a probability rounded to zero
+NEAR_BEST = 0.01  # validation accuracy: --full's head is the strongest L2 within a point of the best
 
 
 @dataclass(frozen=True)
@@ -100,20 +101,39 @@ class Fitter:
         return Head(folded.astype(np.float32), (bias - folded @ self.mean).astype(np.float32), Fit(l2, 0, 0, 0))
 
 
-def train_head(train: Videos, val: Videos, num_classes: int, l2: float | None, on_fit: Callable[[Fit], None]) -> Head:
-    """Fit for each strength (`l2`, or L2_GRID), keep the one with the lowest validation loss (ties: accuracy)."""
+def train_head(
+    train: Videos,
+    val: Videos,
+    num_classes: int,
+    l2: float | None,
+    on_fit: Callable[[Fit], None],
+    pick: Callable[[Sequence[Head]], Head] | None = None,
+) -> Head:
+    """Fit for each strength (`l2`, or L2_GRID) and keep the one `pick` chooses of them (strongest first): by
+    default the lowest validation loss (ties: accuracy, then the stronger)."""
     fitter = Fitter(train, num_classes)
-    best: Head | None = None
+    heads = []
     for strength in sorted((l2,) if l2 is not None else L2_GRID, reverse=True):
         head = fitter.fit(strength)
         train_acc = accuracy(video_probs(head, train), train.video_labels)
         val_p = video_probs(head, val)
         fit = Fit(strength, train_acc, accuracy(val_p, val.video_labels), log_loss(val_p, val.video_labels))
         on_fit(fit)
-        if best is None or (fit.val_loss, -fit.val_accuracy) < (best.fit.val_loss, -best.fit.val_accuracy):
-            best = Head(head.weight, head.bias, fit)
-    assert best is not None
-    return best
+        heads.append(Head(head.weight, head.bias, fit))
+    return (pick or lowest_loss)(heads)
+
+
+def lowest_loss(heads: Sequence[Head]) -> Head:
+    """The head with the lowest validation loss (ties: the higher accuracy, then the first, the stronger)."""
+    return min(heads, key=lambda h: (h.fit.val_loss, -h.fit.val_accuracy))
+
+
+def strongest_near_best(heads: Sequence[Head]) -> Head:
+    """The strongest L2 whose validation accuracy is within NEAR_BEST of the best: where `train --full` starts. A
+    weak one fits the frozen features with large weights, whose gradients then pull the backbone hard at the start
+    of fine-tuning; a strong one starts it from a small head that does as well."""
+    best = max(h.fit.val_accuracy for h in heads)
+    return max((h for h in heads if h.fit.val_accuracy >= best - NEAR_BEST), key=lambda h: h.fit.l2)
 
 
 Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]  # flat parameters -> (loss, gradient)

@@ -91,6 +91,7 @@ def fit(
     labels: Sequence[str],
     l2: float | None,
     on_fit: Callable[[Fit], None],
+    pick: Callable[[Sequence[Head]], Head] | None = None,
 ) -> Trained:
     """The head on the training videos' views (each one a sample, class ids by position in `labels`), and how it
     does on the validation videos."""
@@ -99,7 +100,7 @@ def fit(
         Videos.stack([features[e.path] for e in part], [ids[e.label] for e in part])
         for part in (split.train, split.val)
     )
-    head = train_head(train, val, len(labels), l2, on_fit)
+    head = train_head(train, val, len(labels), l2, on_fit, pick)
     probs = video_probs(head, val)  # (M, L) in split.val's order
     outcomes = [outcome(e.path, e.label, p, labels) for e, p in zip(split.val, probs, strict=True)]
     return Trained(head, evaluate(outcomes, labels))
@@ -139,7 +140,6 @@ def record(
     warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """training.json: what the model was made from and with, and how it did; the model card is written from it."""
-    ev = trained.evaluation
     return {
         "base_model": base[0],
         "base_revision": base[1],
@@ -157,13 +157,18 @@ def record(
             "l2_grid": list(L2_GRID),
             "validation": split.how,
         },
-        "validation": {
-            "accuracy": ev.top1,
-            "log_loss": trained.head.fit.val_loss,
-            "macro_f1": ev.macro.f1,
-            "per_label": {
-                m.label: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "support": m.support}
-                for m in ev.per_label
-            },  # fmt: skip
+        "validation": figures(trained.evaluation, trained.head.fit.val_loss),
+    }
+
+
+def figures(ev: Evaluation, loss: float) -> dict[str, Any]:
+    """training.json's validation figures."""
+    return {
+        "accuracy": ev.top1,
+        "log_loss": loss,
+        "macro_f1": ev.macro.f1,
+        "per_label": {
+            m.label: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "support": m.support}
+            for m in ev.per_label
         },
     }
