@@ -47,8 +47,8 @@ DEFAULT_VAL = 0.2  # share of each label's videos held out when DATA has no val 
 )
 @workers_option()
 @batch_size_option(
-    "Views (clips x crops) per forward pass; with --full, training clips per pass (auto: 8 on a GPU, 2 on a CPU)",
-    "each video is cached the moment it is done",
+    "Views (clips x crops) per forward pass",
+    "each video is cached the moment it is done; with --full, training clips per pass (auto: 8 on a GPU, 2 on a CPU)",
 )
 @timeout_option("the video is left out")
 @click.option(
