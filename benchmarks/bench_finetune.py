@@ -1,7 +1,7 @@
 """`vivit train --full`'s training step against the model's forward and backward alone, and gradient checkpointing's
 cost, on the CPU.
 
-    python benchmarks/bench_finetune.py [--steps 3] [--workers N] [--no-base] [--tiny] [--json PATH]
+    python benchmarks/bench_finetune.py [--steps 3] [--workers N] [--threads N] [--no-base] [--tiny] [--json PATH]
 
 Makes its own videos (320x240, 30 fps) and models with random weights: a small config (6 layers of 384, 16 frames at
 112 px) at batch 8 and ViViT-B at batch 1 (--no-base skips it: one step costs tens of seconds per clip here; --tiny:
@@ -180,9 +180,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="decode processes [default: train's on a CPU]")
     ap.add_argument("--no-base", action="store_true", help="skip ViViT-B (tens of seconds per step here)")
     ap.add_argument("--tiny", action="store_true", help="a two-layer 32 px model only: checks the harness")
+    ap.add_argument("--threads", type=int, help="torch threads of the model [default: torch's, one per core]; "
+                    "cores - workers leaves the decode workers cores of their own")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(ckpt_child(*json.loads(args.child))))
         return
