@@ -197,3 +197,8 @@ def cli_with_faults(hang_on: str | None = None, crash_on: str | None = None) -> 
         "from vivit_cli.cli import main; sys.argv[0] = 'vivit'; main()"
     )
     return [sys.executable, "-c", code]
+
+
+def ffmpeg_threads_decode(path: str, spec: Any, where: str | None = None) -> Any:
+    """No decoding: the file's error says how many threads the worker gives FFmpeg."""
+    return None, os.environ.get("OPENCV_FFMPEG_THREADS")

@@ -19,7 +19,8 @@ from tests import faults
 from tests.checkpoints import write_ours
 from tests.videos import h264_video, write_video
 from vivit_cli.batch import pool as pool_module
-from vivit_cli.batch.pool import DONE, DecodePool
+from vivit_cli.batch import processes
+from vivit_cli.batch.pool import DONE, Decoded, DecodePool
 from vivit_cli.batch.processes import TEMP_PREFIX
 from vivit_cli.batch.worker import DecodeSpec
 from vivit_cli.cli import cli
@@ -284,6 +285,20 @@ def test_an_unexpected_exception_is_one_line_and_the_hint_to_debug(
     with pytest.raises(Exception) as raised:
         CliRunner().invoke(cli, [*args, "--debug"], catch_exceptions=False)
     assert error in (raised.value, raised.value.__cause__)  # with its traceback, not Click's "Aborted!"
+
+
+@pytest.mark.parametrize("workers, threads", [(1, 4), (2, 2), (3, 1), (8, 1)])
+def test_the_pool_shares_the_cores_out_among_its_workers_decoders(
+    workers: int, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker per core decodes on one FFmpeg thread; fewer workers get the cores left idle (a lone one, as
+    `vivit classify` has, all four of them), which one thread each left idle."""
+    monkeypatch.setattr(processes, "cores", lambda: 4)
+    monkeypatch.delenv("OPENCV_FFMPEG_THREADS", raising=False)
+    with DecodePool(workers, 60, decode=faults.ffmpeg_threads_decode) as pool:
+        pool.submit(["x.mp4"], DecodeSpec(8, PreprocessConfig(), Views()), 1)
+        answer = pool.get()
+    assert isinstance(answer, Decoded) and answer.error == str(threads)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from vivit_cli.batch import processes
 from vivit_cli.batch.pool import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S  # re-exported: a run's defaults together
 from vivit_cli.errors import SourceError
 from vivit_cli.results import counted, one_line
@@ -172,16 +173,9 @@ def default_batch_size(device: str) -> int:
 
 def default_workers(device_type: str, cores: int | None = None) -> int:
     """Decode processes: on a CPU the model is far slower than decoding, so few; on a GPU, most of the cores."""
-    cores = cores or _cores()
+    cores = cores or processes.cores()
     wanted = cores // CPU_CORES_PER_WORKER if device_type == "cpu" else cores - 1
     return max(1, min(MAX_WORKERS, wanted))
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass

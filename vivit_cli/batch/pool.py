@@ -81,6 +81,7 @@ class DecodePool:
         # The body each worker runs (path, spec) -> (PreparedVideo or None, error or None), looked up now and sent to
         # the workers by reference: worker.decode unless another is given (train --full's training clips).
         self._decode: Callable[[str, Any], tuple[PreparedVideo | None, str | None]] = decode or worker.decode
+        self._ffmpeg_threads = max(1, processes.cores() // workers)  # the cores shared out: a lone worker gets all
         self._ctx = processes.context()
         self._slots: list[_Worker] = []
         self._out: queue.Queue[Any] = queue.Queue()
@@ -271,9 +272,8 @@ class DecodePool:
     def _start_worker(self) -> _Worker:
         while True:
             parent_end, child_end = self._ctx.Pipe()
-            process = self._ctx.Process(
-                target=worker.serve, args=(child_end, self._decode), daemon=True, name="vivit-decode"
-            )
+            args = (child_end, self._decode, self._ffmpeg_threads)
+            process = self._ctx.Process(target=worker.serve, args=args, daemon=True, name="vivit-decode")
             try:
                 processes.start(process)
             except processes.SERVER_GONE as e:

@@ -190,3 +190,11 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             pass
     return f"exit status {code}"
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

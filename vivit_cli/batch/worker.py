@@ -52,10 +52,11 @@ def one_line(message: str) -> str:
 
 
 @cache
-def settle() -> None:
-    """Make this process a decode worker, once: one core each (the model's threads and the other workers have the
-    rest), no FFmpeg chatter (a bad file's error goes into its row), and the decoding modules imported now, before
-    any --timeout clock starts. Set OPENCV_FFMPEG_LOGLEVEL or OPENCV_LOG_LEVEL to see FFmpeg's own lines."""
+def settle(ffmpeg_threads: int = 1) -> None:
+    """Make this process a decode worker, once: torch and OpenCV on one thread, FFmpeg's decoder on
+    `ffmpeg_threads` (OPENCV_FFMPEG_THREADS, unless set), no FFmpeg chatter (a bad file's error goes into its
+    row), and the decoding modules imported now, before any --timeout clock starts. Set OPENCV_FFMPEG_LOGLEVEL or
+    OPENCV_LOG_LEVEL to see FFmpeg's own lines."""
     import cv2
     import torch
 
@@ -64,7 +65,9 @@ def settle() -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)  # read when the first video opens
-    os.environ.setdefault("OPENCV_FFMPEG_THREADS", "1")  # FFmpeg's threads, else one per CPU: setNumThreads misses them
+    # FFmpeg's threads, else one per CPU: setNumThreads misses them. One where the workers fill the cores (frame
+    # threading costs CPU per clip); the pool gives a worker more where it would leave cores idle.
+    os.environ.setdefault("OPENCV_FFMPEG_THREADS", str(ffmpeg_threads))
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
@@ -89,7 +92,9 @@ def decode(path: str, spec: DecodeSpec, where: str | None = None) -> tuple[Prepa
 # The loop of a local pool's worker process (pool.DecodePool starts them).
 
 
-def serve(conn: Connection, decode: Callable[[str, DecodeSpec], tuple[Any, str | None]]) -> None:
+def serve(
+    conn: Connection, decode: Callable[[str, DecodeSpec], tuple[Any, str | None]], ffmpeg_threads: int = 1
+) -> None:
     """(index, path, spec, block) in, (index, prepared or None, error or None, shape, decode_s, handed_s) out, until
     None or the batch is gone. With a ring (sent first) and a block, the frames go into the block and `shape` says
     theirs; else they travel in `prepared` and `shape` is None. The times (seconds, on the system's monotonic
@@ -98,7 +103,7 @@ def serve(conn: Connection, decode: Callable[[str, DecodeSpec], tuple[Any, str |
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
     _exit_without(conn)
-    settle()
+    settle(ffmpeg_threads)
     conn.send(READY)
     attached = None
     while True:
