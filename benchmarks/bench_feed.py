@@ -41,7 +41,7 @@ from common import cpu_description, make_video_folder  # noqa: E402
 
 from vivit_cli.batch import ring, worker  # noqa: E402
 from vivit_cli.batch.pool import DONE, DecodePool  # noqa: E402
-from vivit_cli.pipeline import ViewBatcher  # noqa: E402
+from vivit_cli.pipeline import ViewBatcher, to_device  # noqa: E402
 from vivit_cli.video.preprocess import PreprocessConfig  # noqa: E402
 from vivit_cli.video.sampling import Views  # noqa: E402
 
@@ -86,19 +86,17 @@ class NoModel:
         self.normalise_s = 0.0  # this thread's CPU seconds in normalise, on a CPU device
 
     def forward(self, x: torch.Tensor, output: str) -> np.ndarray:
-        x = x.to(self.device, non_blocking=True)
-        if x.dtype == torch.uint8 and self.normalise:
-            t = time.thread_time()
-            y = self.preprocess.normalise(x)  # (B, T, C, S, S)
-            if y.is_cuda:
-                torch.cuda.synchronize()
-            else:
-                del y  # freeing its pages is part of the step (the model's input, on a CPU device)
-                self.normalise_s += time.thread_time() - t
-        if x.is_cuda:
+        """The scoring path's own step onto the device (pipeline.to_device), and no model."""
+        if not self.normalise:  # a CPU device, whose normalising is the model's work: left out of the ceiling
+            return np.zeros((len(x), 1), np.float32)
+        t = time.thread_time()
+        y = to_device(x, self.preprocess, self.device)  # (B, T, C, S, S)
+        if y.is_cuda:
             torch.cuda.synchronize()
+        elif x.dtype == torch.uint8:
+            del y  # freeing its pages is part of the step (the model's input, on a CPU device)
+            self.normalise_s += time.thread_time() - t
         return np.zeros((len(x), 1), np.float32)
-
 
 def feed(
     handover: str, paths: list[str], spec: worker.DecodeSpec, workers: int, device: torch.device, instant: bool = False
